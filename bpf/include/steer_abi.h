@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * steer_abi.h - the map layouts shared by the BPF program and user space.
+ *
+ * This is the one place these layouts are defined. src/datapath/abi.ts mirrors
+ * them byte for byte, and test/datapath/abi.test.ts parses this file and fails
+ * when the two drift. Change both together.
+ *
+ * Only fixed-width types, explicit padding, no bitfields: every field's offset
+ * must be the same in C and in TypeScript.
+ */
+#ifndef __WANSTEER_STEER_ABI_H
+#define __WANSTEER_STEER_ABI_H
+
+#include <linux/types.h>
+
+/* Table sizes. The flow table's size is set at load time (default below). */
+#define WS_MAX_LINKS          64
+#define WS_MAX_POLICIES       4096
+#define WS_DSCP_VALUES        64
+#define WS_FLOWS_DEFAULT      1048576
+
+/* Flow families: the address family of a flow key. */
+#define WS_FAMILY_IPV4        4
+#define WS_FAMILY_IPV6        6
+
+/* Policy actions (bit set). A policy with no action bit is empty. */
+#define WS_ACT_REDIRECT       (1U << 0)   /* send out of the policy's link */
+#define WS_ACT_SET_DSCP       (1U << 1)   /* rewrite the DSCP, keep ECN */
+
+/* Policy id 0 means "no policy": flow and DSCP entries point at ids >= 1. */
+#define WS_POLICY_NONE        0
+
+/* A flow's last-seen time is written at most this often (per flow). */
+#define WS_TOUCH_INTERVAL_NS  1000000000ULL
+
+/*
+ * Flow key: the packet's own 5-tuple as it leaves the WAN interface
+ * (source = the local end). IPv4 addresses live in addr[0], the other
+ * three words are zero. Ports are in network byte order; zero for
+ * protocols without ports.
+ */
+struct ws_flow_key {
+	__u8  family;        /* WS_FAMILY_IPV4 or WS_FAMILY_IPV6 */
+	__u8  proto;         /* IPPROTO_* */
+	__u16 pad;           /* must be zero */
+	__be16 sport;
+	__be16 dport;
+	__be32 saddr[4];
+	__be32 daddr[4];
+};                           /* 40 bytes */
+
+struct ws_flow_val {
+	__u32 policy_id;
+	__u32 flags;         /* reserved, zero */
+	__u64 last_seen_ns;  /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
+};                           /* 16 bytes */
+
+/* Policy table: array indexed by policy id. */
+struct ws_policy {
+	__u32 action;        /* WS_ACT_* bits; 0 = empty slot */
+	__u32 link_id;       /* index into the link table, for WS_ACT_REDIRECT */
+	__u8  dscp;          /* 0..63, for WS_ACT_SET_DSCP */
+	__u8  pad[7];        /* must be zero */
+};                           /* 16 bytes */
+
+/* Link table: array indexed by link id. */
+struct ws_link {
+	__u32 ifindex;       /* 0 = slot unused */
+	__u8  up;            /* 0 = down: redirects to it fall back */
+	__u8  nh_family;     /* 0 = kernel FIB picks the next hop, 4 or 6 */
+	__u16 pad;           /* must be zero */
+	__be32 nh_addr[4];   /* next hop; IPv4 in nh_addr[0] */
+};                           /* 24 bytes */
+
+/* Per-CPU packet and byte counter, used by every stats map. */
+struct ws_counter {
+	__u64 packets;
+	__u64 bytes;
+};                           /* 16 bytes */
+
+/*
+ * What happened to a packet: one counter per reason. The first group are
+ * steering outcomes, the rest are the reasons a packet passed untouched.
+ * Every packet is counted under exactly one reason, except
+ * WS_R_DSCP_REWRITTEN, which is counted in addition to the outcome.
+ * src/datapath/abi.ts mirrors this list (names and numbers).
+ */
+enum ws_reason {
+	WS_R_REDIRECTED      = 0,  /* sent to its policy's link */
+	WS_R_ON_LINK         = 1,  /* steered flow already leaving by its link */
+	WS_R_MARKED          = 2,  /* DSCP-only policy: marked, left on its path */
+	WS_R_DSCP_REWRITTEN  = 3,  /* DSCP byte changed (in addition to the outcome) */
+	WS_R_LINK_DOWN       = 4,  /* policy's link is down: passed on the original link */
+	WS_R_LINK_UNSET      = 5,  /* policy names a link slot with no interface */
+	WS_R_NO_MATCH        = 6,  /* no flow entry and no DSCP entry */
+	WS_R_NO_POLICY       = 7,  /* entry points at an empty policy slot */
+	WS_R_NOT_IP          = 8,  /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	WS_R_TRUNCATED       = 9,  /* headers end before the fields we need */
+	WS_R_FRAGMENT        = 10, /* IP fragment: not steered, all pieces stay together */
+	WS_R_BAD_HEADER      = 11, /* malformed IP header (version, IHL, length) */
+	WS_R_EXT_HEADERS     = 12, /* IPv6 extension chain too long to walk */
+	WS_R_MAX             = 13,
+};
+
+#endif /* __WANSTEER_STEER_ABI_H */
