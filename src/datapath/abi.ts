@@ -1,0 +1,75 @@
+/**
+ * The TypeScript mirror of bpf/include/steer_abi.h: table sizes, action bits, the byte layout
+ * of every map key and value, and the reason list. test/datapath/abi.test.ts parses the C
+ * header and fails when the two drift, so change both together.
+ */
+
+export const MAX_LINKS = 64;
+export const MAX_POLICIES = 4096;
+export const DSCP_VALUES = 64;
+export const FLOWS_DEFAULT = 1_048_576;
+
+export const FAMILY_IPV4 = 4;
+export const FAMILY_IPV6 = 6;
+
+export const ACT_REDIRECT = 1 << 0;
+export const ACT_SET_DSCP = 1 << 1;
+
+export const POLICY_NONE = 0;
+export const TOUCH_INTERVAL_NS = 1_000_000_000n;
+
+/** Map names in the BPF object, as user space finds and pins them. */
+export const MapName = {
+  flows: 'ws_flows',
+  dscp: 'ws_dscp',
+  policies: 'ws_policies',
+  links: 'ws_links',
+  linkStats: 'ws_link_stats',
+  policyStats: 'ws_policy_stats',
+  reasons: 'ws_reasons',
+} as const;
+export type MapName = (typeof MapName)[keyof typeof MapName];
+
+/** Program names (entry points) in the BPF object. */
+export const ProgramName = {
+  /** Ethernet devices (optionally 802.1Q tagged). */
+  eth: 'ws_egress_eth',
+  /** Raw-IP devices without an L2 header (WireGuard, tun). */
+  l3: 'ws_egress_l3',
+} as const;
+
+/** Byte layout of each struct: total size and field offsets, as in the C header. */
+export const Layout = {
+  flowKey: { size: 40, family: 0, proto: 1, pad: 2, sport: 4, dport: 6, saddr: 8, daddr: 24 },
+  flowVal: { size: 16, policyId: 0, flags: 4, lastSeenNs: 8 },
+  policy: { size: 16, action: 0, linkId: 4, dscp: 8, pad: 9 },
+  link: { size: 24, ifindex: 0, up: 4, nhFamily: 5, pad: 6, nhAddr: 8 },
+  counter: { size: 16, packets: 0, bytes: 8 },
+} as const;
+
+/**
+ * What happened to a packet (enum ws_reason). Steering outcomes first, then the reasons a
+ * packet passed untouched. `dscp_rewritten` is counted in addition to the outcome.
+ */
+export const Reasons = [
+  'redirected',
+  'on_link',
+  'marked',
+  'dscp_rewritten',
+  'link_down',
+  'link_unset',
+  'no_match',
+  'no_policy',
+  'not_ip',
+  'truncated',
+  'fragment',
+  'bad_header',
+  'ext_headers',
+] as const;
+export type Reason = (typeof Reasons)[number];
+export const REASON_MAX = Reasons.length;
+
+/** tc verdicts the program returns. */
+export const TC_ACT_OK = 0;
+export const TC_ACT_SHOT = 2;
+export const TC_ACT_REDIRECT = 7;

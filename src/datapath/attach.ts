@@ -1,0 +1,98 @@
+/**
+ * Put the steering program on a WAN interface's tc egress hook, and take it off again.
+ *
+ * Our filter is identified by a fixed handle and priority, so a restarted agent finds and
+ * replaces it in place (atomically: no packet sees an empty hook), and detaching removes only
+ * our filter, never someone else's. The clsact qdisc is created when missing; an existing one
+ * is not an error, and we only remove a qdisc this process created.
+ */
+import { execFileSync } from 'node:child_process';
+import * as native from '../../native/libbpf.js';
+import { DatapathError, DatapathErrorCode, check } from './errors.js';
+
+/** 'WS' — the tc filter handle that marks our filter. */
+export const TC_HANDLE = 0x5753;
+/** tc filter priority: first on the hook, since we only ever touch our own flows. */
+export const TC_PRIORITY_DEFAULT = 1;
+
+const EEXIST = 17;
+const ENOENT = 2;
+
+/** Which entry point suits the device: Ethernet framing or raw IP (no L2 header). */
+export type LinkFraming = 'eth' | 'l3';
+
+export function interfaceIndex(ifname: string): number {
+  const idx = native.ifNameToIndex(ifname);
+  if (idx < 0) {
+    throw new DatapathError(DatapathErrorCode.NO_INTERFACE, `interface ${ifname}`, -idx, `no interface named ${ifname} in this network namespace`);
+  }
+  return idx;
+}
+
+/**
+ * Ethernet or raw IP? Asked of the kernel through `ip -j link` rather than /sys/class/net,
+ * which shows the namespace /sys was mounted in, not necessarily ours.
+ */
+export function detectFraming(ifname: string): LinkFraming {
+  let out: string;
+  try {
+    out = execFileSync('ip', ['-j', 'link', 'show', 'dev', ifname], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    throw new DatapathError(DatapathErrorCode.NO_INTERFACE, `interface ${ifname}`, 0, `ip link show failed: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const info = (JSON.parse(out) as { link_type?: string }[])[0];
+  return info?.link_type === 'ether' ? 'eth' : 'l3';
+}
+
+export interface Attachment {
+  ifname: string;
+  ifindex: number;
+  framing: LinkFraming;
+  /** The program id now on the hook. */
+  progId: number;
+  /** This process created the clsact qdisc (and may remove it). */
+  createdHook: boolean;
+  /** Our filter was already there and was replaced in place. */
+  replaced: boolean;
+}
+
+export function attachEgress(
+  ifname: string,
+  progFd: number,
+  framing: LinkFraming,
+  priority = TC_PRIORITY_DEFAULT,
+): Attachment {
+  const ifindex = interfaceIndex(ifname);
+  const hook = native.tcHookCreate(ifindex);
+  if (hook < 0 && hook !== -EEXIST) check(hook, DatapathErrorCode.ATTACH, `clsact on ${ifname}`);
+  const before = native.tcQuery(ifindex, native.TC_EGRESS, TC_HANDLE, priority);
+  const replaced = before > 0;
+  check(
+    native.tcAttach(ifindex, native.TC_EGRESS, progFd, TC_HANDLE, priority, true),
+    DatapathErrorCode.ATTACH,
+    `attach egress ${ifname}`,
+  );
+  const progId = check(native.tcQuery(ifindex, native.TC_EGRESS, TC_HANDLE, priority), DatapathErrorCode.ATTACH, `query ${ifname}`);
+  return { ifname, ifindex, framing, progId, createdHook: hook === 0, replaced };
+}
+
+/** Remove our filter; remove the clsact qdisc too when `destroyHook` (we created it). */
+export function detachEgress(ifname: string, priority = TC_PRIORITY_DEFAULT, destroyHook = false): boolean {
+  const idx = native.ifNameToIndex(ifname);
+  if (idx < 0) return false; // the interface is gone, and our filter with it
+  const rc = native.tcDetach(idx, native.TC_EGRESS, TC_HANDLE, priority);
+  if (rc !== -ENOENT) check(rc, DatapathErrorCode.ATTACH, `detach egress ${ifname}`);
+  if (destroyHook) {
+    const d = native.tcHookDestroy(idx);
+    if (d !== -ENOENT && d !== -22 /* EINVAL: no qdisc */) check(d, DatapathErrorCode.ATTACH, `remove clsact on ${ifname}`);
+  }
+  return rc === 0;
+}
+
+/** The program id of our filter on `ifname`'s egress, or null when it is not attached. */
+export function attachedProgramId(ifname: string, priority = TC_PRIORITY_DEFAULT): number | null {
+  const idx = native.ifNameToIndex(ifname);
+  if (idx < 0) return null;
+  const id = native.tcQuery(idx, native.TC_EGRESS, TC_HANDLE, priority);
+  return id > 0 ? id : null;
+}

@@ -1,0 +1,182 @@
+/**
+ * Encode and decode map keys and values (the layouts in abi.ts) from and to typed objects.
+ * Pure: validates its input and throws DatapathError(INVALID) with the field that is wrong.
+ */
+import {
+  ACT_REDIRECT,
+  ACT_SET_DSCP,
+  DSCP_VALUES,
+  FAMILY_IPV4,
+  FAMILY_IPV6,
+  Layout,
+  MAX_LINKS,
+  MAX_POLICIES,
+} from './abi.js';
+import { formatAddress, parseAddress } from './addr.js';
+import { invalid } from './errors.js';
+
+/** IP protocol numbers by name; any number 0..255 is accepted too. */
+export const Protocols: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, sctp: 132 };
+const PORTED = new Set([6, 17, 132]);
+
+/** A flow as the packet leaves the WAN link: src is the local end. */
+export interface FlowKey {
+  protocol: number | string;
+  src: string;
+  dst: string;
+  /** Required for TCP/UDP/SCTP, ignored (zero) for other protocols. */
+  sport?: number;
+  dport?: number;
+}
+
+/** A flow key as read back from the table: addresses normalised, protocol as a number. */
+export interface FlowKeyView {
+  family: 4 | 6;
+  protocol: number;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+}
+
+export function protocolNumber(p: number | string): number {
+  const n = typeof p === 'number' ? p : (Protocols[p.toLowerCase()] ?? Number.NaN);
+  if (!Number.isInteger(n) || n < 0 || n > 255) throw invalid('flow key', `unknown protocol ${JSON.stringify(p)}`);
+  return n;
+}
+
+function port(v: number | undefined, field: string): number {
+  if (v === undefined || !Number.isInteger(v) || v < 1 || v > 65535) {
+    throw invalid('flow key', `${field} must be an integer 1..65535, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Write `key` as struct ws_flow_key (40 bytes) at `off` of `out`. `out` must be zero there. */
+export function encodeFlowKey(key: FlowKey, out: Buffer, off = 0): void {
+  const proto = protocolNumber(key.protocol);
+  const src = parseAddress(key.src);
+  const dst = parseAddress(key.dst);
+  if (!src) throw invalid('flow key', `src is not an IP address: ${JSON.stringify(key.src)}`);
+  if (!dst) throw invalid('flow key', `dst is not an IP address: ${JSON.stringify(key.dst)}`);
+  if (src.family !== dst.family) throw invalid('flow key', `src ${key.src} and dst ${key.dst} are different families`);
+  const L = Layout.flowKey;
+  out[off + L.family] = src.family;
+  out[off + L.proto] = proto;
+  out.writeUInt16LE(0, off + L.pad);
+  const ported = PORTED.has(proto);
+  out.writeUInt16BE(ported ? port(key.sport, 'sport') : 0, off + L.sport);
+  out.writeUInt16BE(ported ? port(key.dport, 'dport') : 0, off + L.dport);
+  out.set(src.bytes, off + L.saddr);
+  out.set(dst.bytes, off + L.daddr);
+}
+
+export function decodeFlowKey(b: Buffer, off = 0): FlowKeyView {
+  const L = Layout.flowKey;
+  const family = b[off + L.family] === FAMILY_IPV6 ? FAMILY_IPV6 : FAMILY_IPV4;
+  return {
+    family,
+    protocol: b[off + L.proto]!,
+    src: formatAddress(family, b, off + L.saddr),
+    sport: b.readUInt16BE(off + L.sport),
+    dst: formatAddress(family, b, off + L.daddr),
+    dport: b.readUInt16BE(off + L.dport),
+  };
+}
+
+export function encodeFlowValue(policyId: number, lastSeenNs: bigint, out: Buffer, off = 0): void {
+  checkPolicyId(policyId);
+  const L = Layout.flowVal;
+  out.writeUInt32LE(policyId, off + L.policyId);
+  out.writeUInt32LE(0, off + L.flags);
+  out.writeBigUInt64LE(lastSeenNs, off + L.lastSeenNs);
+}
+
+export function decodeFlowValue(b: Buffer, off = 0): { policyId: number; lastSeenNs: bigint } {
+  const L = Layout.flowVal;
+  return { policyId: b.readUInt32LE(off + L.policyId), lastSeenNs: b.readBigUInt64LE(off + L.lastSeenNs) };
+}
+
+/** What a policy does to the packets of its sessions. At least one of the two. */
+export interface PolicyAction {
+  /** Send the packets out of this link (id in the link table). */
+  redirectLink?: number;
+  /** Set this DSCP (0..63), keeping the ECN bits. */
+  dscp?: number;
+}
+
+export function checkPolicyId(id: number): void {
+  if (!Number.isInteger(id) || id < 1 || id >= MAX_POLICIES) {
+    throw invalid('policy', `policy id must be an integer 1..${MAX_POLICIES - 1}, got ${id}`);
+  }
+}
+
+export function checkLinkId(id: number): void {
+  if (!Number.isInteger(id) || id < 0 || id >= MAX_LINKS) {
+    throw invalid('link', `link id must be an integer 0..${MAX_LINKS - 1}, got ${id}`);
+  }
+}
+
+export function checkDscp(dscp: number): void {
+  if (!Number.isInteger(dscp) || dscp < 0 || dscp >= DSCP_VALUES) {
+    throw invalid('dscp', `DSCP must be an integer 0..${DSCP_VALUES - 1}, got ${dscp}`);
+  }
+}
+
+export function encodePolicy(a: PolicyAction, out: Buffer): void {
+  out.fill(0);
+  let action = 0;
+  if (a.redirectLink !== undefined) {
+    checkLinkId(a.redirectLink);
+    action |= ACT_REDIRECT;
+    out.writeUInt32LE(a.redirectLink, Layout.policy.linkId);
+  }
+  if (a.dscp !== undefined) {
+    checkDscp(a.dscp);
+    action |= ACT_SET_DSCP;
+    out[Layout.policy.dscp] = a.dscp;
+  }
+  if (action === 0) throw invalid('policy', 'a policy needs redirectLink, dscp, or both');
+  out.writeUInt32LE(action, Layout.policy.action);
+}
+
+export function decodePolicy(b: Buffer): PolicyAction | null {
+  const action = b.readUInt32LE(Layout.policy.action);
+  if (action === 0) return null;
+  const out: PolicyAction = {};
+  if (action & ACT_REDIRECT) out.redirectLink = b.readUInt32LE(Layout.policy.linkId);
+  if (action & ACT_SET_DSCP) out.dscp = b[Layout.policy.dscp]!;
+  return out;
+}
+
+/** A WAN link as the datapath knows it. */
+export interface LinkEntry {
+  ifindex: number;
+  up: boolean;
+  /** Next-hop address; absent: the kernel's FIB picks it on the link. */
+  nextHop?: string;
+}
+
+export function encodeLink(l: LinkEntry, out: Buffer): void {
+  out.fill(0);
+  if (!Number.isInteger(l.ifindex) || l.ifindex < 1) throw invalid('link', `ifindex must be >= 1, got ${l.ifindex}`);
+  const L = Layout.link;
+  out.writeUInt32LE(l.ifindex, L.ifindex);
+  out[L.up] = l.up ? 1 : 0;
+  if (l.nextHop !== undefined) {
+    const nh = parseAddress(l.nextHop);
+    if (!nh) throw invalid('link', `nextHop is not an IP address: ${JSON.stringify(l.nextHop)}`);
+    out[L.nhFamily] = nh.family;
+    out.set(nh.bytes, L.nhAddr);
+  }
+}
+
+export function decodeLink(b: Buffer): LinkEntry | null {
+  const L = Layout.link;
+  const ifindex = b.readUInt32LE(L.ifindex);
+  if (ifindex === 0) return null;
+  const fam = b[L.nhFamily]!;
+  const out: LinkEntry = { ifindex, up: b[L.up] === 1 };
+  if (fam === FAMILY_IPV4 || fam === FAMILY_IPV6) out.nextHop = formatAddress(fam, b, L.nhAddr);
+  return out;
+}

@@ -1,0 +1,394 @@
+/**
+ * Datapath: the typed facade over the steering program's maps. The only module that knows
+ * about BPF; everything above it speaks links, policies, DSCP values and flows.
+ *
+ *   const dp = Datapath.open({ pinDir: '/sys/fs/bpf/wansteer' });  // loads, or adopts pins
+ *   dp.attach('wan0'); dp.attach('wan1');
+ *   dp.setLink(1, { ifindex: dp.ifindex('wan1'), up: true, nextHop: '192.0.2.1' });
+ *   dp.setPolicy(7, { redirectLink: 1, dscp: 46 });
+ *   dp.upsertFlow({ protocol: 'tcp', src: '10.0.0.5', sport: 40000, dst: '198.51.100.9', dport: 443 }, 7);
+ *
+ * Failover is one write: setLinkUp(1, false) or setPolicy(7, { redirectLink: 2 }) moves every
+ * flow of every policy on that link at once, because flows point at policies, not links.
+ */
+import { unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import * as native from '../../native/libbpf.js';
+import { DSCP_VALUES, Layout, MAX_LINKS, MAX_POLICIES, MapName, ProgramName, Reasons, type Reason } from './abi.js';
+import { attachEgress, detachEgress, detectFraming, interfaceIndex, type Attachment, type LinkFraming } from './attach.js';
+import {
+  checkDscp,
+  checkLinkId,
+  checkPolicyId,
+  decodeFlowKey,
+  decodeFlowValue,
+  decodeLink,
+  decodePolicy,
+  encodeFlowKey,
+  encodeFlowValue,
+  encodeLink,
+  encodePolicy,
+  type FlowKey,
+  type FlowKeyView,
+  type LinkEntry,
+  type PolicyAction,
+} from './codec.js';
+import { invalid } from './errors.js';
+import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
+
+export interface Counter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface FlowEntry extends FlowKeyView {
+  policyId: number;
+  /** Monotonic-clock ns when the datapath (or the writer) last saw the flow. */
+  lastSeenNs: bigint;
+}
+
+export interface Counters {
+  /** Packets steered out of each link, by link id (links with traffic only). */
+  links: Map<number, Counter>;
+  /** Packets of each policy's sessions, by policy id (policies with traffic only). */
+  policies: Map<number, Counter>;
+  /** Every packet under one reason (dscp_rewritten in addition). */
+  reasons: Record<Reason, Counter>;
+}
+
+/** The monotonic clock bpf_ktime_get_ns() reads, from user space. */
+export function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+const FLOW_CHUNK = 65_536;
+
+export class Datapath {
+  private readonly attachments = new Map<string, Attachment>();
+  // Scratch buffers for single-entry calls: one allocation per process, not per call.
+  private readonly keyBuf = Buffer.alloc(Layout.flowKey.size);
+  private readonly valBuf = Buffer.alloc(Layout.flowVal.size);
+  private readonly u32 = Buffer.alloc(4);
+  private readonly policyBuf = Buffer.alloc(Layout.policy.size);
+  private readonly linkBuf = Buffer.alloc(Layout.link.size);
+  private closed = false;
+
+  private constructor(private readonly d: Loaded) {}
+
+  /** Load the program and maps, or adopt the ones pinned under `pinDir` by an earlier agent. */
+  static open(opts: LoadOptions = {}): Datapath {
+    return new Datapath(loadDatapath(opts));
+  }
+
+  /** True when this process found pinned maps and took them over (restart, upgrade). */
+  get adopted(): boolean {
+    return this.d.adopted;
+  }
+  get pinDir(): string {
+    return this.d.pinDir;
+  }
+  get flowTableSize(): number {
+    return this.d.flowTableSize;
+  }
+  /** Program fds, for BPF_PROG_TEST_RUN and tools. */
+  get programFds(): { eth: number; l3: number } {
+    return { ...this.d.programs };
+  }
+
+  // ---- interfaces ----------------------------------------------------------------------
+
+  ifindex(ifname: string): number {
+    return interfaceIndex(ifname);
+  }
+
+  /**
+   * Put the program on `ifname`'s egress. Ethernet or raw-IP framing is detected unless given.
+   * Re-attaching (an agent restart) replaces our filter in place.
+   */
+  attach(ifname: string, opts: { framing?: LinkFraming; priority?: number } = {}): Attachment {
+    const framing = opts.framing ?? detectFraming(ifname);
+    const fd = framing === 'eth' ? this.d.programs.eth : this.d.programs.l3;
+    const a = attachEgress(ifname, fd, framing, opts.priority);
+    const prev = this.attachments.get(ifname);
+    this.attachments.set(ifname, { ...a, createdHook: a.createdHook || (prev?.createdHook ?? false) });
+    return a;
+  }
+
+  /** Take our filter off `ifname` (and the clsact qdisc, if this process created it). */
+  detach(ifname: string, opts: { priority?: number } = {}): boolean {
+    const a = this.attachments.get(ifname);
+    this.attachments.delete(ifname);
+    return detachEgress(ifname, opts.priority, a?.createdHook ?? false);
+  }
+
+  get attached(): Attachment[] {
+    return [...this.attachments.values()];
+  }
+
+  // ---- links -----------------------------------------------------------------------------
+
+  setLink(id: number, link: LinkEntry): void {
+    checkLinkId(id);
+    encodeLink(link, this.linkBuf);
+    this.d.maps.links.update(this.u32key(id), this.linkBuf);
+  }
+
+  getLink(id: number): LinkEntry | null {
+    checkLinkId(id);
+    const b = Buffer.alloc(Layout.link.size);
+    this.d.maps.links.lookup(this.u32key(id), b);
+    return decodeLink(b);
+  }
+
+  /** Mark a link up or down: one write, and every policy using it falls back or returns. */
+  setLinkUp(id: number, up: boolean): void {
+    const link = this.getLink(id);
+    if (!link) throw invalid(`link ${id}`, 'no such link: set it first');
+    this.setLink(id, { ...link, up });
+  }
+
+  deleteLink(id: number): void {
+    checkLinkId(id);
+    this.linkBuf.fill(0);
+    this.d.maps.links.update(this.u32key(id), this.linkBuf);
+  }
+
+  listLinks(): Map<number, LinkEntry> {
+    const out = new Map<number, LinkEntry>();
+    this.d.maps.links.forEachChunk((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        const l = decodeLink(values.subarray(i * Layout.link.size, (i + 1) * Layout.link.size));
+        if (l) out.set(keys.readUInt32LE(i * 4), l);
+      }
+    }, MAX_LINKS);
+    return out;
+  }
+
+  // ---- policies --------------------------------------------------------------------------
+
+  setPolicy(id: number, action: PolicyAction): void {
+    checkPolicyId(id);
+    encodePolicy(action, this.policyBuf);
+    this.d.maps.policies.update(this.u32key(id), this.policyBuf);
+  }
+
+  getPolicy(id: number): PolicyAction | null {
+    checkPolicyId(id);
+    const b = Buffer.alloc(Layout.policy.size);
+    this.d.maps.policies.lookup(this.u32key(id), b);
+    return decodePolicy(b);
+  }
+
+  /** Empty the slot: flows that point here pass untouched (reason no_policy). */
+  deletePolicy(id: number): void {
+    checkPolicyId(id);
+    this.policyBuf.fill(0);
+    this.d.maps.policies.update(this.u32key(id), this.policyBuf);
+  }
+
+  listPolicies(): Map<number, PolicyAction> {
+    const out = new Map<number, PolicyAction>();
+    this.d.maps.policies.forEachChunk((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        const p = decodePolicy(values.subarray(i * Layout.policy.size, (i + 1) * Layout.policy.size));
+        if (p) out.set(keys.readUInt32LE(i * 4), p);
+      }
+    }, MAX_POLICIES);
+    return out;
+  }
+
+  // ---- DSCP (mark mode) ------------------------------------------------------------------
+
+  /** Packets arriving with `dscp` (and no flow entry) take policy `policyId`; null clears it. */
+  setDscpPolicy(dscp: number, policyId: number | null): void {
+    checkDscp(dscp);
+    if (policyId !== null) checkPolicyId(policyId);
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(policyId ?? 0);
+    this.d.maps.dscp.update(this.u32key(dscp), v);
+  }
+
+  listDscpPolicies(): Map<number, number> {
+    const out = new Map<number, number>();
+    const v = Buffer.alloc(4);
+    for (let dscp = 0; dscp < DSCP_VALUES; dscp++) {
+      this.d.maps.dscp.lookup(this.u32key(dscp), v);
+      const id = v.readUInt32LE(0);
+      if (id) out.set(dscp, id);
+    }
+    return out;
+  }
+
+  // ---- flows -----------------------------------------------------------------------------
+
+  /** Steer one flow (its egress 5-tuple) by policy `policyId`. */
+  upsertFlow(key: FlowKey, policyId: number, now = monotonicNs()): void {
+    this.keyBuf.fill(0);
+    encodeFlowKey(key, this.keyBuf);
+    encodeFlowValue(policyId, now, this.valBuf);
+    this.d.maps.flows.update(this.keyBuf, this.valBuf);
+  }
+
+  /**
+   * Steer many flows in batched syscalls. Everything is validated before anything is
+   * written, so a bad entry rejects the whole call and the table is left as it was.
+   */
+  upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
+    const K = Layout.flowKey.size;
+    const V = Layout.flowVal.size;
+    for (let start = 0; start < entries.length; start += FLOW_CHUNK) {
+      const chunk = entries.slice(start, start + FLOW_CHUNK);
+      const keys = Buffer.alloc(chunk.length * K);
+      const values = Buffer.alloc(chunk.length * V);
+      chunk.forEach((e, i) => {
+        encodeFlowKey(e.key, keys, i * K);
+        encodeFlowValue(e.policyId, now, values, i * V);
+      });
+      if (start === 0 && entries.length > FLOW_CHUNK) this.validateAll(entries.slice(FLOW_CHUNK));
+      this.d.maps.flows.updateBatch(keys, values, chunk.length);
+    }
+  }
+
+  private validateAll(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>): void {
+    const k = Buffer.alloc(Layout.flowKey.size);
+    const v = Buffer.alloc(Layout.flowVal.size);
+    for (const e of entries) {
+      k.fill(0);
+      encodeFlowKey(e.key, k);
+      encodeFlowValue(e.policyId, 0n, v);
+    }
+  }
+
+  /** The flow's entry, or null when it is not steered. */
+  getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null {
+    this.keyBuf.fill(0);
+    encodeFlowKey(key, this.keyBuf);
+    return this.d.maps.flows.lookup(this.keyBuf, this.valBuf) ? decodeFlowValue(this.valBuf) : null;
+  }
+
+  deleteFlow(key: FlowKey): boolean {
+    this.keyBuf.fill(0);
+    encodeFlowKey(key, this.keyBuf);
+    return this.d.maps.flows.delete(this.keyBuf);
+  }
+
+  deleteFlows(keys: ReadonlyArray<FlowKey>): number {
+    const K = Layout.flowKey.size;
+    const buf = Buffer.alloc(keys.length * K);
+    keys.forEach((k, i) => encodeFlowKey(k, buf, i * K));
+    return this.d.maps.flows.deleteBatch(buf, keys.length);
+  }
+
+  /** Every steered flow, optionally only those of one policy. */
+  listFlows(filter: { policyId?: number } = {}): FlowEntry[] {
+    const out: FlowEntry[] = [];
+    const K = Layout.flowKey.size;
+    const V = Layout.flowVal.size;
+    this.d.maps.flows.forEachChunk((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        const v = decodeFlowValue(values, i * V);
+        if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
+        out.push({ ...decodeFlowKey(keys, i * K), ...v });
+      }
+    }, FLOW_CHUNK);
+    return out;
+  }
+
+  /** How many flow entries the table holds (a full walk: for metrics, not per packet). */
+  countFlows(): number {
+    let total = 0;
+    this.d.maps.flows.forEachChunk((_k, _v, n) => {
+      total += n;
+    }, FLOW_CHUNK);
+    return total;
+  }
+
+  /**
+   * Remove flows not seen for `maxIdleNs`. Returns how many were removed. The datapath
+   * refreshes last-seen at most once a second per flow, so idle times are accurate to ~1 s.
+   */
+  ageFlows(maxIdleNs: bigint, now = monotonicNs()): number {
+    const K = Layout.flowKey.size;
+    const V = Layout.flowVal.size;
+    const stale: Buffer[] = [];
+    this.d.maps.flows.forEachChunk((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        const seen = values.readBigUInt64LE(i * V + Layout.flowVal.lastSeenNs);
+        if (now > seen && now - seen > maxIdleNs) stale.push(Buffer.from(keys.subarray(i * K, (i + 1) * K)));
+      }
+    }, FLOW_CHUNK);
+    if (stale.length === 0) return 0;
+    return this.d.maps.flows.deleteBatch(Buffer.concat(stale), stale.length);
+  }
+
+  // ---- counters --------------------------------------------------------------------------
+
+  /** Sum the per-CPU counters now (one batched read per table). */
+  counters(): Counters {
+    const reasons = {} as Record<Reason, Counter>;
+    for (const r of Reasons) reasons[r] = { packets: 0n, bytes: 0n };
+    const read = (map: 'linkStats' | 'policyStats' | 'reasons', visit: (id: number, c: Counter) => void) => {
+      const m = this.d.maps[map];
+      m.forEachChunk((keys, values, n) => {
+        for (let i = 0; i < n; i++) {
+          const c = m.sumPercpuCounter(values, i * m.valueBytes);
+          if (c.packets || c.bytes) visit(keys.readUInt32LE(i * 4), c);
+        }
+      }, m.maxEntries);
+    };
+    const links = new Map<number, Counter>();
+    const policies = new Map<number, Counter>();
+    read('linkStats', (id, c) => links.set(id, c));
+    read('policyStats', (id, c) => policies.set(id, c));
+    read('reasons', (id, c) => {
+      const name = Reasons[id];
+      if (name) reasons[name] = c;
+    });
+    return { links, policies, reasons };
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  /**
+   * Let go of the maps and programs in this process. Pins and tc filters stay: traffic keeps
+   * flowing, and the next agent adopts them.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native.objectClose(this.d.obj);
+  }
+
+  /**
+   * Tear everything down: detach from the interfaces this process attached, remove the pins.
+   * For uninstall and tests; an agent restart uses close().
+   */
+  destroy(): void {
+    for (const ifname of [...this.attachments.keys()]) this.detach(ifname);
+    for (const name of [...Object.values(MapName), ...Object.values(ProgramName)]) {
+      try {
+        unlinkSync(join(this.d.pinDir, name));
+      } catch {
+        /* already gone */
+      }
+    }
+    this.close();
+  }
+
+  private u32key(n: number): Buffer {
+    this.u32.writeUInt32LE(n);
+    return this.u32;
+  }
+}
+
+/** Remove every pin under `pinDir` without loading anything (uninstall, test cleanup). */
+export function removePins(pinDir: string): void {
+  for (const name of [...Object.values(MapName), ...Object.values(ProgramName)]) {
+    try {
+      unlinkSync(join(pinDir, name));
+    } catch {
+      /* not there */
+    }
+  }
+}
+

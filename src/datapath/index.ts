@@ -1,0 +1,8 @@
+/** The datapath facade: the only door to the BPF maps and programs. */
+export { Datapath, monotonicNs, removePins, type Counter, type Counters, type FlowEntry } from './datapath.js';
+export { DatapathError, DatapathErrorCode } from './errors.js';
+export type { FlowKey, FlowKeyView, LinkEntry, PolicyAction } from './codec.js';
+export type { Attachment, LinkFraming } from './attach.js';
+export type { LoadOptions } from './loader.js';
+export { Reasons, type Reason, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT } from './abi.js';
+export { testRun, type TestRun } from './test-run.js';

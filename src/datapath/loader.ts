@@ -1,0 +1,166 @@
+/**
+ * Load the steering object, or adopt the one a previous agent left pinned.
+ *
+ * Every map is pinned under `pinDir` by its name. libbpf reuses a pinned map when one is
+ * there (so a restarted agent keeps every flow, policy and counter) and pins a new one when
+ * not. The programs are loaded fresh each time and pinned too, so tools and the next agent
+ * can find them; the tc hook keeps its own reference to the program it runs.
+ */
+import { existsSync, mkdirSync, statfsSync, unlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as native from '../../native/libbpf.js';
+import { FLOWS_DEFAULT, MapName, ProgramName } from './abi.js';
+import { BpfMap } from './bpf-map.js';
+import { DatapathError, DatapathErrorCode, check } from './errors.js';
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Where `make -C bpf` puts the object; dist/ builds sit one level deeper. */
+export function defaultObjectPath(): string {
+  for (const base of [ROOT, resolve(ROOT, '..')]) {
+    const p = join(base, 'build/bpf/steer.bpf.o');
+    if (existsSync(p)) return p;
+  }
+  return join(ROOT, 'build/bpf/steer.bpf.o');
+}
+
+export interface LoadOptions {
+  /** The compiled BPF object (default: build/bpf/steer.bpf.o). */
+  objectPath?: string;
+  /** bpffs directory for the pins (default /sys/fs/bpf/wansteer). */
+  pinDir?: string;
+  /** Flow table entries; ignored when a pinned table exists (it is adopted as it is). */
+  flowTableSize?: number;
+  /** Where libbpf's own messages go (verifier log, warnings). */
+  onLibbpfLog?: native.LibbpfLogSink;
+}
+
+export interface Loaded {
+  obj: native.NativePtr;
+  maps: Record<keyof typeof MapName, BpfMap>;
+  programs: { eth: number; l3: number };
+  pinDir: string;
+  /** True when the maps were already pinned: this process adopted a running datapath. */
+  adopted: boolean;
+  /** The flow table's size in force (the pinned one when adopted). */
+  flowTableSize: number;
+}
+
+export function loadDatapath(opts: LoadOptions = {}): Loaded {
+  const objectPath = opts.objectPath ?? defaultObjectPath();
+  const pinDir = opts.pinDir ?? '/sys/fs/bpf/wansteer';
+  const wanted = opts.flowTableSize ?? FLOWS_DEFAULT;
+  if (!Number.isInteger(wanted) || wanted < 1 || wanted > 1 << 27) {
+    throw new DatapathError(DatapathErrorCode.INVALID, 'load', 0, `flowTableSize must be 1..${1 << 27}, got ${wanted}`);
+  }
+  preparePinDir(pinDir);
+
+  // Collect libbpf's log while loading, so a verifier rejection can say why.
+  const log: string[] = [];
+  native.setLogSink((level, msg) => {
+    if (level !== 'debug') log.push(msg);
+    opts.onLibbpfLog?.(level, msg);
+  });
+  try {
+    const obj = native.objectOpen(objectPath);
+    if (typeof obj === 'number') {
+      check(obj, DatapathErrorCode.OBJECT, `open ${objectPath}`, 'run `make -C bpf` to build it');
+    }
+    const o = obj as native.NativePtr;
+    try {
+      const flowPin = join(pinDir, MapName.flows);
+      const adopted = existsSync(flowPin);
+      let flowTableSize = wanted;
+      if (adopted) flowTableSize = pinnedMaxEntries(flowPin) ?? wanted;
+
+      for (const name of Object.values(MapName)) {
+        const m = mapPtr(o, name);
+        check(native.mapSetPinPath(m, join(pinDir, name)), DatapathErrorCode.PIN, `pin path ${name}`);
+        if (name === MapName.flows) {
+          check(native.mapSetMaxEntries(m, flowTableSize), DatapathErrorCode.LOAD, `size ${name}`);
+        }
+      }
+      const rc = native.objectLoad(o);
+      if (rc < 0) {
+        const tail = log.slice(-40).join('\n');
+        check(rc, DatapathErrorCode.LOAD, `load ${objectPath}`, tail ? `kernel said:\n${tail}\n` : undefined);
+      }
+
+      const cpus = check(native.numPossibleCpus(), DatapathErrorCode.LOAD, 'count CPUs');
+      const maps = {} as Loaded['maps'];
+      for (const [key, name] of Object.entries(MapName) as [keyof typeof MapName, string][]) {
+        maps[key] = BpfMap.fromFd(name, native.mapFd(mapPtr(o, name)), cpus);
+      }
+      const programs = {
+        eth: pinProgram(o, ProgramName.eth, pinDir),
+        l3: pinProgram(o, ProgramName.l3, pinDir),
+      };
+      return { obj: o, maps, programs, pinDir, adopted, flowTableSize: maps.flows.maxEntries };
+    } catch (err) {
+      native.objectClose(o);
+      throw err;
+    }
+  } finally {
+    native.setLogSink(opts.onLibbpfLog ?? null);
+  }
+}
+
+function preparePinDir(pinDir: string): void {
+  const root = dirname(pinDir);
+  let fsType: number;
+  try {
+    mkdirSync(pinDir, { recursive: true });
+    fsType = Number(statfsSync(root).type);
+  } catch (err) {
+    throw new DatapathError(DatapathErrorCode.PIN, `pin dir ${pinDir}`, (err as NodeJS.ErrnoException).errno ? -(err as NodeJS.ErrnoException).errno! : 0,
+      `${(err as Error).message}`);
+  }
+  if (fsType !== BPF_FS_MAGIC) {
+    throw new DatapathError(
+      DatapathErrorCode.PIN,
+      `pin dir ${pinDir}`,
+      0,
+      `${root} is not a bpffs mount: mount it with \`mount -t bpf bpf ${root}\``,
+    );
+  }
+}
+
+function pinnedMaxEntries(path: string): number | null {
+  const fd = native.objGet(path);
+  if (fd < 0) return null;
+  const info = native.mapInfo(fd);
+  closeFd(fd);
+  return typeof info === 'number' ? null : info.maxEntries;
+}
+
+function mapPtr(obj: native.NativePtr, name: string): native.NativePtr {
+  const m = native.findMap(obj, name);
+  if (typeof m === 'number') {
+    throw new DatapathError(DatapathErrorCode.OBJECT, `find map ${name}`, 2, `the object has no map ${name}: rebuild it`);
+  }
+  return m;
+}
+
+/** Pin the freshly loaded program, replacing the previous agent's pin. Returns its fd. */
+function pinProgram(obj: native.NativePtr, name: string, pinDir: string): number {
+  const p = native.findProgram(obj, name);
+  if (typeof p === 'number') {
+    throw new DatapathError(DatapathErrorCode.OBJECT, `find program ${name}`, 2, `the object has no program ${name}`);
+  }
+  const fd = native.programFd(p);
+  const path = join(pinDir, name);
+  try {
+    unlinkSync(path);
+  } catch {
+    /* nothing pinned yet */
+  }
+  check(native.objPin(fd, path), DatapathErrorCode.PIN, `pin ${name}`);
+  return fd;
+}
+
+/** fds from bpf_obj_get are ours to close; everything else belongs to the bpf_object. */
+export function closeFd(fd: number): void {
+  native.closeFd(fd);
+}
