@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * steer.bpf.c - tc egress program on each WAN link: steers a session's
+ * packets to the link its policy names (bpf_redirect_neigh) and/or marks
+ * them with a DSCP.
+ *
+ * flow (5-tuple) or DSCP -> policy id -> policy (action, link, dscp) -> link.
+ * Anything we cannot parse or that matches nothing passes untouched; every
+ * packet is counted under exactly one enum ws_reason. Never drops.
+ *
+ * Two entry points share one body: ws_egress_eth for Ethernet devices,
+ * ws_egress_l3 for raw-IP devices (WireGuard, tun).
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <stdbool.h>
+#include <bpf/bpf_helpers.h>
+#include "steer_abi.h"
+#include "maps.h"
+#include "stats.h"
+#include "parse.h"
+#include "dscp.h"
+
+/* From linux/socket.h, which is not usable from BPF programs. */
+#define WS_AF_INET	2
+#define WS_AF_INET6	10
+
+/* Send the packet out of link; the target link's own pass counts it there. */
+static __always_inline int ws_redirect(struct __sk_buff *skb,
+				       const struct ws_link *link,
+				       const struct ws_pkt *pkt, __u8 family,
+				       const bool l2)
+{
+	struct bpf_redir_neigh nh;
+	__u32 len = skb->len;
+
+	if (!l2) {
+		/*
+		 * bpf_redirect_neigh() drops an skb without a MAC header in front
+		 * of the network header: give it room for one, as the helper
+		 * intends for L3 devices. It fills in the real header itself.
+		 */
+		if (bpf_skb_change_head(skb, ETH_HLEN, 0)) {
+			/* no reason fits better: it leaves on its original link */
+			ws_count_reason(WS_R_LINK_DOWN, len);
+			return TC_ACT_OK;
+		}
+	} else {
+		/*
+		 * The tags belong to this link (the target builds its own L2), and
+		 * bpf_redirect_neigh() drops packets with a tag in the data.
+		 */
+		__u32 tags = pkt->vlan_tags + (skb->vlan_present ? 1 : 0);
+
+		/* each pop takes one tag (offloaded first), at most 2 + 1 */
+		if (tags > 0)
+			bpf_skb_vlan_pop(skb);
+		if (tags > 1)
+			bpf_skb_vlan_pop(skb);
+		if (tags > 2)
+			bpf_skb_vlan_pop(skb);
+	}
+
+	ws_count_reason(WS_R_REDIRECTED, len);
+
+	/*
+	 * A v4 packet may use a v6 next hop (RFC 5549), not the reverse: the
+	 * kernel would read a v4 next hop as a v6 address. Then, and with no
+	 * next hop, the kernel's FIB picks one on the target link.
+	 */
+	if (link->nh_family == WS_FAMILY_IPV6) {
+		nh.nh_family = WS_AF_INET6;
+		__builtin_memcpy(nh.ipv6_nh, link->nh_addr, sizeof(nh.ipv6_nh));
+	} else if (link->nh_family == WS_FAMILY_IPV4 && family == WS_FAMILY_IPV4) {
+		nh.nh_family = WS_AF_INET;
+		nh.ipv4_nh = link->nh_addr[0];
+	} else {
+		return bpf_redirect_neigh(link->ifindex, NULL, 0, 0);
+	}
+	return bpf_redirect_neigh(link->ifindex, &nh, sizeof(nh), 0);
+}
+
+static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	/* zeroed once, 8-aligned so it clears in five stores */
+	struct ws_flow_key key __attribute__((aligned(8))) = {};
+	struct ws_pkt pkt = {};
+	struct ws_flow_val *flow;
+	struct ws_policy *pol;
+	struct ws_link *link;
+	__u32 reason, id, link_id, dscp, *dscp_id;
+	__u64 now;
+
+	if (l2)
+		reason = ws_parse_eth(skb, data, data_end, &pkt, &key);
+	else
+		reason = ws_parse_l3(skb, data, data_end, &pkt, &key);
+	if (reason != WS_PARSED)
+		goto pass;
+
+	flow = bpf_map_lookup_elem(&ws_flows, &key);
+	if (flow) {
+		id = flow->policy_id;
+		/*
+		 * Touch at most once per interval: no map update per packet. The
+		 * coarse clock is CLOCK_MONOTONIC at tick resolution, and far
+		 * cheaper; signed so a value written by user space slightly ahead
+		 * of the coarse clock does not look stale.
+		 */
+		now = bpf_ktime_get_coarse_ns();
+		if ((__s64)(now - flow->last_seen_ns) > (__s64)WS_TOUCH_INTERVAL_NS)
+			flow->last_seen_ns = now;
+	} else {
+		dscp = pkt.tclass >> 2;
+		dscp_id = bpf_map_lookup_elem(&ws_dscp, &dscp);
+		id = dscp_id ? *dscp_id : WS_POLICY_NONE;
+	}
+	if (id == WS_POLICY_NONE) {
+		reason = WS_R_NO_MATCH;
+		goto pass;
+	}
+
+	pol = bpf_map_lookup_elem(&ws_policies, &id);
+	if (!pol || !pol->action) {
+		reason = WS_R_NO_POLICY;
+		goto pass;
+	}
+
+	if ((pol->action & WS_ACT_SET_DSCP) &&
+	    (pkt.tclass >> 2) != (pol->dscp & 0x3f)) {
+		if (!ws_set_dscp(skb, pkt.l3_off, key.family, pkt.tclass,
+				 pol->dscp & 0x3f))
+			ws_count_reason(WS_R_DSCP_REWRITTEN, skb->len);
+	}
+
+	if (!(pol->action & WS_ACT_REDIRECT)) {
+		reason = WS_R_MARKED;
+		goto pass_policy;
+	}
+
+	link_id = pol->link_id;
+	link = bpf_map_lookup_elem(&ws_links, &link_id);
+	if (!link || !link->ifindex) {
+		reason = WS_R_LINK_UNSET;
+		goto pass_policy;
+	}
+	if (!link->up) {
+		reason = WS_R_LINK_DOWN;
+		goto pass_policy;
+	}
+	if (link->ifindex != skb->ifindex)
+		return ws_redirect(skb, link, &pkt, key.family, l2);
+
+	/* already on its link: routed here, or our own redirect's second pass */
+	reason = WS_R_ON_LINK;
+	ws_count(&ws_link_stats, link_id, skb->len);
+pass_policy:
+	ws_count(&ws_policy_stats, id, skb->len);
+pass:
+	ws_count_reason(reason, skb->len);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ws_egress_eth(struct __sk_buff *skb)
+{
+	return ws_egress(skb, true);
+}
+
+SEC("tc")
+int ws_egress_l3(struct __sk_buff *skb)
+{
+	return ws_egress(skb, false);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
