@@ -41,8 +41,8 @@ static __always_inline int ws_redirect(struct __sk_buff *skb,
 		 * intends for L3 devices. It fills in the real header itself.
 		 */
 		if (bpf_skb_change_head(skb, ETH_HLEN, 0)) {
-			/* no reason fits better: it leaves on its original link */
-			ws_count_reason(WS_R_LINK_DOWN, len);
+			/* it leaves on its original link */
+			ws_count_reason(WS_R_REDIRECT_FAILED, len);
 			return TC_ACT_OK;
 		}
 	} else {
@@ -64,16 +64,15 @@ static __always_inline int ws_redirect(struct __sk_buff *skb,
 	ws_count_reason(WS_R_REDIRECTED, len);
 
 	/*
-	 * A v4 packet may use a v6 next hop (RFC 5549), not the reverse: the
-	 * kernel would read a v4 next hop as a v6 address. Then, and with no
-	 * next hop, the kernel's FIB picks one on the target link.
+	 * The link's next hop for the packet's family; a v4 packet may use the
+	 * v6 one (RFC 5549). With none, the kernel's FIB picks one on the link.
 	 */
-	if (link->nh_family == WS_FAMILY_IPV6) {
-		nh.nh_family = WS_AF_INET6;
-		__builtin_memcpy(nh.ipv6_nh, link->nh_addr, sizeof(nh.ipv6_nh));
-	} else if (link->nh_family == WS_FAMILY_IPV4 && family == WS_FAMILY_IPV4) {
+	if (family == WS_FAMILY_IPV4 && link->nh4) {
 		nh.nh_family = WS_AF_INET;
-		nh.ipv4_nh = link->nh_addr[0];
+		nh.ipv4_nh = link->nh4;
+	} else if (link->nh6[0] | link->nh6[1] | link->nh6[2] | link->nh6[3]) {
+		nh.nh_family = WS_AF_INET6;
+		__builtin_memcpy(nh.ipv6_nh, link->nh6, sizeof(nh.ipv6_nh));
 	} else {
 		return bpf_redirect_neigh(link->ifindex, NULL, 0, 0);
 	}

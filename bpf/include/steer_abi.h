@@ -64,14 +64,19 @@ struct ws_policy {
 	__u8  pad[7];        /* must be zero */
 };                           /* 16 bytes */
 
-/* Link table: array indexed by link id. */
+/*
+ * Link table: array indexed by link id. A link has a next hop per family
+ * because bpf_redirect_neigh() drops an IPv6 packet given an IPv4 next hop.
+ * An all-zero next hop means "none": the kernel's FIB picks one on the link.
+ * IPv4 packets may use the IPv6 next hop (RFC 5549) when there is no IPv4 one.
+ */
 struct ws_link {
 	__u32 ifindex;       /* 0 = slot unused */
 	__u8  up;            /* 0 = down: redirects to it fall back */
-	__u8  nh_family;     /* 0 = kernel FIB picks the next hop, 4 or 6 */
-	__u16 pad;           /* must be zero */
-	__be32 nh_addr[4];   /* next hop; IPv4 in nh_addr[0] */
-};                           /* 24 bytes */
+	__u8  pad[3];        /* must be zero */
+	__be32 nh4;          /* IPv4 next hop, 0 = none */
+	__be32 nh6[4];       /* IPv6 next hop, :: = none */
+};                           /* 28 bytes */
 
 /* Per-CPU packet and byte counter, used by every stats map. */
 struct ws_counter {
@@ -100,7 +105,8 @@ enum ws_reason {
 	WS_R_FRAGMENT        = 10, /* IP fragment: not steered, all pieces stay together */
 	WS_R_BAD_HEADER      = 11, /* malformed IP header (version, IHL, length) */
 	WS_R_EXT_HEADERS     = 12, /* IPv6 extension chain too long to walk */
-	WS_R_MAX             = 13,
+	WS_R_REDIRECT_FAILED = 13, /* could not prepare the redirect: passed on the original link */
+	WS_R_MAX             = 14,
 };
 
 #endif /* __WANSTEER_STEER_ABI_H */

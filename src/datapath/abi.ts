@@ -43,7 +43,7 @@ export const Layout = {
   flowKey: { size: 40, family: 0, proto: 1, pad: 2, sport: 4, dport: 6, saddr: 8, daddr: 24 },
   flowVal: { size: 16, policyId: 0, flags: 4, lastSeenNs: 8 },
   policy: { size: 16, action: 0, linkId: 4, dscp: 8, pad: 9 },
-  link: { size: 24, ifindex: 0, up: 4, nhFamily: 5, pad: 6, nhAddr: 8 },
+  link: { size: 28, ifindex: 0, up: 4, pad: 5, nh4: 8, nh6: 12 },
   counter: { size: 16, packets: 0, bytes: 8 },
 } as const;
 
@@ -65,6 +65,7 @@ export const Reasons = [
   'fragment',
   'bad_header',
   'ext_headers',
+  'redirect_failed',
 ] as const;
 export type Reason = (typeof Reasons)[number];
 export const REASON_MAX = Reasons.length;

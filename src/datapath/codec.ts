@@ -153,8 +153,10 @@ export function decodePolicy(b: Buffer): PolicyAction | null {
 export interface LinkEntry {
   ifindex: number;
   up: boolean;
-  /** Next-hop address; absent: the kernel's FIB picks it on the link. */
-  nextHop?: string;
+  /** IPv4 next hop on the link; absent: the kernel's FIB picks one (or the IPv6 one is used). */
+  nextHop4?: string;
+  /** IPv6 next hop on the link; absent: the kernel's FIB picks one. */
+  nextHop6?: string;
 }
 
 export function encodeLink(l: LinkEntry, out: Buffer): void {
@@ -163,11 +165,19 @@ export function encodeLink(l: LinkEntry, out: Buffer): void {
   const L = Layout.link;
   out.writeUInt32LE(l.ifindex, L.ifindex);
   out[L.up] = l.up ? 1 : 0;
-  if (l.nextHop !== undefined) {
-    const nh = parseAddress(l.nextHop);
-    if (!nh) throw invalid('link', `nextHop is not an IP address: ${JSON.stringify(l.nextHop)}`);
-    out[L.nhFamily] = nh.family;
-    out.set(nh.bytes, L.nhAddr);
+  if (l.nextHop4 !== undefined) {
+    const nh = parseAddress(l.nextHop4);
+    if (nh?.family !== FAMILY_IPV4 || nh.bytes.every((b) => b === 0)) {
+      throw invalid('link', `nextHop4 must be a non-zero IPv4 address, got ${JSON.stringify(l.nextHop4)}`);
+    }
+    out.set(nh.bytes.subarray(0, 4), L.nh4);
+  }
+  if (l.nextHop6 !== undefined) {
+    const nh = parseAddress(l.nextHop6);
+    if (nh?.family !== FAMILY_IPV6 || nh.bytes.every((b) => b === 0)) {
+      throw invalid('link', `nextHop6 must be a non-zero IPv6 address, got ${JSON.stringify(l.nextHop6)}`);
+    }
+    out.set(nh.bytes, L.nh6);
   }
 }
 
@@ -175,8 +185,8 @@ export function decodeLink(b: Buffer): LinkEntry | null {
   const L = Layout.link;
   const ifindex = b.readUInt32LE(L.ifindex);
   if (ifindex === 0) return null;
-  const fam = b[L.nhFamily]!;
   const out: LinkEntry = { ifindex, up: b[L.up] === 1 };
-  if (fam === FAMILY_IPV4 || fam === FAMILY_IPV6) out.nextHop = formatAddress(fam, b, L.nhAddr);
+  if (b.readUInt32LE(L.nh4) !== 0) out.nextHop4 = formatAddress(FAMILY_IPV4, b, L.nh4);
+  if (!b.subarray(L.nh6, L.nh6 + 16).every((x) => x === 0)) out.nextHop6 = formatAddress(FAMILY_IPV6, b, L.nh6);
   return out;
 }

@@ -1,0 +1,201 @@
+/**
+ * A two-site WAN lab in network namespaces, for tests and benchmarks:
+ *
+ *   edge ns                                   cloud ns
+ *   wan0 10.10.1.1/24 fd10:1::1/64  ──veth──  c0 10.10.1.2  fd10:1::2
+ *   wan1 10.10.2.1/24 fd10:2::1/64  ──veth──  c1 10.10.2.2  fd10:2::2
+ *   default route via wan0                    service 10.20.0.1, fd20::1 (on lo)
+ *
+ * The cloud answers on whichever link a packet came in by (replies go back by the edge's
+ * connected subnets), and has reverse-path filtering off so steered packets are accepted.
+ * Everything is named with a per-process prefix and removed by destroy(); stale labs of dead
+ * test processes are removed on creation, so a crashed run never leaves namespaces behind.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+
+export const EDGE = {
+  wan0: { v4: '10.10.1.1', v6: 'fd10:1::1' },
+  wan1: { v4: '10.10.2.1', v6: 'fd10:2::1' },
+};
+export const CLOUD = {
+  c0: { v4: '10.10.1.2', v6: 'fd10:1::2' },
+  c1: { v4: '10.10.2.2', v6: 'fd10:2::2' },
+  service: { v4: '10.20.0.1', v6: 'fd20::1' },
+};
+
+const PREFIX = 'wst';
+
+export function sh(cmd: string, args: string[], opts: { input?: string } = {}): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: opts.input });
+}
+
+function namespaces(): string[] {
+  try {
+    return readdirSync('/run/netns');
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Remove labs left by test processes that no longer exist. */
+export function reapStaleLabs(): void {
+  for (const ns of namespaces()) {
+    const m = /^wst(\d+)-/.exec(ns);
+    if (m && !alive(Number(m[1]))) sh('ip', ['netns', 'del', ns]);
+  }
+}
+
+let counter = 0;
+
+export class WanLab {
+  readonly edge: string;
+  readonly cloud: string;
+  private readonly children = new Set<ChildProcess>();
+
+  private constructor(tag: string) {
+    this.edge = `${PREFIX}${process.pid}-${tag}-e`;
+    this.cloud = `${PREFIX}${process.pid}-${tag}-c`;
+  }
+
+  static create(tag = String(counter++)): WanLab {
+    reapStaleLabs();
+    const lab = new WanLab(tag);
+    try {
+      lab.build();
+    } catch (err) {
+      lab.destroy();
+      throw err;
+    }
+    return lab;
+  }
+
+  private build(): void {
+    const { edge: e, cloud: c } = this;
+    sh('ip', ['netns', 'add', e]);
+    sh('ip', ['netns', 'add', c]);
+    const batch = (ns: string, lines: string[]) => sh('ip', ['-n', ns, '-batch', '-'], { input: lines.join('\n') + '\n' });
+    // Create the veths in the edge ns and move the far ends to the cloud.
+    batch(e, [
+      `link add wan0 type veth peer name c0 netns ${c}`,
+      `link add wan1 type veth peer name c1 netns ${c}`,
+      'link set lo up',
+      `addr add ${EDGE.wan0.v4}/24 dev wan0`,
+      `addr add ${EDGE.wan1.v4}/24 dev wan1`,
+      `addr add ${EDGE.wan0.v6}/64 dev wan0 nodad`,
+      `addr add ${EDGE.wan1.v6}/64 dev wan1 nodad`,
+      'link set wan0 up',
+      'link set wan1 up',
+      `route add default via ${CLOUD.c0.v4} dev wan0`,
+      `route add default via ${CLOUD.c0.v6} dev wan0`,
+    ]);
+    batch(c, [
+      'link set lo up',
+      `addr add ${CLOUD.c0.v4}/24 dev c0`,
+      `addr add ${CLOUD.c1.v4}/24 dev c1`,
+      `addr add ${CLOUD.c0.v6}/64 dev c0 nodad`,
+      `addr add ${CLOUD.c1.v6}/64 dev c1 nodad`,
+      `addr add ${CLOUD.service.v4}/32 dev lo`,
+      `addr add ${CLOUD.service.v6}/128 dev lo nodad`,
+      'link set c0 up',
+      'link set c1 up',
+    ]);
+    for (const key of ['all', 'default', 'c0', 'c1']) {
+      this.exec(c, ['sysctl', '-qw', `net.ipv4.conf.${key}.rp_filter=0`]);
+    }
+  }
+
+  /** Run a command in one of the lab's namespaces (network namespace only: bpffs stays visible). */
+  exec(ns: string, argv: string[], input?: string): string {
+    return sh('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { input });
+  }
+
+  /** Start a long-running process in a namespace; killed by destroy(). */
+  spawn(ns: string, argv: string[]): ChildProcess {
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Set a link down or up from the cloud side (carrier loss on the edge's wanN). */
+  setCloudLink(dev: 'c0' | 'c1', up: boolean): void {
+    sh('ip', ['-n', this.cloud, 'link', 'set', dev, up ? 'up' : 'down']);
+  }
+
+  destroy(): void {
+    for (const child of this.children) child.kill('SIGKILL');
+    this.children.clear();
+    for (const ns of [this.edge, this.cloud]) {
+      try {
+        sh('ip', ['netns', 'del', ns]);
+      } catch {
+        /* never created, or already gone */
+      }
+    }
+  }
+}
+
+/**
+ * Packet counters in the cloud namespace, by incoming link and by DSCP, kept by nftables in a
+ * table of our own. Each watched flow is named; `read()` returns its counts per link.
+ */
+export interface FlowMatch {
+  name: string;
+  /** nft expression that selects the flow's packets, e.g. `tcp sport 40001`. */
+  match: string;
+}
+
+export class IngressCounters {
+  private constructor(
+    private readonly lab: WanLab,
+    private readonly flows: FlowMatch[],
+    private readonly dscps: number[],
+  ) {}
+
+  static install(lab: WanLab, flows: FlowMatch[], dscps: number[] = []): IngressCounters {
+    const rules: string[] = [];
+    for (const f of flows) {
+      for (const dev of ['c0', 'c1']) {
+        rules.push(`add rule inet wstest count iifname "${dev}" ${f.match} counter comment "${f.name}|${dev}"`);
+        for (const d of dscps) {
+          rules.push(
+            `add rule inet wstest count iifname "${dev}" ${f.match} ip dscp ${d} counter comment "${f.name}|${dev}|dscp${d}"`,
+            `add rule inet wstest count iifname "${dev}" ${f.match} ip6 dscp ${d} counter comment "${f.name}|${dev}|dscp${d}"`,
+          );
+        }
+      }
+    }
+    const script = [
+      'add table inet wstest',
+      'add chain inet wstest count { type filter hook prerouting priority -300; policy accept; }',
+      ...rules,
+    ].join('\n');
+    lab.exec(lab.cloud, ['nft', '-f', '-'], script + '\n');
+    return new IngressCounters(lab, flows, dscps);
+  }
+
+  /** Packets per `name|dev` and `name|dev|dscpN`. */
+  read(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const json = JSON.parse(this.lab.exec(this.lab.cloud, ['nft', '-j', 'list', 'table', 'inet', 'wstest'])) as {
+      nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
+    };
+    for (const item of json.nftables) {
+      const r = item.rule;
+      if (!r?.comment) continue;
+      const c = r.expr.find((e) => e.counter)?.counter?.packets ?? 0;
+      out[r.comment] = (out[r.comment] ?? 0) + c;
+    }
+    return out;
+  }
+}
