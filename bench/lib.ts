@@ -1,0 +1,61 @@
+/**
+ * Shared benchmark plumbing: describe the machine, print a table, write
+ * bench/results/<name>.json as {"benchmark","date","machine","figures":[{name,value,unit,target}]}.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+
+export interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  /** The issue's goal as text, e.g. "<= 30" or ">= 200000"; omitted for context figures. */
+  target?: string;
+}
+
+export function machine(): string {
+  const c = cpus();
+  return `${c[0]?.model.trim() ?? 'unknown CPU'}, ${c.length} cores, Linux ${release()}, Node ${process.version}`;
+}
+
+function meets(value: number, target?: string): string {
+  if (!target) return '';
+  const m = /^(<=|>=|<|>)\s*(-?[\d.]+)$/.exec(target.trim());
+  if (!m) return '';
+  const t = Number(m[2]);
+  const ok = m[1] === '<=' ? value <= t : m[1] === '>=' ? value >= t : m[1] === '<' ? value < t : value > t;
+  return ok ? 'yes' : 'NO';
+}
+
+export function report(benchmark: string, figures: Figure[]): void {
+  const rows = figures.map((f) => [f.name, formatValue(f.value), f.unit, f.target ?? '', meets(f.value, f.target)]);
+  const head = ['figure', 'value', 'unit', 'target', 'met'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  console.log(`\n${benchmark} — ${machine()}`);
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+  const dir = new URL('./results/', import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  const out = { benchmark, date: new Date().toISOString(), machine: machine(), figures };
+  writeFileSync(new URL(`${benchmark}.json`, dir), JSON.stringify(out, null, 2) + '\n');
+}
+
+function formatValue(v: number): string {
+  if (Number.isInteger(v)) return v.toLocaleString('en-US');
+  return v >= 100 ? v.toFixed(0) : v.toFixed(2);
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Benchmarks that need root say why they cannot run, and exit 0: a skip, not a failure. */
+export function requireRoot(benchmark: string): boolean {
+  if (process.getuid?.() === 0) return true;
+  console.log(`${benchmark}: skipped — needs root (BPF, tc and network namespaces)`);
+  return false;
+}
