@@ -15,6 +15,36 @@ export interface ParsedAddress {
 }
 
 /**
+ * Fast path for the common case, dotted-quad IPv4: write its four bytes at `off` of `out`
+ * without allocating. False (nothing written) when `s` is anything else — then use
+ * parseAddress. Leading zeros are refused, as inet_pton does (`010` would be octal elsewhere).
+ */
+export function writeIPv4(s: string, out: Uint8Array, off: number): boolean {
+  const n = s.length;
+  if (n < 7 || n > 15) return false;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46; /* '.' ends the last part */
+    if (c === 46) {
+      if (digits === 0 || part > 3) return false;
+      out[off + part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return false; // leading zero
+      value = value * 10 + (c - 48);
+      if (value > 255) return false;
+      digits++;
+    } else {
+      return false;
+    }
+  }
+  return part === 4;
+}
+
+/**
  * Parse an IPv4 or IPv6 literal. IPv4-mapped IPv6 (`::ffff:10.0.0.1`) becomes IPv4: a dual-stack
  * socket with such an address sends IPv4 packets, and that is what the datapath sees.
  * Brackets (`[fd00::1]`) and a zone (`fe80::1%eth0`) are accepted and dropped. Returns null when

@@ -12,7 +12,7 @@ import {
   MAX_LINKS,
   MAX_POLICIES,
 } from './abi.js';
-import { formatAddress, parseAddress } from './addr.js';
+import { formatAddress, parseAddress, writeIPv4 } from './addr.js';
 import { invalid } from './errors.js';
 
 /** IP protocol numbers by name; any number 0..255 is accepted too. */
@@ -40,7 +40,7 @@ export interface FlowKeyView {
 }
 
 export function protocolNumber(p: number | string): number {
-  const n = typeof p === 'number' ? p : (Protocols[p.toLowerCase()] ?? Number.NaN);
+  const n = typeof p === 'number' ? p : (Protocols[p] ?? Protocols[p.toLowerCase()] ?? Number.NaN);
   if (!Number.isInteger(n) || n < 0 || n > 255) throw invalid('flow key', `unknown protocol ${JSON.stringify(p)}`);
   return n;
 }
@@ -55,20 +55,37 @@ function port(v: number | undefined, field: string): number {
 /** Write `key` as struct ws_flow_key (40 bytes) at `off` of `out`. `out` must be zero there. */
 export function encodeFlowKey(key: FlowKey, out: Buffer, off = 0): void {
   const proto = protocolNumber(key.protocol);
-  const src = parseAddress(key.src);
-  const dst = parseAddress(key.dst);
-  if (!src) throw invalid('flow key', `src is not an IP address: ${JSON.stringify(key.src)}`);
-  if (!dst) throw invalid('flow key', `dst is not an IP address: ${JSON.stringify(key.dst)}`);
-  if (src.family !== dst.family) throw invalid('flow key', `src ${key.src} and dst ${key.dst} are different families`);
   const L = Layout.flowKey;
-  out[off + L.family] = src.family;
-  out[off + L.proto] = proto;
-  out.writeUInt16LE(0, off + L.pad);
   const ported = PORTED.has(proto);
-  out.writeUInt16BE(ported ? port(key.sport, 'sport') : 0, off + L.sport);
-  out.writeUInt16BE(ported ? port(key.dport, 'dport') : 0, off + L.dport);
-  out.set(src.bytes, off + L.saddr);
-  out.set(dst.bytes, off + L.daddr);
+  const sport = ported ? port(key.sport, 'sport') : 0;
+  const dport = ported ? port(key.dport, 'dport') : 0;
+  let family: number;
+  // IPv4 straight into the buffer (the hot case for batch writes); anything else parsed fully.
+  if (writeIPv4(key.src, out, off + L.saddr) && writeIPv4(key.dst, out, off + L.daddr)) {
+    // Plain stores: Buffer#fill crosses into C++ and costs more than these 24 bytes.
+    for (let i = 4; i < 16; i++) {
+      out[off + L.saddr + i] = 0;
+      out[off + L.daddr + i] = 0;
+    }
+    family = FAMILY_IPV4;
+  } else {
+    const src = parseAddress(key.src);
+    const dst = parseAddress(key.dst);
+    if (!src) throw invalid('flow key', `src is not an IP address: ${JSON.stringify(key.src)}`);
+    if (!dst) throw invalid('flow key', `dst is not an IP address: ${JSON.stringify(key.dst)}`);
+    if (src.family !== dst.family) throw invalid('flow key', `src ${key.src} and dst ${key.dst} are different families`);
+    out.set(src.bytes, off + L.saddr);
+    out.set(dst.bytes, off + L.daddr);
+    family = src.family;
+  }
+  out[off + L.family] = family;
+  out[off + L.proto] = proto;
+  out[off + L.pad] = 0;
+  out[off + L.pad + 1] = 0;
+  out[off + L.sport] = sport >> 8; // network byte order
+  out[off + L.sport + 1] = sport & 0xff;
+  out[off + L.dport] = dport >> 8;
+  out[off + L.dport + 1] = dport & 0xff;
 }
 
 export function decodeFlowKey(b: Buffer, off = 0): FlowKeyView {

@@ -236,27 +236,24 @@ export class Datapath {
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
     const K = Layout.flowKey.size;
     const V = Layout.flowVal.size;
+    // Every value shares last-seen: write one, repeat it across the chunk, then set policy ids.
+    const template = Buffer.alloc(V);
+    encodeFlowValue(1, now, template);
+    const chunks: { keys: Buffer; values: Buffer; count: number }[] = [];
     for (let start = 0; start < entries.length; start += FLOW_CHUNK) {
-      const chunk = entries.slice(start, start + FLOW_CHUNK);
-      const keys = Buffer.alloc(chunk.length * K);
-      const values = Buffer.alloc(chunk.length * V);
-      chunk.forEach((e, i) => {
+      const count = Math.min(FLOW_CHUNK, entries.length - start);
+      const keys = Buffer.allocUnsafe(count * K);
+      const values = Buffer.allocUnsafe(count * V).fill(template);
+      for (let i = 0; i < count; i++) {
+        const e = entries[start + i]!;
         encodeFlowKey(e.key, keys, i * K);
-        encodeFlowValue(e.policyId, now, values, i * V);
-      });
-      if (start === 0 && entries.length > FLOW_CHUNK) this.validateAll(entries.slice(FLOW_CHUNK));
-      this.d.maps.flows.updateBatch(keys, values, chunk.length);
+        checkPolicyId(e.policyId);
+        values.writeUInt32LE(e.policyId, i * V + Layout.flowVal.policyId);
+      }
+      chunks.push({ keys, values, count });
     }
-  }
-
-  private validateAll(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>): void {
-    const k = Buffer.alloc(Layout.flowKey.size);
-    const v = Buffer.alloc(Layout.flowVal.size);
-    for (const e of entries) {
-      k.fill(0);
-      encodeFlowKey(e.key, k);
-      encodeFlowValue(e.policyId, 0n, v);
-    }
+    // Everything was validated above: a bad entry has thrown before anything was written.
+    for (const c of chunks) this.d.maps.flows.updateBatch(c.keys, c.values, c.count);
   }
 
   /** The flow's entry, or null when it is not steered. */
