@@ -1,5 +1,5 @@
 /**
- * A two-site WAN lab in network namespaces, for tests and benchmarks:
+ * A two-site WAN lab in network namespaces, for the demo, the tests and the benchmarks:
  *
  *   edge ns                                   cloud ns
  *   wan0 10.10.1.1/24 fd10:1::1/64  ──veth──  c0 10.10.1.2  fd10:1::2
@@ -13,6 +13,10 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { fromRoot } from '../config/paths.js';
+
+/** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
+export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');
 
 export const EDGE = {
   wan0: { v4: '10.10.1.1', v6: 'fd10:1::1' },
@@ -62,14 +66,15 @@ export class WanLab {
   readonly cloud: string;
   private readonly children = new Set<ChildProcess>();
 
-  private constructor(tag: string) {
-    this.edge = `${PREFIX}${process.pid}-${tag}-e`;
-    this.cloud = `${PREFIX}${process.pid}-${tag}-c`;
+  private constructor(edge: string, cloud: string) {
+    this.edge = edge;
+    this.cloud = cloud;
   }
 
+  /** Build a lab; names carry this process's pid, so a lab of a dead process is reaped. */
   static create(tag = String(counter++)): WanLab {
     reapStaleLabs();
-    const lab = new WanLab(tag);
+    const lab = new WanLab(`${PREFIX}${process.pid}-${tag}-e`, `${PREFIX}${process.pid}-${tag}-c`);
     try {
       lab.build();
     } catch (err) {
@@ -77,6 +82,11 @@ export class WanLab {
       throw err;
     }
     return lab;
+  }
+
+  /** A handle on a lab another process built, to run commands in it (its builder destroys it). */
+  static existing(edge: string, cloud: string): WanLab {
+    return new WanLab(edge, cloud);
   }
 
   private build(): void {
@@ -186,16 +196,23 @@ export class IngressCounters {
 
   /** Packets per `name|dev` and `name|dev|dscpN`. */
   read(): Record<string, number> {
-    const out: Record<string, number> = {};
+    return this.readBoth().packets;
+  }
+
+  /** Packets and bytes per `name|dev` and `name|dev|dscpN`. */
+  readBoth(): { packets: Record<string, number>; bytes: Record<string, number> } {
+    const packets: Record<string, number> = {};
+    const bytes: Record<string, number> = {};
     const json = JSON.parse(this.lab.exec(this.lab.cloud, ['nft', '-j', 'list', 'table', 'inet', 'wstest'])) as {
-      nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
+      nftables: { rule?: { comment?: string; expr: { counter?: { packets: number; bytes: number } }[] } }[];
     };
     for (const item of json.nftables) {
       const r = item.rule;
       if (!r?.comment) continue;
-      const c = r.expr.find((e) => e.counter)?.counter?.packets ?? 0;
-      out[r.comment] = (out[r.comment] ?? 0) + c;
+      const c = r.expr.find((e) => e.counter)?.counter;
+      packets[r.comment] = (packets[r.comment] ?? 0) + (c?.packets ?? 0);
+      bytes[r.comment] = (bytes[r.comment] ?? 0) + (c?.bytes ?? 0);
     }
-    return out;
+    return { packets, bytes };
   }
 }
