@@ -7,7 +7,7 @@
  * can find them; the tc hook keeps its own reference to the program it runs.
  */
 import { existsSync, mkdirSync, statfsSync, unlinkSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as native from '../../native/libbpf.js';
 import { FLOWS_DEFAULT, MapName, ProgramName } from './abi.js';
@@ -15,15 +15,15 @@ import { BpfMap } from './bpf-map.js';
 import { DatapathError, DatapathErrorCode, check } from './errors.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** Where `make -C bpf` puts the object; dist/ builds sit one level deeper. */
+/**
+ * Where `make -C bpf` puts the object: two levels up from src/datapath/, three from
+ * dist/src/datapath/. (The datapath imports nothing but native/, so it finds its own object.)
+ */
 export function defaultObjectPath(): string {
-  for (const base of [ROOT, resolve(ROOT, '..')]) {
-    const p = join(base, 'build/bpf/steer.bpf.o');
-    if (existsSync(p)) return p;
-  }
-  return join(ROOT, 'build/bpf/steer.bpf.o');
+  const candidates = ['../../build/bpf/steer.bpf.o', '../../../build/bpf/steer.bpf.o'].map((rel) =>
+    fileURLToPath(new URL(rel, import.meta.url)),
+  );
+  return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
 }
 
 export interface LoadOptions {

@@ -5,13 +5,11 @@
  * (and with which DSCP) every flow's packets arrived.
  */
 import { rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DatapathDriver } from '../helpers/driver-client.js';
-import { CLOUD, EDGE, IngressCounters, WanLab } from '../helpers/netns.js';
+import { CLOUD, EDGE, IngressCounters, TRAFFIC_TOOL as TRAFFIC, WanLab } from '../helpers/netns.js';
 import { describePrivileged } from '../helpers/privilege.js';
 
-const TRAFFIC = fileURLToPath(new URL('../helpers/traffic.py', import.meta.url));
 const TCP_PORT = 5001;
 const UDP_PORT = 5002;
 
