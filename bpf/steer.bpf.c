@@ -28,8 +28,7 @@
 /* Send the packet out of link; the target link's own pass counts it there. */
 static __always_inline int ws_redirect(struct __sk_buff *skb,
 				       const struct ws_link *link,
-				       const struct ws_pkt *pkt, __u8 family,
-				       const bool l2)
+				       const struct ws_pkt *pkt, const bool l2)
 {
 	struct bpf_redir_neigh nh;
 	__u32 len = skb->len;
@@ -67,7 +66,7 @@ static __always_inline int ws_redirect(struct __sk_buff *skb,
 	 * The link's next hop for the packet's family; a v4 packet may use the
 	 * v6 one (RFC 5549). With none, the kernel's FIB picks one on the link.
 	 */
-	if (family == WS_FAMILY_IPV4 && link->nh4) {
+	if (pkt->family == WS_FAMILY_IPV4 && link->nh4) {
 		nh.nh_family = WS_AF_INET;
 		nh.ipv4_nh = link->nh4;
 	} else if (link->nh6[0] | link->nh6[1] | link->nh6[2] | link->nh6[3]) {
@@ -83,8 +82,8 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	/* zeroed once, 8-aligned so it clears in five stores */
-	struct ws_flow_key key __attribute__((aligned(8))) = {};
+	/* zeroed once (the pad bytes), 8-aligned so it clears in five stores */
+	union ws_flow_key key __attribute__((aligned(8))) = {};
 	struct ws_pkt pkt = {};
 	struct ws_flow_val *flow;
 	struct ws_policy *pol;
@@ -99,7 +98,17 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 	if (reason != WS_PARSED)
 		goto pass;
 
-	flow = bpf_map_lookup_elem(&ws_flows, &key);
+	/*
+	 * Two call sites, each with its own map: the verifier inlines a lookup
+	 * only when a call site always sees the same map. The barrier stops
+	 * clang from merging the two calls into one.
+	 */
+	if (pkt.family == WS_FAMILY_IPV4) {
+		flow = bpf_map_lookup_elem(&ws_flows4, &key.v4);
+		barrier_var(flow);
+	} else {
+		flow = bpf_map_lookup_elem(&ws_flows6, &key.v6);
+	}
 	if (flow) {
 		id = flow->policy_id;
 		/*
@@ -129,7 +138,7 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 
 	if ((pol->action & WS_ACT_SET_DSCP) &&
 	    (pkt.tclass >> 2) != (pol->dscp & 0x3f)) {
-		if (!ws_set_dscp(skb, pkt.l3_off, key.family, pkt.tclass,
+		if (!ws_set_dscp(skb, pkt.l3_off, pkt.family, pkt.tclass,
 				 pol->dscp & 0x3f))
 			ws_count_reason(WS_R_DSCP_REWRITTEN, skb->len);
 	}
@@ -150,7 +159,7 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 		goto pass_policy;
 	}
 	if (link->ifindex != skb->ifindex)
-		return ws_redirect(skb, link, &pkt, key.family, l2);
+		return ws_redirect(skb, link, &pkt, l2);
 
 	/* already on its link: routed here, or our own redirect's second pass */
 	reason = WS_R_ON_LINK;

@@ -14,13 +14,13 @@
 
 #include <linux/types.h>
 
-/* Table sizes. The flow table's size is set at load time (default below). */
+/* Table sizes. The flow tables' size is set at load time (default below, per family). */
 #define WS_MAX_LINKS          64
 #define WS_MAX_POLICIES       4096
 #define WS_DSCP_VALUES        64
 #define WS_FLOWS_DEFAULT      1048576
 
-/* Flow families: the address family of a flow key. */
+/* Address families: which flow table a flow lives in. */
 #define WS_FAMILY_IPV4        4
 #define WS_FAMILY_IPV6        6
 
@@ -35,21 +35,30 @@
 #define WS_TOUCH_INTERVAL_NS  1000000000ULL
 
 /*
- * Flow key: the packet's own 5-tuple as it leaves the WAN interface
- * (source = the local end). IPv4 addresses live in addr[0], the other
- * three words are zero. Ports are in network byte order; zero for
- * protocols without ports.
+ * Flow keys: the packet's own 5-tuple as it leaves the WAN interface
+ * (source = the local end), one table per family as Cilium splits CT4/CT6:
+ * the IPv4 key is 16 bytes, so the hash reads 4 words, not 10. Ports are
+ * in network byte order; zero for protocols without ports.
  */
-struct ws_flow_key {
-	__u8  family;        /* WS_FAMILY_IPV4 or WS_FAMILY_IPV6 */
-	__u8  proto;         /* IPPROTO_* */
-	__u16 pad;           /* must be zero */
+struct ws_flow4_key {
+	__be32 saddr;
+	__be32 daddr;
 	__be16 sport;
 	__be16 dport;
+	__u8  proto;         /* IPPROTO_* */
+	__u8  pad[3];        /* must be zero */
+};                           /* 16 bytes */
+
+struct ws_flow6_key {
 	__be32 saddr[4];
 	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8  proto;         /* IPPROTO_* */
+	__u8  pad[3];        /* must be zero */
 };                           /* 40 bytes */
 
+/* The value of both flow tables. */
 struct ws_flow_val {
 	__u32 policy_id;
 	__u32 flags;         /* reserved, zero */

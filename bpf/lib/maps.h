@@ -3,7 +3,7 @@
  * maps.h - the steering tables and counters, BTF-defined.
  *
  * User space finds these by name and pins them itself (no pinning here), and
- * sizes ws_flows at load time; layouts come from steer_abi.h.
+ * sizes ws_flows4/ws_flows6 at load time; layouts come from steer_abi.h.
  */
 #ifndef __WS_LIB_MAPS_H
 #define __WS_LIB_MAPS_H
@@ -12,13 +12,23 @@
 #include <bpf/bpf_helpers.h>
 #include "steer_abi.h"
 
-/* Session mode: 5-tuple -> policy id. LRU so a full table evicts idle flows. */
+/*
+ * Session mode: 5-tuple -> policy id, one table per family (the IPv4 key
+ * hashes in a third of the time). LRU so a full table evicts idle flows.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, WS_FLOWS_DEFAULT);
-	__type(key, struct ws_flow_key);
+	__type(key, struct ws_flow4_key);
 	__type(value, struct ws_flow_val);
-} ws_flows SEC(".maps");
+} ws_flows4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WS_FLOWS_DEFAULT);
+	__type(key, struct ws_flow6_key);
+	__type(value, struct ws_flow_val);
+} ws_flows6 SEC(".maps");
 
 /* Mark mode: DSCP -> policy id (0 = none). */
 struct {

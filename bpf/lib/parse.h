@@ -2,7 +2,7 @@
 /*
  * parse.h - header parsing for the steering program: Ethernet (+ up to two
  * VLAN tags) or raw IP, IPv4 (with options), IPv6 (with extension headers),
- * and the TCP/UDP ports. Fills a struct ws_flow_key.
+ * and the TCP/UDP ports. Fills the flow key of the packet's family.
  *
  * Every helper returns WS_PARSED or the enum ws_reason the packet passes
  * with. Every read is bounds-checked against data_end: the caller passes
@@ -40,25 +40,35 @@ struct ws_vlan_hdr {
 /* What the action stage needs to find its way back into the packet. */
 struct ws_pkt {
 	__u32 l3_off;		/* IP header offset from skb->data */
+	__u8  family;		/* WS_FAMILY_*: which key below is filled */
 	__u8  tclass;		/* IPv4 TOS / IPv6 traffic class: DSCP << 2 | ECN */
 	__u8  vlan_tags;	/* tags in the packet data (not the offloaded one) */
 };
 
-/* TCP and UDP both open with sport, dport: copy them as one word, as in the key. */
+/* The key for the packet's flow table, by pkt->family. */
+union ws_flow_key {
+	struct ws_flow4_key v4;
+	struct ws_flow6_key v6;
+};
+
+/*
+ * TCP and UDP both open with sport, dport: copy them as one word into
+ * ports, which is sport in either key (dport follows it).
+ */
 static __always_inline __u32 ws_parse_ports(void *l4, void *data_end,
-					    struct ws_flow_key *key)
+					    __u8 proto, __be16 *ports)
 {
-	if (key->proto != IPPROTO_TCP && key->proto != IPPROTO_UDP)
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return WS_PARSED;	/* ICMP, ESP, GRE...: ports stay 0 */
 	if (l4 + sizeof(__u32) > data_end)
 		return WS_R_TRUNCATED;
-	*(__u32 *)&key->sport = *(__u32 *)l4;
+	*(__u32 *)ports = *(__u32 *)l4;
 	return WS_PARSED;
 }
 
 static __always_inline __u32 ws_parse_ipv4(struct __sk_buff *skb, void *data,
 					   void *data_end, struct ws_pkt *pkt,
-					   struct ws_flow_key *key)
+					   struct ws_flow4_key *key)
 {
 	struct iphdr *ip = data + pkt->l3_off;
 	__u32 hlen, tot_len;
@@ -79,11 +89,11 @@ static __always_inline __u32 ws_parse_ipv4(struct __sk_buff *skb, void *data,
 		return WS_R_FRAGMENT;
 
 	pkt->tclass = ip->tos;
-	key->family = WS_FAMILY_IPV4;
+	pkt->family = WS_FAMILY_IPV4;
 	key->proto = ip->protocol;
-	key->saddr[0] = ip->saddr;
-	key->daddr[0] = ip->daddr;
-	return ws_parse_ports((void *)ip + hlen, data_end, key);
+	key->saddr = ip->saddr;
+	key->daddr = ip->daddr;
+	return ws_parse_ports((void *)ip + hlen, data_end, key->proto, &key->sport);
 }
 
 static __always_inline int ws_ipv6_is_ext(__u8 nexthdr)
@@ -94,7 +104,7 @@ static __always_inline int ws_ipv6_is_ext(__u8 nexthdr)
 
 static __always_inline __u32 ws_parse_ipv6(void *data, void *data_end,
 					   struct ws_pkt *pkt,
-					   struct ws_flow_key *key)
+					   struct ws_flow6_key *key)
 {
 	struct ipv6hdr *ip6 = data + pkt->l3_off;
 	__u32 off = pkt->l3_off + sizeof(*ip6);
@@ -109,7 +119,7 @@ static __always_inline __u32 ws_parse_ipv6(void *data, void *data_end,
 
 	pkt->tclass = bpf_ntohs(*(__be16 *)ip6) >> 4;
 	nexthdr = ip6->nexthdr;
-	key->family = WS_FAMILY_IPV6;
+	pkt->family = WS_FAMILY_IPV6;
 	/* saddr and daddr are adjacent in both the header and the key */
 	__builtin_memcpy(key->saddr, &ip6->saddr, 2 * sizeof(ip6->saddr));
 
@@ -133,7 +143,7 @@ static __always_inline __u32 ws_parse_ipv6(void *data, void *data_end,
 		return WS_R_EXT_HEADERS;
 
 	key->proto = nexthdr;
-	return ws_parse_ports(data + off, data_end, key);
+	return ws_parse_ports(data + off, data_end, nexthdr, &key->sport);
 }
 
 /*
@@ -142,7 +152,7 @@ static __always_inline __u32 ws_parse_ipv6(void *data, void *data_end,
  */
 static __always_inline __u32 ws_parse_eth(struct __sk_buff *skb, void *data,
 					  void *data_end, struct ws_pkt *pkt,
-					  struct ws_flow_key *key)
+					  union ws_flow_key *key)
 {
 	struct ethhdr *eth = data;
 	struct ws_vlan_hdr *vh;
@@ -168,9 +178,9 @@ static __always_inline __u32 ws_parse_eth(struct __sk_buff *skb, void *data,
 
 	pkt->l3_off = off;
 	if (proto == bpf_htons(ETH_P_IP))
-		return ws_parse_ipv4(skb, data, data_end, pkt, key);
+		return ws_parse_ipv4(skb, data, data_end, pkt, &key->v4);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return ws_parse_ipv6(data, data_end, pkt, key);
+		return ws_parse_ipv6(data, data_end, pkt, &key->v6);
 	return WS_R_NOT_IP;
 }
 
@@ -182,7 +192,7 @@ static __always_inline __u32 ws_parse_eth(struct __sk_buff *skb, void *data,
  */
 static __always_inline __u32 ws_parse_l3(struct __sk_buff *skb, void *data,
 					 void *data_end, struct ws_pkt *pkt,
-					 struct ws_flow_key *key)
+					 union ws_flow_key *key)
 {
 	__u8 *first = data;
 
@@ -191,9 +201,9 @@ static __always_inline __u32 ws_parse_l3(struct __sk_buff *skb, void *data,
 	pkt->l3_off = 0;
 	switch (*first >> 4) {
 	case 4:
-		return ws_parse_ipv4(skb, data, data_end, pkt, key);
+		return ws_parse_ipv4(skb, data, data_end, pkt, &key->v4);
 	case 6:
-		return ws_parse_ipv6(data, data_end, pkt, key);
+		return ws_parse_ipv6(data, data_end, pkt, &key->v6);
 	default:
 		return WS_R_NOT_IP;
 	}

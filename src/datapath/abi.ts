@@ -20,7 +20,10 @@ export const TOUCH_INTERVAL_NS = 1_000_000_000n;
 
 /** Map names in the BPF object, as user space finds and pins them. */
 export const MapName = {
-  flows: 'ws_flows',
+  /** IPv4 flows (struct ws_flow4_key -> ws_flow_val). */
+  flows4: 'ws_flows4',
+  /** IPv6 flows (struct ws_flow6_key -> ws_flow_val). */
+  flows6: 'ws_flows6',
   dscp: 'ws_dscp',
   policies: 'ws_policies',
   links: 'ws_links',
@@ -40,7 +43,8 @@ export const ProgramName = {
 
 /** Byte layout of each struct: total size and field offsets, as in the C header. */
 export const Layout = {
-  flowKey: { size: 40, family: 0, proto: 1, pad: 2, sport: 4, dport: 6, saddr: 8, daddr: 24 },
+  flow4Key: { size: 16, saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, pad: 13 },
+  flow6Key: { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, proto: 36, pad: 37 },
   flowVal: { size: 16, policyId: 0, flags: 4, lastSeenNs: 8 },
   policy: { size: 16, action: 0, linkId: 4, dscp: 8, pad: 9 },
   link: { size: 28, ifindex: 0, up: 4, pad: 5, nh4: 8, nh6: 12 },

@@ -1,6 +1,6 @@
 /**
- * IP address strings <-> the 16-byte form the maps use. IPv4 addresses occupy the first four
- * bytes (network order) and the other twelve are zero, exactly as struct ws_flow_key holds them.
+ * IP address strings <-> bytes in network order: 16 for IPv6, and for IPv4 the first four of 16
+ * (the other twelve zero); the IPv4 flow key and link next hop take just those four.
  * Pure functions: no DNS, no I/O.
  */
 import { isIPv4, isIPv6 } from 'node:net';

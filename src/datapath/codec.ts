@@ -12,7 +12,7 @@ import {
   MAX_LINKS,
   MAX_POLICIES,
 } from './abi.js';
-import { formatAddress, parseAddress, writeIPv4 } from './addr.js';
+import { formatAddress, parseAddress, writeIPv4, type Family } from './addr.js';
 import { invalid } from './errors.js';
 
 /** IP protocol numbers by name; any number 0..255 is accepted too. */
@@ -52,45 +52,55 @@ function port(v: number | undefined, field: string): number {
   return v;
 }
 
-/** Write `key` as struct ws_flow_key (40 bytes) at `off` of `out`. `out` must be zero there. */
-export function encodeFlowKey(key: FlowKey, out: Buffer, off = 0): void {
+/**
+ * Write `key` into its family's layout: struct ws_flow4_key (16 bytes) at `off4` of `out4`
+ * for IPv4, struct ws_flow6_key (40 bytes) at `off6` of `out6` for IPv6. Returns the family,
+ * i.e. which buffer now holds it (and which flow table it belongs in). Every byte of the
+ * written key is set, padding included.
+ */
+export function encodeFlowKey(key: FlowKey, out4: Buffer, off4: number, out6: Buffer, off6: number): Family {
   const proto = protocolNumber(key.protocol);
-  const L = Layout.flowKey;
   const ported = PORTED.has(proto);
   const sport = ported ? port(key.sport, 'sport') : 0;
   const dport = ported ? port(key.dport, 'dport') : 0;
-  let family: number;
   // IPv4 straight into the buffer (the hot case for batch writes); anything else parsed fully.
-  if (writeIPv4(key.src, out, off + L.saddr) && writeIPv4(key.dst, out, off + L.daddr)) {
-    // Plain stores: Buffer#fill crosses into C++ and costs more than these 24 bytes.
-    for (let i = 4; i < 16; i++) {
-      out[off + L.saddr + i] = 0;
-      out[off + L.daddr + i] = 0;
-    }
-    family = FAMILY_IPV4;
-  } else {
-    const src = parseAddress(key.src);
-    const dst = parseAddress(key.dst);
-    if (!src) throw invalid('flow key', `src is not an IP address: ${JSON.stringify(key.src)}`);
-    if (!dst) throw invalid('flow key', `dst is not an IP address: ${JSON.stringify(key.dst)}`);
-    if (src.family !== dst.family) throw invalid('flow key', `src ${key.src} and dst ${key.dst} are different families`);
-    out.set(src.bytes, off + L.saddr);
-    out.set(dst.bytes, off + L.daddr);
-    family = src.family;
+  if (writeIPv4(key.src, out4, off4 + Layout.flow4Key.saddr) && writeIPv4(key.dst, out4, off4 + Layout.flow4Key.daddr)) {
+    writeTail(out4, off4 + Layout.flow4Key.sport, sport, dport, proto);
+    return FAMILY_IPV4;
   }
-  out[off + L.family] = family;
-  out[off + L.proto] = proto;
-  out[off + L.pad] = 0;
-  out[off + L.pad + 1] = 0;
-  out[off + L.sport] = sport >> 8; // network byte order
-  out[off + L.sport + 1] = sport & 0xff;
-  out[off + L.dport] = dport >> 8;
-  out[off + L.dport + 1] = dport & 0xff;
+  const src = parseAddress(key.src);
+  const dst = parseAddress(key.dst);
+  if (!src) throw invalid('flow key', `src is not an IP address: ${JSON.stringify(key.src)}`);
+  if (!dst) throw invalid('flow key', `dst is not an IP address: ${JSON.stringify(key.dst)}`);
+  if (src.family !== dst.family) throw invalid('flow key', `src ${key.src} and dst ${key.dst} are different families`);
+  if (src.family === FAMILY_IPV4) {
+    out4.set(src.bytes.subarray(0, 4), off4 + Layout.flow4Key.saddr);
+    out4.set(dst.bytes.subarray(0, 4), off4 + Layout.flow4Key.daddr);
+    writeTail(out4, off4 + Layout.flow4Key.sport, sport, dport, proto);
+    return FAMILY_IPV4;
+  }
+  out6.set(src.bytes, off6 + Layout.flow6Key.saddr);
+  out6.set(dst.bytes, off6 + Layout.flow6Key.daddr);
+  writeTail(out6, off6 + Layout.flow6Key.sport, sport, dport, proto);
+  return FAMILY_IPV6;
 }
 
-export function decodeFlowKey(b: Buffer, off = 0): FlowKeyView {
-  const L = Layout.flowKey;
-  const family = b[off + L.family] === FAMILY_IPV6 ? FAMILY_IPV6 : FAMILY_IPV4;
+/** sport, dport (network byte order), proto, three pad bytes: the same tail in both keys. */
+function writeTail(out: Buffer, at: number, sport: number, dport: number, proto: number): void {
+  // Plain stores: Buffer#write* and #fill cross into C++ and cost more than these 8 bytes.
+  out[at] = sport >> 8;
+  out[at + 1] = sport & 0xff;
+  out[at + 2] = dport >> 8;
+  out[at + 3] = dport & 0xff;
+  out[at + 4] = proto;
+  out[at + 5] = 0;
+  out[at + 6] = 0;
+  out[at + 7] = 0;
+}
+
+/** Read a key of `family`'s layout (struct ws_flow4_key or ws_flow6_key) at `off` of `b`. */
+export function decodeFlowKey(family: Family, b: Buffer, off = 0): FlowKeyView {
+  const L = family === FAMILY_IPV6 ? Layout.flow6Key : Layout.flow4Key;
   return {
     family,
     protocol: b[off + L.proto]!,

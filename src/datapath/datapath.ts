@@ -14,7 +14,8 @@
 import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../../native/libbpf.js';
-import { DSCP_VALUES, Layout, MAX_LINKS, MAX_POLICIES, MapName, ProgramName, Reasons, type Reason } from './abi.js';
+import { DSCP_VALUES, FAMILY_IPV4, FAMILY_IPV6, Layout, MAX_LINKS, MAX_POLICIES, MapName, ProgramName, Reasons, type Reason } from './abi.js';
+import type { Family } from './addr.js';
 import { attachEgress, detachEgress, detectFraming, interfaceIndex, type Attachment, type LinkFraming } from './attach.js';
 import {
   checkDscp,
@@ -33,6 +34,7 @@ import {
   type LinkEntry,
   type PolicyAction,
 } from './codec.js';
+import type { BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
 
@@ -63,10 +65,28 @@ export function monotonicNs(): bigint {
 
 const FLOW_CHUNK = 65_536;
 
+/** One family's share of a batch: packed keys and values, `count` of them filled. */
+interface FlowChunk {
+  keySize: number;
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+}
+
+function flowChunk(keySize: number, capacity: number, valueTemplate: Buffer): FlowChunk {
+  return {
+    keySize,
+    keys: Buffer.allocUnsafe(capacity * keySize),
+    values: Buffer.allocUnsafe(capacity * valueTemplate.length).fill(valueTemplate),
+    count: 0,
+  };
+}
+
 export class Datapath {
   private readonly attachments = new Map<string, Attachment>();
   // Scratch buffers for single-entry calls: one allocation per process, not per call.
-  private readonly keyBuf = Buffer.alloc(Layout.flowKey.size);
+  private readonly key4Buf = Buffer.alloc(Layout.flow4Key.size);
+  private readonly key6Buf = Buffer.alloc(Layout.flow6Key.size);
   private readonly valBuf = Buffer.alloc(Layout.flowVal.size);
   private readonly u32 = Buffer.alloc(4);
   private readonly policyBuf = Buffer.alloc(Layout.policy.size);
@@ -219,14 +239,14 @@ export class Datapath {
     return out;
   }
 
-  // ---- flows -----------------------------------------------------------------------------
+  // ---- flows ----------------------------------------------------------------------------
+  // One table per family (ws_flows4, ws_flows6): a key goes to the table of its addresses.
 
   /** Steer one flow (its egress 5-tuple) by policy `policyId`. */
   upsertFlow(key: FlowKey, policyId: number, now = monotonicNs()): void {
-    this.keyBuf.fill(0);
-    encodeFlowKey(key, this.keyBuf);
     encodeFlowValue(policyId, now, this.valBuf);
-    this.d.maps.flows.update(this.keyBuf, this.valBuf);
+    const [map, k] = this.flowKey(key);
+    map.update(k, this.valBuf);
   }
 
   /**
@@ -234,69 +254,78 @@ export class Datapath {
    * written, so a bad entry rejects the whole call and the table is left as it was.
    */
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
-    const K = Layout.flowKey.size;
     const V = Layout.flowVal.size;
     // Every value shares last-seen: write one, repeat it across the chunk, then set policy ids.
     const template = Buffer.alloc(V);
     encodeFlowValue(1, now, template);
-    const chunks: { keys: Buffer; values: Buffer; count: number }[] = [];
+    const chunks: FlowChunk[] = [];
     for (let start = 0; start < entries.length; start += FLOW_CHUNK) {
       const count = Math.min(FLOW_CHUNK, entries.length - start);
-      const keys = Buffer.allocUnsafe(count * K);
-      const values = Buffer.allocUnsafe(count * V).fill(template);
+      const c4 = flowChunk(Layout.flow4Key.size, count, template);
+      const c6 = flowChunk(Layout.flow6Key.size, count, template);
       for (let i = 0; i < count; i++) {
         const e = entries[start + i]!;
-        encodeFlowKey(e.key, keys, i * K);
         checkPolicyId(e.policyId);
-        values.writeUInt32LE(e.policyId, i * V + Layout.flowVal.policyId);
+        const family = encodeFlowKey(e.key, c4.keys, c4.count * c4.keySize, c6.keys, c6.count * c6.keySize);
+        const c = family === FAMILY_IPV4 ? c4 : c6;
+        c.values.writeUInt32LE(e.policyId, c.count * V + Layout.flowVal.policyId);
+        c.count++;
       }
-      chunks.push({ keys, values, count });
+      chunks.push(c4, c6);
     }
     // Everything was validated above: a bad entry has thrown before anything was written.
-    for (const c of chunks) this.d.maps.flows.updateBatch(c.keys, c.values, c.count);
+    for (const c of chunks) {
+      if (c.count > 0) this.flowMap(c.keySize).updateBatch(c.keys, c.values, c.count);
+    }
   }
 
   /** The flow's entry, or null when it is not steered. */
   getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null {
-    this.keyBuf.fill(0);
-    encodeFlowKey(key, this.keyBuf);
-    return this.d.maps.flows.lookup(this.keyBuf, this.valBuf) ? decodeFlowValue(this.valBuf) : null;
+    const [map, k] = this.flowKey(key);
+    return map.lookup(k, this.valBuf) ? decodeFlowValue(this.valBuf) : null;
   }
 
   deleteFlow(key: FlowKey): boolean {
-    this.keyBuf.fill(0);
-    encodeFlowKey(key, this.keyBuf);
-    return this.d.maps.flows.delete(this.keyBuf);
+    const [map, k] = this.flowKey(key);
+    return map.delete(k);
   }
 
   deleteFlows(keys: ReadonlyArray<FlowKey>): number {
-    const K = Layout.flowKey.size;
-    const buf = Buffer.alloc(keys.length * K);
-    keys.forEach((k, i) => encodeFlowKey(k, buf, i * K));
-    return this.d.maps.flows.deleteBatch(buf, keys.length);
+    const b4 = Buffer.alloc(keys.length * Layout.flow4Key.size);
+    const b6 = Buffer.alloc(keys.length * Layout.flow6Key.size);
+    let n4 = 0;
+    let n6 = 0;
+    for (const k of keys) {
+      if (encodeFlowKey(k, b4, n4 * Layout.flow4Key.size, b6, n6 * Layout.flow6Key.size) === FAMILY_IPV4) n4++;
+      else n6++;
+    }
+    return (n4 ? this.d.maps.flows4.deleteBatch(b4, n4) : 0) + (n6 ? this.d.maps.flows6.deleteBatch(b6, n6) : 0);
   }
 
   /** Every steered flow, optionally only those of one policy. */
   listFlows(filter: { policyId?: number } = {}): FlowEntry[] {
     const out: FlowEntry[] = [];
-    const K = Layout.flowKey.size;
     const V = Layout.flowVal.size;
-    this.d.maps.flows.forEachChunk((keys, values, n) => {
-      for (let i = 0; i < n; i++) {
-        const v = decodeFlowValue(values, i * V);
-        if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
-        out.push({ ...decodeFlowKey(keys, i * K), ...v });
-      }
-    }, FLOW_CHUNK);
+    for (const [family, map] of this.flowMaps()) {
+      map.forEachChunk((keys, values, n) => {
+        for (let i = 0; i < n; i++) {
+          const v = decodeFlowValue(values, i * V);
+          if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
+          out.push({ ...decodeFlowKey(family, keys, i * map.keySize), ...v });
+        }
+      }, FLOW_CHUNK);
+    }
     return out;
   }
 
-  /** How many flow entries the table holds (a full walk: for metrics, not per packet). */
+  /** How many flow entries the tables hold (a full walk: for metrics, not per packet). */
   countFlows(): number {
     let total = 0;
-    this.d.maps.flows.forEachChunk((_k, _v, n) => {
-      total += n;
-    }, FLOW_CHUNK);
+    for (const [, map] of this.flowMaps()) {
+      map.forEachChunk((_k, _v, n) => {
+        total += n;
+      }, FLOW_CHUNK);
+    }
     return total;
   }
 
@@ -305,17 +334,38 @@ export class Datapath {
    * refreshes last-seen at most once a second per flow, so idle times are accurate to ~1 s.
    */
   ageFlows(maxIdleNs: bigint, now = monotonicNs()): number {
-    const K = Layout.flowKey.size;
     const V = Layout.flowVal.size;
-    const stale: Buffer[] = [];
-    this.d.maps.flows.forEachChunk((keys, values, n) => {
-      for (let i = 0; i < n; i++) {
-        const seen = values.readBigUInt64LE(i * V + Layout.flowVal.lastSeenNs);
-        if (now > seen && now - seen > maxIdleNs) stale.push(Buffer.from(keys.subarray(i * K, (i + 1) * K)));
-      }
-    }, FLOW_CHUNK);
-    if (stale.length === 0) return 0;
-    return this.d.maps.flows.deleteBatch(Buffer.concat(stale), stale.length);
+    let removed = 0;
+    for (const [, map] of this.flowMaps()) {
+      const K = map.keySize;
+      const stale: Buffer[] = [];
+      map.forEachChunk((keys, values, n) => {
+        for (let i = 0; i < n; i++) {
+          const seen = values.readBigUInt64LE(i * V + Layout.flowVal.lastSeenNs);
+          if (now > seen && now - seen > maxIdleNs) stale.push(Buffer.from(keys.subarray(i * K, (i + 1) * K)));
+        }
+      }, FLOW_CHUNK);
+      if (stale.length > 0) removed += map.deleteBatch(Buffer.concat(stale), stale.length);
+    }
+    return removed;
+  }
+
+  /** Encode `key` into the scratch buffer of its family: that family's table, and the key bytes. */
+  private flowKey(key: FlowKey): [BpfMap, Buffer] {
+    return encodeFlowKey(key, this.key4Buf, 0, this.key6Buf, 0) === FAMILY_IPV4
+      ? [this.d.maps.flows4, this.key4Buf]
+      : [this.d.maps.flows6, this.key6Buf];
+  }
+
+  private flowMap(keySize: number): BpfMap {
+    return keySize === Layout.flow4Key.size ? this.d.maps.flows4 : this.d.maps.flows6;
+  }
+
+  private flowMaps(): [Family, BpfMap][] {
+    return [
+      [FAMILY_IPV4, this.d.maps.flows4],
+      [FAMILY_IPV6, this.d.maps.flows6],
+    ];
   }
 
   // ---- counters --------------------------------------------------------------------------

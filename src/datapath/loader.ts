@@ -31,7 +31,10 @@ export interface LoadOptions {
   objectPath?: string;
   /** bpffs directory for the pins (default /sys/fs/bpf/wansteer). */
   pinDir?: string;
-  /** Flow table entries; ignored when a pinned table exists (it is adopted as it is). */
+  /**
+   * Flow table entries, per family (ws_flows4 and ws_flows6 each get this many); ignored when
+   * pinned tables exist (they are adopted as they are).
+   */
   flowTableSize?: number;
   /** Where libbpf's own messages go (verifier log, warnings). */
   onLibbpfLog?: native.LibbpfLogSink;
@@ -44,7 +47,7 @@ export interface Loaded {
   pinDir: string;
   /** True when the maps were already pinned: this process adopted a running datapath. */
   adopted: boolean;
-  /** The flow table's size in force (the pinned one when adopted). */
+  /** The flow tables' size in force, per family (the pinned one when adopted). */
   flowTableSize: number;
 }
 
@@ -70,7 +73,7 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
     }
     const o = obj as native.NativePtr;
     try {
-      const flowPin = join(pinDir, MapName.flows);
+      const flowPin = join(pinDir, MapName.flows4);
       const adopted = existsSync(flowPin);
       let flowTableSize = wanted;
       if (adopted) flowTableSize = pinnedMaxEntries(flowPin) ?? wanted;
@@ -78,7 +81,7 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
       for (const name of Object.values(MapName)) {
         const m = mapPtr(o, name);
         check(native.mapSetPinPath(m, join(pinDir, name)), DatapathErrorCode.PIN, `pin path ${name}`);
-        if (name === MapName.flows) {
+        if (name === MapName.flows4 || name === MapName.flows6) {
           check(native.mapSetMaxEntries(m, flowTableSize), DatapathErrorCode.LOAD, `size ${name}`);
         }
       }
@@ -97,7 +100,7 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
         eth: pinProgram(o, ProgramName.eth, pinDir),
         l3: pinProgram(o, ProgramName.l3, pinDir),
       };
-      return { obj: o, maps, programs, pinDir, adopted, flowTableSize: maps.flows.maxEntries };
+      return { obj: o, maps, programs, pinDir, adopted, flowTableSize: maps.flows4.maxEntries };
     } catch (err) {
       native.objectClose(o);
       throw err;

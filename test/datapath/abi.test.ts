@@ -26,7 +26,7 @@ const C_FIELD: Record<string, string> = {
   policyId: 'policy_id', lastSeenNs: 'last_seen_ns', linkId: 'link_id',
 };
 const C_STRUCT: Record<keyof typeof abi.Layout, string> = {
-  flowKey: 'ws_flow_key', flowVal: 'ws_flow_val', policy: 'ws_policy', link: 'ws_link', counter: 'ws_counter',
+  flow4Key: 'ws_flow4_key', flow6Key: 'ws_flow6_key', flowVal: 'ws_flow_val', policy: 'ws_policy', link: 'ws_link', counter: 'ws_counter',
 };
 
 /** Compile a probe that prints sizeof/offsetof for every struct and field in Layout. */
