@@ -1,0 +1,128 @@
+/**
+ * The agent's configuration: one YAML file, overridden by flags and environment variables
+ * (src/config/load.ts). The schema is the single definition of every field, its default and
+ * its limits; the loader validates against it and names the field and the fix on error.
+ *
+ *   links:
+ *     - { name: fibre, interface: eth1, nextHop4: 192.0.2.1 }
+ *     - { name: lte, interface: wwan0 }            # raw-IP device: no next hop needed
+ *   defaultLink: fibre
+ *   rules: { source: directory, directory: /etc/wansteer/rules }
+ *   policies: { store: file, file: /var/lib/wansteer/policies.yaml }
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+/** Logical WAN link name (e.g. `wan0`, `fibre`): what policies and the API call a link. */
+export const LinkName = Type.String({ pattern: '^[A-Za-z0-9][-_.A-Za-z0-9]*$', minLength: 1, maxLength: 32 });
+
+const HostPort = Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{1,5}$', description: 'host:port, [v6]:port' });
+const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IPv4 or IPv6 address' });
+
+export const ProbeConfig = Type.Object(
+  {
+    /** Address probed over this link (a reflector or any host that answers ICMP echo). */
+    target: IpAddress,
+    intervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 100 }),
+    timeoutMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 300 }),
+    /** Down after this many consecutive misses; up after `upAfter` consecutive successes. */
+    downAfter: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
+    upAfter: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+    /** Samples in the sliding window for RTT, loss and jitter. */
+    window: Type.Integer({ minimum: 1, maximum: 10_000, default: 50 }),
+  },
+  { additionalProperties: false },
+);
+
+export const LinkConfig = Type.Object(
+  {
+    /** Logical name policies refer to. */
+    name: LinkName,
+    /** The WAN interface the program attaches to (egress). */
+    interface: Type.String({ minLength: 1, maxLength: 15, pattern: '^[^/\\s:]+$' }),
+    /** Next hop per family; absent: the kernel's FIB picks one on the link (or none is needed). */
+    nextHop4: Type.Optional(IpAddress),
+    nextHop6: Type.Optional(IpAddress),
+    probe: Type.Optional(ProbeConfig),
+  },
+  { additionalProperties: false },
+);
+
+export const AgentConfig = Type.Object(
+  {
+    /** This node's name (default: the host name). */
+    nodeName: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    links: Type.Array(LinkConfig, { minItems: 1, maxItems: 64 }),
+    /** The link traffic takes when nothing steers it (the default route's). */
+    defaultLink: LinkName,
+    datapath: Type.Object(
+      {
+        pinDir: Type.String({ default: '/sys/fs/bpf/wansteer' }),
+        flowTableSize: Type.Integer({ minimum: 1024, maximum: 1 << 27, default: 1 << 20 }),
+        /** Flows not seen for this long are removed from the table. */
+        flowIdleSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+        /** Keep all state in memory and touch no kernel object (for trying the API). */
+        dryRun: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    listen: Type.Object(
+      {
+        /** REST API, session intake (HTTP), /metrics, /healthz, /readyz. */
+        http: Type.Optional(HostPort),
+        /** gRPC session intake. */
+        grpc: Type.Optional(HostPort),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    auth: Type.Object(
+      {
+        /** File holding the bearer token that policy writes need (standalone mode). */
+        tokenFile: Type.Optional(Type.String({ minLength: 1 })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    intake: Type.Object(
+      {
+        /** Node-level proxies (gateways) that may report sessions of any local address. */
+        allowedProxies: Type.Array(IpAddress, { default: [], maxItems: 1024 }),
+        /** Session reports per second per client address. */
+        ratePerClient: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 5_000 }),
+        /** Most sessions in one batch report. */
+        maxBatch: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    rules: Type.Union(
+      [
+        Type.Object({ source: Type.Literal('directory'), directory: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+        Type.Object(
+          {
+            source: Type.Literal('cluster'),
+            /** Namespaces to watch; empty: all. */
+            namespaces: Type.Array(Type.String(), { default: [] }),
+          },
+          { additionalProperties: false },
+        ),
+      ],
+      { default: { source: 'directory', directory: '/etc/wansteer/rules' } },
+    ),
+    policies: Type.Union(
+      [
+        Type.Object({ store: Type.Literal('file'), file: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+        Type.Object({ store: Type.Literal('cluster'), namespace: Type.String({ default: 'wansteer-system' }) }, { additionalProperties: false }),
+      ],
+      { default: { store: 'file', file: '/var/lib/wansteer/policies.yaml' } },
+    ),
+    /** Node-local state that must outlive the agent (policy id assignments). */
+    stateDir: Type.String({ default: '/var/lib/wansteer' }),
+    log: Type.Object(
+      { level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' }) },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type AgentConfig = Static<typeof AgentConfig>;
+export type LinkConfig = Static<typeof LinkConfig>;
+export type ProbeConfig = Static<typeof ProbeConfig>;

@@ -1,0 +1,31 @@
+/**
+ * DatapathPort: the operations the steering engine uses. The kernel datapath (Datapath)
+ * implements it, and so does MemoryDatapath, which keeps the same tables in memory for the
+ * agent's --dry-run mode and for tests of the layers above that need no kernel.
+ */
+import type { FlowEntry, Counters } from './datapath.js';
+import type { FlowKey, LinkEntry, PolicyAction } from './codec.js';
+
+export interface DatapathPort {
+  readonly adopted: boolean;
+  readonly flowTableSize: number;
+  ifindex(ifname: string): number;
+  attach(ifname: string): unknown;
+  setLink(id: number, link: LinkEntry): void;
+  setLinkUp(id: number, up: boolean): void;
+  listLinks(): Map<number, LinkEntry>;
+  setPolicy(id: number, action: PolicyAction): void;
+  deletePolicy(id: number): void;
+  listPolicies(): Map<number, PolicyAction>;
+  setDscpPolicy(dscp: number, policyId: number | null): void;
+  listDscpPolicies(): Map<number, number>;
+  upsertFlow(key: FlowKey, policyId: number, now?: bigint): void;
+  upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now?: bigint): void;
+  getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null;
+  deleteFlows(keys: ReadonlyArray<FlowKey>): number;
+  listFlows(filter?: { policyId?: number }): FlowEntry[];
+  countFlows(): number;
+  ageFlows(maxIdleNs: bigint, now?: bigint): number;
+  counters(): Counters;
+  close(): void;
+}

@@ -1,0 +1,102 @@
+/**
+ * The steering engine's contract with the outside: what a session report is, what the engine
+ * answers, and the interface the HTTP and gRPC intakes and the REST API call. Nothing here
+ * knows about HTTP, gRPC or BPF.
+ *
+ * A session is one connection as the reporting proxy sees it: `local` is the proxy's own end
+ * (its pod address), `remote` the peer. Whatever the direction, the packets that leave over a
+ * WAN link go local -> remote, so that is the flow entry written:
+ *   inbound  (SIDECAR_INBOUND, a gateway's downstream): remote is the client; egress = replies
+ *   outbound (a proxy's upstream connection):           remote is the server; egress = requests
+ */
+import type { Static } from '@sinclair/typebox';
+import type { LinkName as LinkNameSchema } from '../config/schema.js';
+
+type LinkName = Static<typeof LinkNameSchema>;
+
+export type Direction = 'inbound' | 'outbound';
+
+/** The request attributes route rules match on. Header names lower-case; several values joined by ','. */
+export interface SessionRequest {
+  authority: string;
+  path: string;
+  method: string;
+  scheme?: string;
+  headers?: Record<string, string>;
+  /** Istio `sourceNamespace` / `sourceLabels` of the client workload, when the proxy knows them. */
+  sourceNamespace?: string;
+  sourceLabels?: Record<string, string>;
+}
+
+export interface SessionReport {
+  direction: Direction;
+  /** Default tcp. */
+  protocol?: 'tcp' | 'udp';
+  /** The reporting proxy's end, as Envoy writes it: `10.0.0.5:8080`, `[fd00::5]:8080`. */
+  local: string;
+  /** The peer's end, same form. */
+  remote: string;
+  request: SessionRequest;
+}
+
+/** Why a report was not turned into a flow entry. Stable strings: metrics labels and API codes. */
+export const RejectReasons = [
+  'bad-address', // local/remote not an ip:port, or families differ
+  'spoofed-local', // local address is not the caller's and the caller is not an allowed proxy
+  'rate-limited',
+  'datapath-error',
+] as const;
+export type RejectReason = (typeof RejectReasons)[number];
+
+/** Reports that are valid but steer nothing. */
+export const UnmatchedReasons = ['no-virtual-service', 'no-route', 'no-policy', 'no-usable-link'] as const;
+export type UnmatchedReason = (typeof UnmatchedReasons)[number];
+
+export type SessionOutcome =
+  | { status: 'steered'; policy: string; link?: LinkName; dscp?: number; flow: FlowView }
+  | { status: 'unmatched'; reason: UnmatchedReason; virtualService?: string; route?: string }
+  | { status: 'rejected'; reason: RejectReason; message: string };
+
+/** A flow as the API shows it. */
+export interface FlowView {
+  protocol: 'tcp' | 'udp' | number;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  policy: string;
+  /** Seconds since the datapath last saw a packet of the flow (~1 s resolution). */
+  idleSeconds?: number;
+}
+
+/** Live state of a WAN link. */
+export interface LinkStatus {
+  name: LinkName;
+  interface: string;
+  ifindex: number | null;
+  /** Carrier and probes agree the link can carry traffic. */
+  up: boolean;
+  /** Policies whose traffic this link carries now. */
+  activeFor: string[];
+  rttMs?: number;
+  lossPercent?: number;
+  jitterMs?: number;
+  /** Why the link is in its state, for people. */
+  reason?: string;
+}
+
+/** What the API and the intakes need from the engine. */
+export interface SteeringEngine {
+  /**
+   * Classify and steer sessions reported by `caller` (the report's source address). One outcome
+   * per report, in order. Duplicates are cheap; a report never throws.
+   */
+  reportSessions(reports: readonly SessionReport[], caller: string): SessionOutcome[];
+  /** What a session with this request would get, without writing anything. */
+  explainSession(request: SessionRequest & { port?: number }): unknown;
+  links(): LinkStatus[];
+  flows(filter?: { policy?: string; link?: LinkName; limit?: number }): FlowView[];
+  /** The datapath can take writes and the rule and policy sources have synced. */
+  ready(): boolean;
+}
+
