@@ -6,7 +6,9 @@
  *    with 1M flow entries, all in one run. Two ways: `repeat` (the kernel reruns the same skb,
  *    so a DSCP rewrite happens on the first run only) and `fresh` (one run per call on a new
  *    skb, so every run pays for the rewrite; includes the kernel's timer overhead, which the
- *    floor pays too). Target: a hit costs at most 30 ns more than the floor.
+ *    floor pays too). Target: a hit costs at most 30 ns more than the floor. The fresh DSCP
+ *    figure is also taken on a packet that already carries the DSCP: the difference between
+ *    the two is the rewrite itself (bpf_skb_store_bytes).
  * 2. Flow writes from TypeScript through the facade: single updates/s and batched entries/s.
  *    Targets: >= 200k single, >= 1M batched entries/s.
  */
@@ -59,6 +61,10 @@ function main(): void {
     const miss = ipv4Udp({ src: '203.0.113.9', sport: 9, dst: '198.51.100.1', dport: 53 });
     const hitRedirect = ipv4Udp({ src: '192.0.2.10', sport: 5000, dst: '198.51.100.1', dport: 53 });
     const hitDscp = ipv4Udp({ src: '192.0.2.11', sport: 5001, dst: '198.51.100.1', dport: 53 });
+    // The DSCP flow's packet already carrying DSCP 46 (the checksum does not matter here):
+    // fresh runs on it cost everything but the rewrite itself.
+    const hitDscpSet = Buffer.from(hitDscp);
+    hitDscpSet[15] = 46 << 2;
     const hitRedirect6 = ipv6Tcp({ src: 'fd00::10', sport: 5002, dst: 'fd00::1', dport: 443 });
     dp.upsertFlow({ protocol: 'udp', src: '192.0.2.10', sport: 5000, dst: '198.51.100.1', dport: 53 }, 1);
     dp.upsertFlow({ protocol: 'udp', src: '192.0.2.11', sport: 5001, dst: '198.51.100.1', dport: 53 }, 2);
@@ -96,7 +102,9 @@ function main(): void {
         figures.push({ name: `${label}: ${name} minus floor`, value: ns - floor, unit: 'ns/pkt', ...(isHit ? { target: '<= 30' } : {}) });
       }
       const dscpFresh = freshNs(steer, hitDscp);
+      const dscpSetFresh = freshNs(steer, hitDscpSet);
       figures.push({ name: `${label}: hit, set DSCP, fresh skb each run, minus floor`, value: dscpFresh - floorFresh, unit: 'ns/pkt', target: '<= 30' });
+      figures.push({ name: `${label}: hit, DSCP already set, fresh skb each run, minus floor`, value: dscpSetFresh - floorFresh, unit: 'ns/pkt' });
     };
 
     dp.ageFlows(0n); // empty the table...
