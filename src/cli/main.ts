@@ -1,0 +1,49 @@
+/**
+ * `wansteer <command>`: a table of commands, each a function from argv to an exit code.
+ * To add one, add a row; nothing else here needs to change.
+ */
+import { pathToFileURL } from 'node:url';
+import { runExplain, type CliIo } from './explain.js';
+
+export interface Command {
+  readonly summary: string;
+  readonly run: (argv: readonly string[], io: CliIo) => Promise<number>;
+}
+
+export const commands: Readonly<Record<string, Command>> = {
+  explain: { summary: 'show which VirtualService route a request matches, and why', run: runExplain },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `Usage: wansteer <command> [options]\n\nCommands:\n${rows.join('\n')}\n\nRun 'wansteer <command> --help' for a command's options.\n`;
+}
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    io.stderr(`wansteer: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  return command.run(rest, io);
+}
+
+const processIo: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+// Run when executed directly (node dist/src/cli/main.js, tsx src/cli/main.ts, bin/wansteer.js).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2), processIo);
+}
+
+export async function runFromBin(): Promise<void> {
+  process.exitCode = await main(process.argv.slice(2), processIo);
+}
