@@ -52,13 +52,13 @@ union ws_flow_key {
 };
 
 /*
- * TCP and UDP both open with sport, dport: copy them as one word into
- * ports, which is sport in either key (dport follows it).
+ * TCP, UDP and SCTP all open with sport, dport: copy them as one word
+ * into ports, which is sport in either key (dport follows it).
  */
 static __always_inline __u32 ws_parse_ports(void *l4, void *data_end,
 					    __u8 proto, __be16 *ports)
 {
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return WS_PARSED;	/* ICMP, ESP, GRE...: ports stay 0 */
 	if (l4 + sizeof(__u32) > data_end)
 		return WS_R_TRUNCATED;

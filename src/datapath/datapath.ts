@@ -37,6 +37,7 @@ import {
 import type { BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
+import type { DatapathPort } from './port.js';
 
 export interface Counter {
   packets: bigint;
@@ -82,7 +83,7 @@ function flowChunk(keySize: number, capacity: number, valueTemplate: Buffer): Fl
   };
 }
 
-export class Datapath {
+export class Datapath implements DatapathPort {
   private readonly attachments = new Map<string, Attachment>();
   // Scratch buffers for single-entry calls: one allocation per process, not per call.
   private readonly key4Buf = Buffer.alloc(Layout.flow4Key.size);

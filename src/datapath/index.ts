@@ -6,3 +6,5 @@ export type { Attachment, LinkFraming } from './attach.js';
 export type { LoadOptions } from './loader.js';
 export { Reasons, type Reason, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT } from './abi.js';
 export { testRun, type TestRun } from './test-run.js';
+export { MemoryDatapath } from './memory.js';
+export type { DatapathPort } from './port.js';

@@ -146,22 +146,38 @@ describe('formatAddress', () => {
 });
 
 describe('flow key and value codec', () => {
-  const L = Layout.flowKey;
+  /** Encode `k` at `off` of a fresh buffer of its family's layout; returns that buffer. */
   const encode = (k: FlowKey, off = 0) => {
-    const b = Buffer.alloc(off + L.size);
-    encodeFlowKey(k, b, off);
-    return b;
+    const b4 = Buffer.alloc(off + Layout.flow4Key.size);
+    const b6 = Buffer.alloc(off + Layout.flow6Key.size);
+    const family = encodeFlowKey(k, b4, off, b6, off);
+    return { family, b: family === 4 ? b4 : b6 };
   };
 
-  // Proves the exact byte layout of struct ws_flow_key: ports big-endian, pad zero, v4 in word 0.
+  // Proves the exact byte layout of struct ws_flow4_key: addresses, then ports big-endian, proto, zero pad.
   it('lays out an IPv4 TCP key as the BPF program builds it', () => {
-    const b = encode({ protocol: 'tcp', src: '10.0.0.5', sport: 40000, dst: '198.51.100.9', dport: 443 });
-    expect(b[L.family]).toBe(4);
+    const L = Layout.flow4Key;
+    const { family, b } = encode({ protocol: 'tcp', src: '10.0.0.5', sport: 40000, dst: '198.51.100.9', dport: 443 });
+    expect(family).toBe(4);
+    expect(b.length).toBe(16);
     expect(b[L.proto]).toBe(6);
-    expect(b.readUInt16LE(L.pad)).toBe(0);
+    expect(b.subarray(L.pad, L.pad + 3).toString('hex')).toBe('000000');
     expect(b.subarray(L.sport, L.sport + 4).toString('hex')).toBe('9c4001bb');
-    expect(b.subarray(L.saddr, L.saddr + 16).toString('hex')).toBe(v4bytes(10, 0, 0, 5));
-    expect(b.subarray(L.daddr, L.daddr + 16).toString('hex')).toBe(v4bytes(198, 51, 100, 9));
+    expect(b.subarray(L.saddr, L.saddr + 4).toString('hex')).toBe('0a000005');
+    expect(b.subarray(L.daddr, L.daddr + 4).toString('hex')).toBe('c6336409');
+  });
+
+  // Proves the layout of struct ws_flow6_key: 16-byte addresses, then the same tail.
+  it('lays out an IPv6 UDP key as the BPF program builds it', () => {
+    const L = Layout.flow6Key;
+    const { family, b } = encode({ protocol: 'udp', src: 'fd00::5', sport: 53, dst: 'fd00::9', dport: 5353 });
+    expect(family).toBe(6);
+    expect(b.length).toBe(40);
+    expect(b.subarray(L.saddr, L.saddr + 16).toString('hex')).toBe('fd000000000000000000000000000005');
+    expect(b.subarray(L.daddr, L.daddr + 16).toString('hex')).toBe('fd000000000000000000000000000009');
+    expect(b.subarray(L.sport, L.sport + 4).toString('hex')).toBe('003514e9');
+    expect(b[L.proto]).toBe(17);
+    expect(b.subarray(L.pad, L.pad + 3).toString('hex')).toBe('000000');
   });
 
   // Proves encode/decode round-trip, with addresses normalised and the protocol as a number.
@@ -176,8 +192,10 @@ describe('flow key and value codec', () => {
       [{ protocol: 0, src: '0.0.0.0', dst: '255.255.255.255' }, { family: 4, protocol: 0, src: '0.0.0.0', sport: 0, dst: '255.255.255.255', dport: 0 }],
     ];
     for (const [k, view] of cases) {
-      expect(decodeFlowKey(encode(k), 0), JSON.stringify(k)).toEqual(view);
-      expect(decodeFlowKey(encode(k, 40), 40), JSON.stringify(k)).toEqual(view);
+      for (const off of [0, 40]) {
+        const { family, b } = encode(k, off);
+        expect(decodeFlowKey(family, b, off), JSON.stringify(k)).toEqual(view);
+      }
     }
   });
 

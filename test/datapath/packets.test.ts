@@ -443,7 +443,6 @@ for (let ihl = 6; ihl <= 15; ihl++) {
     reasons: { redirected: 1 },
     policy: P.redirect,
     out: same,
-    knownDefect: 'codec keys SCTP with its ports (and rejects port 0); parse.h keys every non-TCP/UDP protocol with ports 0',
   });
 }
 
