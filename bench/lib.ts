@@ -38,7 +38,8 @@ export function report(benchmark: string, figures: Figure[]): void {
   for (const r of rows) console.log(line(r));
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  const out = { benchmark, date: new Date().toISOString(), machine: machine(), figures };
+  const rounded = figures.map((f) => ({ ...f, value: Number.isInteger(f.value) ? f.value : Math.round(f.value * 100) / 100 }));
+  const out = { benchmark, date: new Date().toISOString(), machine: machine(), figures: rounded };
   writeFileSync(new URL(`${benchmark}.json`, dir), JSON.stringify(out, null, 2) + '\n');
 }
 
