@@ -12,7 +12,8 @@
  * test processes are removed on creation, so a crashed run never leaves namespaces behind.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
 
 /** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
@@ -51,11 +52,24 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Remove labs left by test processes that no longer exist. */
+/**
+ * Remove labs and bpffs pin directories left by test, bench or demo processes that no longer
+ * exist (a crash, a kill -9): namespaces `wst<pid>-…`, pins `/sys/fs/bpf/wst-…<pid>…`.
+ */
 export function reapStaleLabs(): void {
   for (const ns of namespaces()) {
     const m = /^wst(\d+)-/.exec(ns);
     if (m && !alive(Number(m[1]))) sh('ip', ['netns', 'del', ns]);
+  }
+  let pins: string[] = [];
+  try {
+    pins = readdirSync('/sys/fs/bpf');
+  } catch {
+    return;
+  }
+  for (const dir of pins) {
+    const m = /^(?:wst|wansteer-demo)-(?:[a-z]+-)*(\d+)(?:-|$)/.exec(dir);
+    if (m && !alive(Number(m[1]))) rmSync(join('/sys/fs/bpf', dir), { recursive: true, force: true });
   }
 }
 

@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, statfsSync } from 'node:fs';
 import { describe } from 'vitest';
+import { reapStaleLabs } from '../../src/cli/lab.js';
 import { defaultObjectPath } from '../../src/datapath/loader.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -29,6 +30,9 @@ function missing(): string | null {
 }
 
 export const privilegeProblem = missing();
+
+// Namespaces and pins of test processes that died without cleaning up go first.
+if (!privilegeProblem) reapStaleLabs();
 
 /** `describe` for tests that need the kernel: skipped with the reason locally, failed under CI. */
 export function describePrivileged(name: string, body: () => void): void {
