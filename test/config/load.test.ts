@@ -1,0 +1,138 @@
+// Proves the config loader: a good file loads with schema defaults filled in, flags beat
+// environment variables beat the file, and every kind of bad input stops with a ConfigError
+// whose message names the field, what is wrong and the fix — never a stack trace.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/config/errors.js';
+import { loadConfig, resolveConfig } from '../../src/config/load.js';
+
+let dir: string;
+const hostname = () => 'edge-1';
+
+const GOOD = `
+links:
+  - { name: fibre, interface: eth1, nextHop4: 192.0.2.1, nextHop6: "2001:db8::1" }
+  - name: lte
+    interface: wwan0
+    probe: { target: 198.51.100.7, intervalMs: 200 }
+defaultLink: fibre
+listen: { http: "0.0.0.0:9440" }
+policies: { store: file, file: /tmp/p.yaml }
+`;
+
+const minimal = () => ({ links: [{ name: 'fibre', interface: 'eth1' }], defaultLink: 'fibre' });
+
+/** The ConfigError that resolving `doc` throws. */
+function errorOf(doc: unknown, argv: string[] = [], env: Record<string, string> = {}): ConfigError {
+  try {
+    resolveConfig(doc, { argv, env, hostname });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wansteer-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('loadConfig: good input', () => {
+  it('loads a YAML file and fills every default from the schema', async () => {
+    const file = join(dir, 'good.yaml');
+    await writeFile(file, GOOD);
+    const config = await loadConfig({ file, hostname });
+    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', intervalMs: 200, timeoutMs: 300, downAfter: 3, upAfter: 10, window: 50 });
+    expect(config.datapath).toEqual({ pinDir: '/sys/fs/bpf/wansteer', flowTableSize: 1 << 20, flowIdleSeconds: 300, dryRun: false });
+    expect(config.rules).toEqual({ source: 'directory', directory: '/etc/wansteer/rules' });
+    expect(config.policies).toEqual({ store: 'file', file: '/tmp/p.yaml' });
+    expect(config.log.level).toBe('info');
+    expect(config.nodeName).toBe('edge-1');
+  });
+
+  it('loads JSON as well, found through --config', async () => {
+    const file = join(dir, 'good.json');
+    await writeFile(file, JSON.stringify(minimal()));
+    const config = await loadConfig({ argv: ['--config', file], hostname });
+    expect(config.defaultLink).toBe('fibre');
+  });
+
+  it('gives a union field the defaults of the variant it names, not the default variant', () => {
+    const config = resolveConfig({ ...minimal(), policies: { store: 'cluster' }, rules: { source: 'cluster' } }, { hostname });
+    expect(config.policies).toEqual({ store: 'cluster', namespace: 'wansteer-system' });
+    expect(config.rules).toEqual({ source: 'cluster', namespaces: [] });
+  });
+
+  it('takes flags over environment variables over the file', () => {
+    const doc = { ...minimal(), datapath: { flowTableSize: 4096, pinDir: '/file' }, log: { level: 'warn' } };
+    const env = { WANSTEER_FLOW_TABLE_SIZE: '8192', WANSTEER_PIN_DIR: '/env', WANSTEER_DRY_RUN: 'true', WANSTEER_TOKEN_FILE: '/env/token' };
+    const argv = ['--pin-dir', '/flag', '--log-level=debug', '--listen-grpc', '[::]:9441', '--policies-file', '/flag/p.yaml', '--rules-dir=/flag/rules'];
+    const config = resolveConfig(doc, { argv, env, hostname });
+    expect(config.datapath).toMatchObject({ pinDir: '/flag', flowTableSize: 8192, dryRun: true });
+    expect(config.auth.tokenFile).toBe('/env/token');
+    expect(config.log.level).toBe('debug');
+    expect(config.listen.grpc).toBe('[::]:9441');
+    expect(config.policies).toEqual({ store: 'file', file: '/flag/p.yaml' });
+    expect(config.rules).toEqual({ source: 'directory', directory: '/flag/rules' });
+    expect(resolveConfig(doc, { argv: ['--dry-run'], env: { WANSTEER_DRY_RUN: 'false' }, hostname }).datapath.dryRun).toBe(true);
+  });
+});
+
+describe('loadConfig: bad input names its field and the fix', () => {
+  const cases: { what: string; doc: unknown; argv?: string[]; env?: Record<string, string>; code: string; field: string; says: RegExp }[] = [
+    { what: 'no links', doc: { defaultLink: 'x' }, code: 'WS_CONFIG_INVALID', field: 'links', says: /is missing; fix: list the WAN links/ },
+    { what: 'empty links', doc: { links: [], defaultLink: 'x' }, code: 'WS_CONFIG_INVALID', field: 'links', says: /is empty/ },
+    { what: 'nextHop4 not IPv4', doc: { ...minimal(), links: [{ name: 'a', interface: 'e0' }, { name: 'b', interface: 'e1', nextHop4: '10.0.0' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[1].nextHop4', says: /"10\.0\.0" is not an IPv4 address; fix: give the IPv4 address/ },
+    { what: 'nextHop6 holds IPv4', doc: { links: [{ name: 'a', interface: 'e0', nextHop6: '192.0.2.1' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].nextHop6', says: /not an IPv6 address/ },
+    { what: 'duplicate link name', doc: { links: [{ name: 'a', interface: 'e0' }, { name: 'a', interface: 'e1' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[1].name', says: /already the name of links\[0\]; fix: give each link its own name/ },
+    { what: 'duplicate interface', doc: { links: [{ name: 'a', interface: 'e0' }, { name: 'b', interface: 'e0' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[1].interface', says: /already the interface of links\[0\]/ },
+    { what: 'defaultLink names no link', doc: { ...minimal(), defaultLink: 'lte' }, code: 'WS_CONFIG_INVALID', field: 'defaultLink', says: /"lte" is not the name of a link; fix: use one of the names in links: fibre/ },
+    { what: 'misspelt field', doc: { links: [{ name: 'a', interface: 'e0', nexthop4: '192.0.2.1' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].nexthop4', says: /is not a known field; fix: did you mean nextHop4\?/ },
+    { what: 'interface name too long', doc: { links: [{ name: 'a', interface: 'a-very-long-interface' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].interface', says: /over the limit of 15; fix: give the interface name/ },
+    { what: 'flow table too small', doc: { ...minimal(), datapath: { flowTableSize: 10 } }, code: 'WS_CONFIG_INVALID', field: 'datapath.flowTableSize', says: /10 is below the minimum 1024; fix: use a value from 1024 to/ },
+    { what: 'unknown log level', doc: { ...minimal(), log: { level: 'verbose' } }, code: 'WS_CONFIG_INVALID', field: 'log.level', says: /"verbose" is not one of fatal, error, warn, info, debug, trace/ },
+    { what: 'unknown policy store', doc: { ...minimal(), policies: { store: 'etcd' } }, code: 'WS_CONFIG_INVALID', field: 'policies.store', says: /"etcd" is not one of file, cluster; fix: use file/ },
+    { what: 'file store without file', doc: { ...minimal(), policies: { store: 'file' } }, code: 'WS_CONFIG_INVALID', field: 'policies.file', says: /is missing; fix: give the policy file path/ },
+    { what: 'bad listen address', doc: { ...minimal(), listen: { http: '9440' } }, code: 'WS_CONFIG_INVALID', field: 'listen.http', says: /not of the expected form; fix: write host:port/ },
+    { what: 'port out of range', doc: { ...minimal(), listen: { http: '0.0.0.0:99999' } }, code: 'WS_CONFIG_INVALID', field: 'listen.http', says: /port 99999 is out of range/ },
+    { what: 'probe target not an address', doc: { links: [{ name: 'a', interface: 'e0', probe: { target: 'gw.example' } }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].probe.target', says: /not an IP address/ },
+    { what: 'top level a list', doc: ['links'], code: 'WS_CONFIG_SYNTAX', field: '(top level)', says: /not a mapping/ },
+    { what: 'unknown flag', doc: minimal(), argv: ['--pin-dri', '/x'], code: 'WS_CONFIG_FLAG', field: '--pin-dri', says: /not a known flag; fix: use one of --config, .*--pin-dir/ },
+    { what: 'flag without value', doc: minimal(), argv: ['--token-file'], code: 'WS_CONFIG_FLAG', field: '--token-file', says: /has no value/ },
+    { what: 'non-numeric env', doc: minimal(), env: { WANSTEER_FLOW_TABLE_SIZE: 'lots' }, code: 'WS_CONFIG_FLAG', field: 'WANSTEER_FLOW_TABLE_SIZE', says: /"lots" is not an integer/ },
+    { what: 'bad value from a flag names the flag', doc: minimal(), argv: ['--log-level', 'loud'], code: 'WS_CONFIG_INVALID', field: 'log.level (from --log-level)', says: /log\.level \(from --log-level\): "loud" is not one of/ },
+  ];
+
+  it.each(cases)('$what → $code at $field', ({ doc, argv, env, code, field, says }) => {
+    const err = errorOf(doc, argv, env);
+    expect(err.code).toBe(code);
+    expect(err.field).toBe(field);
+    expect(err.message).toMatch(says);
+    expect(err.message).not.toMatch(/\n\s+at /);
+  });
+
+  it('reports all problems at once', () => {
+    const err = errorOf({ links: [{ name: 'a', interface: 'e0', nextHop4: 'x.y' }, { name: 'a', interface: 'e0' }], defaultLink: 'b' });
+    expect(err.problems.map((p) => p.field)).toEqual(['links[0].nextHop4', 'links[1].name', 'links[1].interface', 'defaultLink']);
+  });
+
+  it('names a missing file and how to point at the right one', async () => {
+    const err = (await loadConfig({ file: join(dir, 'absent.yaml') }).catch((e: unknown) => e)) as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.code).toBe('WS_CONFIG_FILE_READ');
+    expect(err.message).toMatch(/absent\.yaml: does not exist; fix: pass the config file with --config PATH/);
+  });
+
+  it('names the line of a YAML syntax error', async () => {
+    const file = join(dir, 'broken.yaml');
+    await writeFile(file, 'links:\n  - name: a\n   interface: e0\n');
+    const err = (await loadConfig({ file }).catch((e: unknown) => e)) as ConfigError;
+    expect(err.code).toBe('WS_CONFIG_SYNTAX');
+    expect(err.message).toMatch(/broken\.yaml: is not valid YAML: .*line 3/);
+  });
+});
