@@ -65,9 +65,12 @@ export const PolicyForbiddenError = createPolicyError('WS_POLICY_FORBIDDEN', 'th
 /** The store cannot be read or written right now (file unreadable or broken, API server down). */
 export const PolicyStoreUnavailableError = createPolicyError('WS_POLICY_STORE_UNAVAILABLE', 'the policy store is unavailable: %s', 503);
 
+/** The policy file does not parse or holds an invalid policy (an outside edit); the last good state is kept. */
+export const PolicyFileInvalidError = createPolicyError('WS_POLICY_FILE_INVALID', 'policy file %s is not valid: %s', 503);
+
 export const policyErrorCodes = [
   PolicyNotFoundError, PolicyExistsError, PolicyConflictError, PolicyNameInvalidError, PolicyInvalidError,
-  PolicyUnknownLinkError, PolicyDuplicateMatchError, PolicyForbiddenError, PolicyStoreUnavailableError,
+  PolicyUnknownLinkError, PolicyDuplicateMatchError, PolicyForbiddenError, PolicyStoreUnavailableError, PolicyFileInvalidError,
 ].map((e) => ({ code: e.code, statusCode: e.statusCode }));
 
 export function isPolicyError(err: unknown): err is PolicyError {
