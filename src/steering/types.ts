@@ -26,6 +26,8 @@ export interface SessionRequest {
   /** Istio `sourceNamespace` / `sourceLabels` of the client workload, when the proxy knows them. */
   sourceNamespace?: string;
   sourceLabels?: Record<string, string>;
+  /** Which proxy saw the request: `mesh` (a sidecar, the default) or a gateway as `namespace/name`. */
+  gateway?: string;
 }
 
 export interface SessionReport {
