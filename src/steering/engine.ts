@@ -1,0 +1,612 @@
+/**
+ * The steering engine: sessions × route rules × policies × link health -> datapath state.
+ *
+ *   const engine = new Engine({ datapath, config, logger });
+ *   ruleSet.onChange(() => engine.setRoutes(ruleSet.table()));
+ *   store.subscribe((list) => engine.setPolicies(list));   // after store.ready(): full lists
+ *   engine.start();                                        // adopt pinned state, reconcile
+ *   engine.setLinkHealth('lte', { up: false });            // one policy write per policy moved
+ *   engine.reportSessions(reports, callerAddress);         // classify, batch-write flows
+ *
+ * Level-based: every change recomputes the desired link/policy/DSCP entries from the whole
+ * picture (reconcile.ts) and writes only what differs from what the datapath holds. Flows are
+ * written only by reports (and deleted by ageing, or when their policy goes away): a policy
+ * edit or a link failure rewrites policy entries, never flows.
+ *
+ * Link ids are positions in `config.links` (0, 1, …). Reordering the config renumbers them;
+ * that is harmless because flows point at policies, and the start-up reconcile rewrites every
+ * link and policy entry to the new numbering.
+ *
+ * Duplicate reports: a report of a flow already in the table is written again, in the same
+ * batched upsert as the rest of its batch. Checking first would cost a map lookup syscall per
+ * report, while the batch write costs one syscall for the whole batch; rewriting the same
+ * policy id is idempotent and refreshes the flow's last-seen, which is what a fresh report of
+ * a live session should do. So a duplicate costs a classification and a slot in the batch.
+ *
+ * Classification is not cached: it takes ~0.6 µs (bench/results/classify.json), and a correct
+ * key (authority, path with query, method, scheme, source, gateway and every header some rule
+ * reads) costs about as much to build as the classification it would save. What is cached is
+ * the step after it: route match -> policy, keyed by the identity of the frozen RouteMatch the
+ * compiled table returns, and dropped whenever routes, policies or link choices change.
+ */
+import { classifyRequest } from '../routes/classify.js';
+import { explainRequest } from '../routes/explain.js';
+import type { RouteRequest } from '../routes/model.js';
+import { RouteTable, type RouteMatch } from '../routes/route-table.js';
+import type { AgentConfig } from '../config/schema.js';
+import type { DatapathPort } from '../datapath/port.js';
+import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
+import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
+import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
+import {
+  applyChanges, desiredState, planChanges, sameDesired, tableOf, usable,
+  type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
+} from './reconcile.js';
+import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
+import type {
+  FlowView, LinkStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
+} from './types.js';
+
+/** The slice of pino the engine uses. */
+export interface EngineLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+  debug(fields: object, message: string): void;
+}
+
+const silent: EngineLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+export interface EngineOptions {
+  datapath: DatapathPort;
+  config: AgentConfig;
+  logger?: EngineLogger;
+  /** CLOCK_MONOTONIC in ns (the clock the datapath's last-seen uses). Default process.hrtime.bigint. */
+  clock?: () => bigint;
+  /** Attach the program to each link's interface at start. Default true. */
+  attach?: boolean;
+}
+
+export interface LinkHealth {
+  up: boolean;
+  rttMs?: number;
+  lossPercent?: number;
+  jitterMs?: number;
+  /** Why, for people (e.g. `3 probes lost`). */
+  reason?: string;
+}
+
+/** A policy as the engine holds it now (the API's policy status view). */
+export interface PolicyStatus {
+  name: string;
+  id: number | null;
+  /** Ordered link preference, as written. */
+  links: string[];
+  /** The link carrying its traffic now, if any. */
+  link?: string;
+  slaMet?: boolean;
+  dscp?: number;
+  /** It has a datapath entry, so its sessions get flows. */
+  installed: boolean;
+  reason: string;
+}
+
+interface LinkRuntime extends LinkInput {
+  interface: string;
+  /** A problem in the link's config (a bad next hop): it is never usable. */
+  configProblem?: string;
+  /** Why the interface could not be found or attached. */
+  interfaceProblem?: string;
+  healthReason?: string;
+}
+
+interface PolicyRuntime {
+  name: string;
+  spec: WanPolicySpec;
+  id: number | null;
+  counts: PolicyCounts;
+  choice?: PolicyChoice;
+}
+
+type Unmatched = Extract<SessionOutcome, { status: 'unmatched' }>;
+
+const unmatched = (reason: UnmatchedReason): Unmatched => Object.freeze({ status: 'unmatched', reason }) as Unmatched;
+const NO_VIRTUAL_SERVICE = unmatched('no-virtual-service');
+const NO_ROUTE = unmatched('no-route');
+const DEFAULT_FLOW_LIMIT = 1000;
+
+export class Engine implements SteeringEngine, SteeringStats {
+  readonly sessions = new SessionCounts();
+  readonly latency = new LatencyRecorder();
+  readonly writeErrors: Record<Table, number> = { flows: 0, policies: 0, links: 0, dscp: 0 };
+
+  private readonly dp: DatapathPort;
+  private readonly config: AgentConfig;
+  private readonly log: EngineLogger;
+  private readonly clock: () => bigint;
+  private readonly attach: boolean;
+  private readonly callers: CallerPolicy;
+  private readonly linkList: LinkRuntime[];
+  private readonly linkByName = new Map<string, LinkRuntime>();
+
+  private table: RouteTable = RouteTable.empty();
+  private routesSynced = false;
+  private policyList: readonly WanPolicy[] = [];
+  private policiesSynced = false;
+  private ids: PolicyIds | undefined;
+  private policies = new Map<string, PolicyRuntime>();
+  private readonly counts = new Map<string, PolicyCounts>();
+  /** `namespace/name` of a VirtualService -> the route policies that name it. */
+  private routePolicies = new Map<string, PolicyRuntime[]>();
+  /** RouteMatch (by identity) -> its policy, or the unmatched answer. */
+  private readonly resolved = new Map<RouteMatch, PolicyRuntime | Unmatched>();
+  private lastApplied: DesiredState | undefined;
+  private lastWarnings = '';
+  private started = false;
+  private stopped = false;
+  private stateProblem: string | undefined;
+  private readonly scratch: ParsedSession = emptySession();
+
+  constructor(opts: EngineOptions) {
+    this.dp = opts.datapath;
+    this.config = opts.config;
+    this.log = opts.logger ?? silent;
+    this.clock = opts.clock ?? process.hrtime.bigint;
+    this.attach = opts.attach ?? true;
+    this.callers = new CallerPolicy(opts.config.intake?.allowedProxies ?? []);
+    this.linkList = opts.config.links.map((l, id) => {
+      const link: LinkRuntime = { id, name: l.name, interface: l.interface, ifindex: null, up: true };
+      // Canonical next hops, so they compare equal to what the datapath reads back.
+      for (const [field, family] of [['nextHop4', 4], ['nextHop6', 6]] as const) {
+        const text = l[field];
+        if (text === undefined) continue;
+        const c = canonicalIp(text);
+        if (!c || c.family !== family) link.configProblem = `${field} ${JSON.stringify(text)} is not an IPv${family} address`;
+        else link[field] = c.ip;
+      }
+      this.linkByName.set(l.name, link);
+      return link;
+    });
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  /**
+   * Adopt what the datapath holds and reconcile. Flows are kept when their policy ids can be
+   * trusted (the id file is there and knows them); policy and DSCP entries are left as found
+   * until the policies have arrived (setPolicies), so traffic keeps its steering meanwhile.
+   */
+  start(): void {
+    if (this.started) return;
+    const { ids, found } = PolicyIds.load(this.config.stateDir);
+    this.ids = ids;
+    if (this.dp.adopted) this.dropUntrustedFlows(found);
+    for (const link of this.linkList) this.resolveLink(link);
+    this.started = true;
+    if (this.policiesSynced) this.syncPolicies();
+    else this.reconcile(true);
+  }
+
+  /** Stop taking reports. The datapath keeps its state: the next agent adopts it. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  ready(): boolean {
+    return this.started && !this.stopped && this.routesSynced && this.policiesSynced;
+  }
+
+  private dropUntrustedFlows(found: PolicyIdsLoad): void {
+    const ids = this.ids!;
+    try {
+      const flows = this.dp.listFlows();
+      if (flows.length === 0) return;
+      if (found.status !== 'loaded') {
+        const deleted = this.dp.deleteFlows(flows);
+        this.log.warn(
+          { file: ids.file, found: found.status, ...(found.status === 'unreadable' ? { problem: found.problem } : {}), deleted },
+          'adopted flows but no usable policy id file: their policy ids cannot be matched to policies, so the flows were deleted (sessions are steered again when next reported)',
+        );
+        return;
+      }
+      const orphans = flows.filter((f) => !ids.hasId(f.policyId));
+      if (orphans.length > 0) {
+        const deleted = this.dp.deleteFlows(orphans);
+        this.log.warn({ deleted }, 'adopted flows whose policy id no policy holds: deleted');
+      }
+      this.log.info({ kept: flows.length - orphans.length }, 'adopted flows from the pinned datapath');
+    } catch (err) {
+      this.writeErrors.flows++;
+      this.log.error({ err }, 'could not check the adopted flows');
+    }
+  }
+
+  // ---- inputs ----------------------------------------------------------------------------
+
+  /** The compiled route rules now in force (RuleSet.table()). */
+  setRoutes(table: RouteTable): void {
+    this.table = table;
+    this.routesSynced = true;
+    this.resolved.clear();
+  }
+
+  /** The full policy list (PolicyStore.subscribe gives one on every change). Missing names are removed. */
+  setPolicies(list: readonly WanPolicy[]): void {
+    this.policyList = list;
+    this.policiesSynced = true;
+    if (this.started) this.syncPolicies();
+  }
+
+  /** What the health monitor knows of a link. Unknown names are ignored (false). */
+  setLinkHealth(name: string, health: LinkHealth): boolean {
+    const link = this.linkByName.get(name);
+    if (!link) {
+      this.log.warn({ link: name }, 'health for a link that is not configured: ignored');
+      return false;
+    }
+    link.up = health.up;
+    link.rttMs = health.rttMs;
+    link.lossPercent = health.lossPercent;
+    link.jitterMs = health.jitterMs;
+    link.healthReason = health.reason;
+    this.reconcile();
+    return true;
+  }
+
+  /** Look every interface up again (an interface was recreated or appeared), then reconcile. */
+  refreshLinks(): void {
+    for (const link of this.linkList) this.resolveLink(link);
+    this.reconcile();
+  }
+
+  private resolveLink(link: LinkRuntime): void {
+    if (link.configProblem) return;
+    try {
+      link.ifindex = this.dp.ifindex(link.interface);
+      link.interfaceProblem = undefined;
+    } catch (err) {
+      link.ifindex = null;
+      link.interfaceProblem = `interface ${link.interface} not found: ${(err as Error).message}`;
+      return;
+    }
+    if (!this.attach) return;
+    try {
+      this.dp.attach(link.interface);
+    } catch (err) {
+      // Still a redirect target: only sessions leaving by this interface go unsteered.
+      this.log.error({ err, link: link.name, interface: link.interface }, 'could not attach the steering program');
+    }
+  }
+
+  private syncPolicies(): void {
+    const ids = this.ids!;
+    const names = new Set(this.policyList.map((p) => p.name));
+    const removed: { name: string; id: number }[] = [];
+    for (const name of ids.names()) {
+      if (!names.has(name)) removed.push({ name, id: ids.release(name)! });
+    }
+    let assigned = false;
+    const runtimes = new Map<string, PolicyRuntime>();
+    for (const p of this.policyList) {
+      const had = ids.get(p.name) !== undefined;
+      const id = ids.assign(p.name);
+      if (!had && id !== null) assigned = true;
+      if (id === null) this.log.error({ policy: p.name }, 'no free datapath policy id: the policy is not installed');
+      let counts = this.counts.get(p.name);
+      if (!counts) this.counts.set(p.name, (counts = { hits: 0 }));
+      runtimes.set(p.name, { name: p.name, spec: p.spec, id, counts });
+    }
+    for (const name of [...this.counts.keys()]) if (!names.has(name)) this.counts.delete(name);
+    // Saved before any new id reaches the datapath: a crash must not leave ids the file lacks.
+    if (assigned || removed.length > 0) this.saveIds();
+    this.policies = runtimes;
+    this.indexRoutePolicies();
+    this.reconcile(true);
+    for (const r of removed) this.deleteFlowsOf(r.name, r.id);
+  }
+
+  private saveIds(): void {
+    try {
+      this.ids!.save();
+      this.stateProblem = undefined;
+    } catch (err) {
+      // Steering goes on; a restart before the next good save drops the flows of new ids.
+      this.stateProblem = `could not save ${this.ids!.file}: ${(err as Error).message}`;
+      this.log.error({ err, file: this.ids!.file }, 'could not save the policy id assignment');
+    }
+  }
+
+  private deleteFlowsOf(policy: string, id: number): void {
+    try {
+      const flows = this.dp.listFlows({ policyId: id });
+      const deleted = flows.length ? this.dp.deleteFlows(flows) : 0;
+      this.log.info({ policy, id, deleted }, 'policy removed: its flows deleted');
+    } catch (err) {
+      this.writeErrors.flows++;
+      this.log.error({ err, policy, id }, 'could not delete the flows of a removed policy');
+    }
+  }
+
+  private indexRoutePolicies(): void {
+    const index = new Map<string, PolicyRuntime[]>();
+    for (const p of this.policies.values()) {
+      const m = p.spec.match;
+      if (!('route' in m)) continue;
+      let list = index.get(m.route.virtualService);
+      if (!list) index.set(m.route.virtualService, (list = []));
+      list.push(p);
+    }
+    this.routePolicies = index;
+    this.resolved.clear();
+  }
+
+  // ---- reconcile -------------------------------------------------------------------------
+
+  /**
+   * Make the datapath's link, policy and DSCP entries match the desired state. Skips the
+   * datapath entirely when nothing changed since the last successful apply, unless forced
+   * (the agent may force one now and then to repair drift). Returns the writes attempted.
+   */
+  reconcile(force = false): number {
+    if (!this.started) return 0;
+    for (const link of this.linkList) if (link.ifindex === null && !link.configProblem) this.resolveLink(link);
+    const manage = this.policiesSynced;
+    const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec })) : [];
+    const desired = desiredState(this.linkList.map(linkInput), inputs);
+    for (const p of this.policies.values()) p.choice = desired.choices.get(p.name);
+    this.resolved.clear();
+    const warnings = desired.warnings.join('\n');
+    if (warnings !== this.lastWarnings) for (const w of desired.warnings) this.log.warn({}, w);
+    this.lastWarnings = warnings;
+    if (!force && this.lastApplied && sameDesired(desired, this.lastApplied)) return 0;
+    let plan;
+    try {
+      plan = planChanges(desired, {
+        links: this.dp.listLinks(),
+        ...(manage ? { policies: this.dp.listPolicies(), dscp: this.dp.listDscpPolicies() } : {}),
+      });
+    } catch (err) {
+      this.lastApplied = undefined;
+      this.log.error({ err }, 'could not read the datapath to reconcile');
+      return 0;
+    }
+    const failed = applyChanges(this.dp, plan, (change, err) => {
+      this.writeErrors[tableOf(change)]++;
+      this.log.error({ err, change }, 'datapath write failed');
+    });
+    if (plan.length > 0) this.log.info({ writes: plan.length, failed }, 'reconciled the datapath');
+    this.lastApplied = failed === 0 && manage ? desired : undefined;
+    return plan.length;
+  }
+
+  // ---- sessions --------------------------------------------------------------------------
+
+  /**
+   * Classify and steer a batch. All flows of the batch go to the datapath in one batched
+   * write. `receivedAtNs` (the engine's clock) is when the intake got the reports; the
+   * report-to-datapath latency is measured from it (default: now).
+   */
+  reportSessions(reports: readonly SessionReport[], caller: string, receivedAtNs?: bigint): SessionOutcome[] {
+    const t0 = receivedAtNs ?? this.clock();
+    const n = reports.length;
+    const outcomes = new Array<SessionOutcome>(n);
+    if (!this.started || this.stopped) {
+      for (let i = 0; i < n; i++) outcomes[i] = this.reject('datapath-error', 'the steering engine is not running');
+      return outcomes;
+    }
+    const who = this.callers.caller(caller);
+    const s = this.scratch;
+    const entries: { key: FlowView; policyId: number }[] = [];
+    const slots: number[] = [];
+    const owners: PolicyRuntime[] = [];
+    for (let i = 0; i < n; i++) {
+      const report = reports[i]!;
+      let answer: PolicyRuntime | Unmatched;
+      try {
+        const problem = parseSession(report, s) ?? spoofProblem(who, s);
+        if (problem) {
+          outcomes[i] = this.reject(problem.reason, problem.message);
+          continue;
+        }
+        answer = this.classify(report.request);
+      } catch (err) {
+        outcomes[i] = this.reject('bad-address', `the report could not be read: ${(err as Error).message}`);
+        continue;
+      }
+      if ('status' in answer) {
+        this.sessions.countUnmatched(answer.reason);
+        outcomes[i] = answer;
+        continue;
+      }
+      const flow: FlowView = {
+        protocol: s.protocol, src: s.local.ip, sport: s.local.port, dst: s.remote.ip, dport: s.remote.port, policy: answer.name,
+      };
+      entries.push({ key: flow, policyId: answer.id! });
+      slots.push(i);
+      owners.push(answer);
+    }
+    if (entries.length > 0) this.writeFlows(entries, slots, owners, outcomes, t0);
+    return outcomes;
+  }
+
+  private writeFlows(
+    entries: { key: FlowView; policyId: number }[], slots: number[], owners: PolicyRuntime[], outcomes: SessionOutcome[], t0: bigint,
+  ): void {
+    let failedAt: Set<number> | undefined;
+    try {
+      this.dp.upsertFlows(entries);
+    } catch (err) {
+      // Retry one by one, so one bad entry (or a transient error) does not sink the batch.
+      this.log.warn({ err, entries: entries.length }, 'batched flow write failed: writing one by one');
+      failedAt = new Set();
+      for (let k = 0; k < entries.length; k++) {
+        try {
+          this.dp.upsertFlow(entries[k]!.key, entries[k]!.policyId);
+        } catch (err2) {
+          this.writeErrors.flows++;
+          failedAt.add(k);
+          this.log.error({ err: err2, flow: entries[k]!.key }, 'flow write failed');
+        }
+      }
+    }
+    let written = 0;
+    for (let k = 0; k < entries.length; k++) {
+      if (failedAt?.has(k)) {
+        outcomes[slots[k]!] = this.reject('datapath-error', 'the datapath did not take the flow');
+        continue;
+      }
+      const p = owners[k]!;
+      p.counts.hits++;
+      written++;
+      outcomes[slots[k]!] = { status: 'steered', policy: p.name, link: p.choice?.link, dscp: p.choice?.dscp, flow: entries[k]!.key };
+    }
+    this.sessions.steered += written;
+    if (written > 0) this.latency.record(Number(this.clock() - t0) / 1e9, written);
+  }
+
+  /** Count reports refused before they reached the engine (rate limit in the intake). */
+  countRejected(reason: RejectReason, n = 1): void {
+    this.sessions.countRejected(reason, n);
+  }
+
+  private reject(reason: RejectReason, message: string): SessionOutcome {
+    this.sessions.countRejected(reason);
+    return { status: 'rejected', reason, message };
+  }
+
+  private classify(q: SessionRequest): PolicyRuntime | Unmatched {
+    const res = classifyRequest(this.table, routeRequest(q));
+    if (!res.matched) return res.reason === 'no-route' ? NO_ROUTE : NO_VIRTUAL_SERVICE;
+    return this.resolve(res);
+  }
+
+  /** The policy a route match steers by (memoised per RouteMatch object). */
+  private resolve(m: RouteMatch): PolicyRuntime | Unmatched {
+    const known = this.resolved.get(m);
+    if (known) return known;
+    const vs = `${m.virtualService.namespace}/${m.virtualService.name}`;
+    const route = m.routeName ?? String(m.routeIndex);
+    let best: PolicyRuntime | undefined;
+    let bestScore = -1;
+    // Most specific wins: route name and index over the whole VirtualService; ties by name.
+    for (const p of this.routePolicies.get(vs) ?? []) {
+      const r = (p.spec.match as { route: { route?: string; routeIndex?: number } }).route;
+      if (r.route !== undefined && r.route !== m.routeName) continue;
+      if (r.routeIndex !== undefined && r.routeIndex !== m.routeIndex) continue;
+      const score = (r.route !== undefined ? 1 : 0) + (r.routeIndex !== undefined ? 1 : 0);
+      if (score > bestScore || (score === bestScore && best !== undefined && p.name < best.name)) {
+        best = p;
+        bestScore = score;
+      }
+    }
+    let answer: PolicyRuntime | Unmatched;
+    if (!best) answer = Object.freeze({ status: 'unmatched', reason: 'no-policy', virtualService: vs, route }) as Unmatched;
+    else if (best.id === null || !best.choice?.action) answer = Object.freeze({ status: 'unmatched', reason: 'no-usable-link', virtualService: vs, route }) as Unmatched;
+    else answer = best;
+    this.resolved.set(m, answer);
+    return answer;
+  }
+
+  explainSession(request: SessionRequest & { port?: number }): unknown {
+    const route = explainRequest(this.table, { ...routeRequest(request), ...(request.port !== undefined ? { port: request.port } : {}) });
+    if (!route.result.matched) return { route, outcome: { status: 'unmatched', reason: route.result.reason } };
+    const answer = this.resolve(route.result);
+    if ('status' in answer) return { route, outcome: answer };
+    const c = answer.choice;
+    return { route, outcome: { status: 'steered', policy: answer.name, link: c?.link, dscp: c?.dscp, reason: c?.reason } };
+  }
+
+  // ---- views -----------------------------------------------------------------------------
+
+  links(): LinkStatus[] {
+    return this.linkList.map((l) => {
+      const activeFor: string[] = [];
+      for (const p of this.policies.values()) if (p.choice?.link === l.name) activeFor.push(p.name);
+      const status: LinkStatus = { name: l.name, interface: l.interface, ifindex: l.ifindex, up: usable(l), activeFor };
+      if (l.rttMs !== undefined) status.rttMs = l.rttMs;
+      if (l.lossPercent !== undefined) status.lossPercent = l.lossPercent;
+      if (l.jitterMs !== undefined) status.jitterMs = l.jitterMs;
+      const reason = l.configProblem ?? l.interfaceProblem ?? (l.up ? undefined : (l.healthReason ?? 'reported down by the health monitor'));
+      if (reason !== undefined) status.reason = reason;
+      return status;
+    });
+  }
+
+  policyStatus(): PolicyStatus[] {
+    return [...this.policies.values()].map((p) => {
+      const c = p.choice;
+      const s: PolicyStatus = {
+        name: p.name, id: p.id, links: [...p.spec.action.links], installed: p.id !== null && c?.action !== undefined, reason: c?.reason ?? 'not reconciled yet',
+      };
+      if (c?.link !== undefined) s.link = c.link;
+      if (c?.slaMet !== undefined) s.slaMet = c.slaMet;
+      if (c?.dscp !== undefined) s.dscp = c.dscp;
+      return s;
+    });
+  }
+
+  /** Steered flows as the datapath holds them; at most `limit` (default 1000). */
+  flows(filter: { policy?: string; link?: string; limit?: number } = {}): FlowView[] {
+    const limit = filter.limit ?? DEFAULT_FLOW_LIMIT;
+    const ids = this.ids;
+    if (!ids || limit <= 0) return [];
+    let policyId: number | undefined;
+    if (filter.policy !== undefined) {
+      policyId = ids.get(filter.policy);
+      if (policyId === undefined) return [];
+    }
+    const now = this.clock();
+    const out: FlowView[] = [];
+    for (const f of this.dp.listFlows(policyId !== undefined ? { policyId } : {})) {
+      const policy = ids.nameOf(f.policyId) ?? `#${f.policyId}`;
+      if (filter.link !== undefined && this.policies.get(policy)?.choice?.link !== filter.link) continue;
+      const idleNs = now > f.lastSeenNs ? now - f.lastSeenNs : 0n;
+      out.push({
+        protocol: f.protocol === 6 ? 'tcp' : f.protocol === 17 ? 'udp' : f.protocol,
+        src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, policy,
+        idleSeconds: Math.round(Number(idleNs / 1_000_000n)) / 1000,
+      });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /** Why the engine's own state is degraded (the id file could not be saved), or undefined. */
+  get problem(): string | undefined {
+    return this.stateProblem;
+  }
+
+  // ---- stats (read by src/metrics at scrape time) ---------------------------------------
+
+  policyCounts(): ReadonlyMap<string, PolicyCounts> {
+    return this.counts;
+  }
+
+  linkNames(): ReadonlyMap<number, string> {
+    return new Map(this.linkList.map((l) => [l.id, l.name]));
+  }
+
+  policyNames(): ReadonlyMap<number, string> {
+    const out = new Map<number, string>();
+    for (const p of this.policies.values()) if (p.id !== null) out.set(p.id, p.name);
+    return out;
+  }
+}
+
+function linkInput(l: LinkRuntime): LinkInput {
+  const usableIfindex = l.configProblem ? null : l.ifindex;
+  return { ...l, ifindex: usableIfindex };
+}
+
+function routeRequest(q: SessionRequest): RouteRequest {
+  return {
+    host: q.authority,
+    path: q.path,
+    method: q.method,
+    scheme: q.scheme,
+    headers: q.headers,
+    sourceNamespace: q.sourceNamespace,
+    sourceLabels: q.sourceLabels,
+    gateway: q.gateway,
+  };
+}

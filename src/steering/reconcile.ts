@@ -1,0 +1,225 @@
+/**
+ * Reconcile: the datapath's link, policy and DSCP entries as a function of the configured
+ * links, their health and the policies — and the smallest set of writes that makes the
+ * datapath match. Flows are not part of it: they point at policies, so moving every session
+ * of a policy to another link is one policy write, whatever the number of flows.
+ *
+ *   desiredState(links, policies) -> DesiredState           (pure)
+ *   planChanges(desired, actual)  -> Change[]               (pure: only what differs)
+ *   applyChanges(datapath, plan)                            (the one place that writes)
+ *
+ * The link a policy takes: the first link of its preference that is usable (interface found,
+ * health up) and meets the policy's SLA; failing that, the first usable one (a degraded link
+ * beats none); failing that, the policy still names its first preferred link, whose entry is
+ * down or unset, so the datapath passes the packets on their original path (counted as
+ * link_down / link_unset) — sessions are never black-holed, and a DSCP the policy sets is
+ * still set. Links are written before policies, so a policy never points at a link that is
+ * up in the datapath but not yet meant to be.
+ */
+import type { LinkEntry, PolicyAction as DatapathAction } from '../datapath/codec.js';
+import type { DatapathPort } from '../datapath/port.js';
+import type { Sla, WanPolicySpec } from '../policies/model.js';
+
+/** A configured link and what is known about it now. Link ids: position in config.links. */
+export interface LinkInput {
+  id: number;
+  name: string;
+  /** Null when the interface does not exist (or its entry cannot be written). */
+  ifindex: number | null;
+  nextHop4?: string;
+  nextHop6?: string;
+  /** Health: carrier and probes say it can carry traffic. */
+  up: boolean;
+  rttMs?: number;
+  lossPercent?: number;
+  jitterMs?: number;
+}
+
+export interface PolicyInput {
+  name: string;
+  /** Datapath id; null when none could be assigned (then the policy gets no entry). */
+  id: number | null;
+  spec: WanPolicySpec;
+}
+
+/** What a policy gets now, and why. */
+export interface PolicyChoice {
+  id: number | null;
+  /** The datapath entry; absent: the policy cannot be expressed, it gets no entry. */
+  action?: DatapathAction;
+  /** The link carrying the policy's traffic now (usable), if any. */
+  link?: string;
+  /** False when the chosen link is the fallback that misses the SLA. */
+  slaMet?: boolean;
+  dscp?: number;
+  /** For people: why this choice. */
+  reason: string;
+}
+
+export interface DesiredState {
+  /** Link id -> entry; null: the link has no usable interface, any existing entry must be down. */
+  links: Map<number, LinkEntry | null>;
+  policies: Map<number, DatapathAction>;
+  /** DSCP -> policy id (mark mode). */
+  dscp: Map<number, number>;
+  choices: Map<string, PolicyChoice>;
+  /** Problems a person should hear about (e.g. two policies claiming one DSCP). */
+  warnings: string[];
+}
+
+export function usable(link: LinkInput): boolean {
+  return link.up && link.ifindex !== null;
+}
+
+/** Unknown measurements meet any SLA: link health arrives with the health monitor. */
+export function meetsSla(link: LinkInput, sla: Sla | undefined): boolean {
+  if (!sla) return true;
+  if (sla.maxRttMs !== undefined && link.rttMs !== undefined && link.rttMs > sla.maxRttMs) return false;
+  if (sla.maxLossPercent !== undefined && link.lossPercent !== undefined && link.lossPercent > sla.maxLossPercent) return false;
+  if (sla.maxJitterMs !== undefined && link.jitterMs !== undefined && link.jitterMs > sla.maxJitterMs) return false;
+  return true;
+}
+
+export function desiredState(links: readonly LinkInput[], policies: readonly PolicyInput[]): DesiredState {
+  const out: DesiredState = { links: new Map(), policies: new Map(), dscp: new Map(), choices: new Map(), warnings: [] };
+  const byName = new Map<string, LinkInput>();
+  for (const l of links) {
+    byName.set(l.name, l);
+    out.links.set(l.id, l.ifindex === null ? null : linkEntry(l));
+  }
+  const sorted = [...policies].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const p of sorted) {
+    const choice = choose(p, byName);
+    out.choices.set(p.name, choice);
+    if (p.id === null || !choice.action) continue;
+    out.policies.set(p.id, choice.action);
+    const match = p.spec.match;
+    if ('dscp' in match) {
+      const owner = out.dscp.get(match.dscp);
+      if (owner === undefined) out.dscp.set(match.dscp, p.id);
+      else out.warnings.push(`policy ${p.name} matches DSCP ${match.dscp}, already taken by an earlier policy (by name): ignored`);
+    }
+  }
+  return out;
+}
+
+function linkEntry(l: LinkInput): LinkEntry {
+  const e: LinkEntry = { ifindex: l.ifindex!, up: l.up };
+  if (l.nextHop4 !== undefined) e.nextHop4 = l.nextHop4;
+  if (l.nextHop6 !== undefined) e.nextHop6 = l.nextHop6;
+  return e;
+}
+
+function choose(p: PolicyInput, links: ReadonlyMap<string, LinkInput>): PolicyChoice {
+  const { mode, sla } = p.spec.action;
+  const dscp = mode === 'redirect' ? undefined : p.spec.action.dscp;
+  const base = { id: p.id, ...(dscp !== undefined ? { dscp } : {}) };
+  if (p.id === null) return { ...base, reason: 'no datapath id could be assigned (all ids in use)' };
+  if (mode === 'mark') {
+    if (dscp === undefined) return { ...base, reason: 'mark mode without a dscp: nothing to do' };
+    return { ...base, action: { dscp }, reason: `marks DSCP ${dscp}` };
+  }
+  const prefs = p.spec.action.links.map((n) => links.get(n)).filter((l): l is LinkInput => l !== undefined);
+  const withDscp = (a: DatapathAction): DatapathAction => (dscp !== undefined ? { ...a, dscp } : a);
+  const good = prefs.find((l) => usable(l) && meetsSla(l, sla));
+  if (good) return { ...base, action: withDscp({ redirectLink: good.id }), link: good.name, slaMet: true, reason: `first usable link of its preference: ${good.name}` };
+  const degraded = prefs.find(usable);
+  if (degraded) {
+    return { ...base, action: withDscp({ redirectLink: degraded.id }), link: degraded.name, slaMet: false, reason: `no link meets the SLA; first usable: ${degraded.name}` };
+  }
+  const first = prefs[0];
+  if (first) {
+    return { ...base, action: withDscp({ redirectLink: first.id }), reason: `no preferred link is usable: packets pass on their original path (via down link ${first.name})` };
+  }
+  if (dscp !== undefined) return { ...base, action: { dscp }, reason: 'no preferred link is configured: marks only' };
+  return { ...base, reason: 'none of its links is configured on this node' };
+}
+
+// ---- plan ------------------------------------------------------------------------------
+
+export type Change =
+  | { op: 'set-link'; id: number; entry: LinkEntry }
+  | { op: 'set-policy'; id: number; action: DatapathAction }
+  | { op: 'set-dscp'; dscp: number; policyId: number | null }
+  | { op: 'delete-policy'; id: number };
+
+/** The datapath as read now. Without policies/dscp those tables are left alone (sources not synced). */
+export interface ActualState {
+  links: ReadonlyMap<number, LinkEntry>;
+  policies?: ReadonlyMap<number, DatapathAction>;
+  dscp?: ReadonlyMap<number, number>;
+}
+
+/** Writes that make `actual` equal `desired`, in a safe order: links, policies, DSCP, deletions. */
+export function planChanges(desired: DesiredState, actual: ActualState): Change[] {
+  const out: Change[] = [];
+  for (const [id, entry] of desired.links) {
+    const have = actual.links.get(id);
+    if (entry === null) {
+      if (have?.up) out.push({ op: 'set-link', id, entry: { ...have, up: false } });
+    } else if (!sameLink(have, entry)) {
+      out.push({ op: 'set-link', id, entry });
+    }
+  }
+  // Slots no configured link owns (a link removed from the config): never leave one up.
+  for (const [id, have] of actual.links) {
+    if (!desired.links.has(id) && have.up) out.push({ op: 'set-link', id, entry: { ...have, up: false } });
+  }
+  if (actual.policies) {
+    for (const [id, action] of desired.policies) {
+      if (!sameAction(actual.policies.get(id), action)) out.push({ op: 'set-policy', id, action });
+    }
+  }
+  if (actual.dscp) {
+    for (const [dscp, id] of desired.dscp) if (actual.dscp.get(dscp) !== id) out.push({ op: 'set-dscp', dscp, policyId: id });
+    for (const dscp of actual.dscp.keys()) if (!desired.dscp.has(dscp)) out.push({ op: 'set-dscp', dscp, policyId: null });
+  }
+  if (actual.policies) {
+    for (const id of actual.policies.keys()) if (!desired.policies.has(id)) out.push({ op: 'delete-policy', id });
+  }
+  return out;
+}
+
+export function sameLink(a: LinkEntry | undefined, b: LinkEntry): boolean {
+  return a !== undefined && a.ifindex === b.ifindex && a.up === b.up && a.nextHop4 === b.nextHop4 && a.nextHop6 === b.nextHop6;
+}
+
+export function sameAction(a: DatapathAction | undefined, b: DatapathAction): boolean {
+  return a !== undefined && a.redirectLink === b.redirectLink && a.dscp === b.dscp;
+}
+
+/** Same entries for every table: nothing to write if `b` was applied. */
+export function sameDesired(a: DesiredState, b: DesiredState): boolean {
+  if (a.links.size !== b.links.size || a.policies.size !== b.policies.size || a.dscp.size !== b.dscp.size) return false;
+  for (const [id, e] of a.links) {
+    const o = b.links.get(id);
+    if (o === undefined || (e === null ? o !== null : o === null || !sameLink(o, e))) return false;
+  }
+  for (const [id, act] of a.policies) if (!sameAction(b.policies.get(id), act)) return false;
+  for (const [dscp, id] of a.dscp) if (b.dscp.get(dscp) !== id) return false;
+  return true;
+}
+
+/** Which table a change writes: the label of the write-error metric. */
+export type Table = 'links' | 'policies' | 'dscp' | 'flows';
+
+export function tableOf(c: Change): Table {
+  return c.op === 'set-link' ? 'links' : c.op === 'set-dscp' ? 'dscp' : 'policies';
+}
+
+/** Apply `plan` in order. A failed write is reported and the rest still applied; returns the failures. */
+export function applyChanges(dp: DatapathPort, plan: readonly Change[], onError: (change: Change, err: Error) => void): number {
+  let failed = 0;
+  for (const c of plan) {
+    try {
+      if (c.op === 'set-link') dp.setLink(c.id, c.entry);
+      else if (c.op === 'set-policy') dp.setPolicy(c.id, c.action);
+      else if (c.op === 'set-dscp') dp.setDscpPolicy(c.dscp, c.policyId);
+      else dp.deletePolicy(c.id);
+    } catch (err) {
+      failed++;
+      onError(c, err as Error);
+    }
+  }
+  return failed;
+}

@@ -1,0 +1,365 @@
+// Proves the steering engine against the in-memory datapath: sessions become flows of the right
+// policy, what is not steered says why, failover rewrites policies and never flows, and a restart
+// keeps ids and flows it can trust.
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryDatapath } from '../../src/datapath/index.js';
+import { Engine } from '../../src/steering/engine.js';
+import { POLICY_IDS_FILE } from '../../src/steering/policy-ids.js';
+import type { SessionOutcome } from '../../src/steering/types.js';
+import {
+  BOSS, boss, makeConfig, memoryDatapath, minion, MINION, NOWHERE, policy, recordingLogger, report, routes, startedEngine,
+  tempStateDir, tracked, VOICE, writes,
+} from './fixtures.js';
+
+let state: ReturnType<typeof tempStateDir>;
+beforeEach(() => {
+  state = tempStateDir();
+});
+afterEach(() => state.remove());
+
+const idFile = () => JSON.parse(readFileSync(join(state.dir, POLICY_IDS_FILE), 'utf8')) as { ids: Record<string, number> };
+const key = (src: string, sport: number, dst = '198.51.100.9', dport = 443) => ({ protocol: 'tcp', src, sport, dst, dport });
+const status = (o: SessionOutcome[]) => o.map((x) => (x.status === 'steered' ? `steered:${x.policy}` : `${x.status}:${x.reason}`));
+
+describe('sessions', () => {
+  it('writes a flow local -> remote with the id of the policy its route matched', () => {
+    // Proves classification -> policy -> flow entry, with ids from the persisted assignment.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    const out = engine.reportSessions([boss(40000), minion(40001)], '10.0.0.5');
+    expect(status(out)).toEqual(['steered:boss-to-fibre', 'steered:minion-to-lte']);
+    const ids = idFile().ids;
+    expect(dp.getFlow(key('10.0.0.5', 40000))?.policyId).toBe(ids['boss-to-fibre']);
+    expect(dp.getFlow(key('10.0.0.5', 40001))?.policyId).toBe(ids['minion-to-lte']);
+    expect(out[0]).toMatchObject({ link: 'fibre', flow: { protocol: 'tcp', src: '10.0.0.5', sport: 40000, dst: '198.51.100.9', dport: 443 } });
+    expect(out[1]).toMatchObject({ link: 'lte', dscp: 10 });
+    expect(engine.sessions.steered).toBe(2);
+    expect(engine.policyCounts().get('boss-to-fibre')?.hits).toBe(1);
+    expect(engine.latency.count).toBe(2);
+  });
+
+  it('answers unmatched with the reason for each way a session can miss', () => {
+    // Proves no-virtual-service, no-route, no-policy and no-usable-link, and that none writes a flow.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir, { policies: [BOSS, MINION, NOWHERE] });
+    const out = engine.reportSessions(
+      [
+        report('10.0.0.5:1', '198.51.100.9:443', {}, 'unknown-host'),
+        { ...report('10.0.0.5:2', '198.51.100.9:443', {}, 'api'), request: { authority: 'api', path: '/', method: 'GET' } },
+        report('10.0.0.5:3', '198.51.100.9:443', {}, 'plain'),
+        { ...report('10.0.0.5:4', '198.51.100.9:443', {}, 'api'), request: { authority: 'api', path: '/', method: 'POST' } },
+      ],
+      '10.0.0.5',
+    );
+    expect(status(out)).toEqual(['unmatched:no-virtual-service', 'unmatched:no-route', 'unmatched:no-policy', 'unmatched:no-usable-link']);
+    expect(out[2]).toMatchObject({ virtualService: 'default/plain', route: '0' });
+    expect(out[3]).toMatchObject({ virtualService: 'default/api', route: 'only-post' });
+    expect(dp.countFlows()).toBe(0);
+    expect([...engine.sessions.unmatched]).toEqual([1, 1, 1, 1]);
+  });
+
+  it('rejects a spoofed local address and accepts it from an allowed proxy', () => {
+    // Proves the spoof check, the allowed-proxy exception (also when listed IPv4-mapped) and a mapped caller.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    const [spoofed] = engine.reportSessions([boss(40000, '10.0.0.6')], '10.0.0.5');
+    expect(spoofed).toMatchObject({ status: 'rejected', reason: 'spoofed-local' });
+    expect(dp.countFlows()).toBe(0);
+    expect(status(engine.reportSessions([boss(40000, '10.0.0.6')], '10.0.0.200'))).toEqual(['steered:boss-to-fibre']);
+    expect(status(engine.reportSessions([boss(40001, '10.0.0.6')], '10.0.0.201'))).toEqual(['steered:boss-to-fibre']);
+    expect(status(engine.reportSessions([boss(40002, '10.0.0.6')], '::ffff:10.0.0.6'))).toEqual(['steered:boss-to-fibre']);
+    expect(engine.reportSessions([boss(40003)], 'not-an-ip')[0]).toMatchObject({ status: 'rejected', reason: 'spoofed-local' });
+    expect(engine.sessions.rejected[1]).toBe(2);
+  });
+
+  it('steers IPv6 sessions and stores IPv4-mapped ones as IPv4', () => {
+    // Proves both families and the normalisation of mapped addresses, for the local check too.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    const out = engine.reportSessions(
+      [
+        report('[fd00:0:0::5]:8080', '[2001:db8::9]:443', { 'x-user': 'boss' }),
+        report('[::ffff:10.0.0.5]:8081', '[::ffff:198.51.100.9]:443', { 'x-user': 'boss' }),
+      ],
+      'fd00::5',
+    );
+    expect(out[0]).toMatchObject({ status: 'steered', flow: { src: 'fd00::5', dst: '2001:db8::9' } });
+    expect(out[1]).toMatchObject({ status: 'rejected', reason: 'spoofed-local' }); // caller is fd00::5, not 10.0.0.5
+    expect(engine.reportSessions([report('[::ffff:10.0.0.5]:8081', '[::ffff:198.51.100.9]:443')], '10.0.0.5')[0]).toMatchObject({
+      status: 'steered', flow: { src: '10.0.0.5', dst: '198.51.100.9' },
+    });
+    expect(dp.listFlows().map((f) => [f.family, f.src, f.sport]).sort()).toEqual([[4, '10.0.0.5', 8081], [6, 'fd00::5', 8080]]);
+  });
+
+  it('rejects reports whose endpoints are not ip:port of one family', () => {
+    // Proves bad-address for each malformed shape, and that good reports in the same batch still land.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    const bad = ['10.0.0.5', '10.0.0.5:0', '10.0.0.5:70000', 'fd00::5:80', '[fd00::5]', 'host:80', '0.0.0.0:80', '010.0.0.5:80'];
+    const out = engine.reportSessions([...bad.map((l) => report(l, '198.51.100.9:443')), report('[fd00::5]:80', '198.51.100.9:443'), boss(1)], '10.0.0.5');
+    expect(status(out)).toEqual([...Array(bad.length + 1).fill('rejected:bad-address'), 'steered:boss-to-fibre']);
+    expect(dp.countFlows()).toBe(1);
+  });
+
+  it('makes duplicates cheap: one batched write per call, no lookups, the same single entry', () => {
+    // Proves a duplicate costs a slot in the batch write (no read-before-write) and leaves one entry.
+    const mem = memoryDatapath();
+    const { port, calls, reset } = tracked(mem);
+    const engine = startedEngine(port, state.dir);
+    engine.reportSessions([boss(40000)], '10.0.0.5');
+    const first = mem.getFlow(key('10.0.0.5', 40000))!;
+    reset();
+    engine.reportSessions([boss(40000), boss(40000), boss(40000)], '10.0.0.5');
+    expect(calls).toEqual({ upsertFlows: 1 });
+    expect(mem.countFlows()).toBe(1);
+    const again = mem.getFlow(key('10.0.0.5', 40000))!;
+    expect(again.policyId).toBe(first.policyId);
+    expect(again.lastSeenNs >= first.lastSeenNs).toBe(true); // refreshed: the session is alive
+  });
+
+  it('rejects with datapath-error only the entries the datapath refuses', () => {
+    // Proves a failed batch write is retried one by one and the write error is counted.
+    const mem = memoryDatapath();
+    const engine = startedEngine(mem, state.dir);
+    const realOne = mem.upsertFlow.bind(mem);
+    mem.upsertFlows = () => {
+      throw new Error('ENOMEM');
+    };
+    mem.upsertFlow = (k, id, now) => {
+      if (k.sport === 2) throw new Error('ENOMEM');
+      realOne(k, id, now);
+    };
+    expect(status(engine.reportSessions([boss(1), boss(2)], '10.0.0.5'))).toEqual(['steered:boss-to-fibre', 'rejected:datapath-error']);
+    expect(engine.writeErrors.flows).toBe(1);
+  });
+});
+
+describe('policies and links', () => {
+  it('installs link, policy and DSCP entries from config and policies', () => {
+    // Proves the reconciled tables: link ids in config order, canonical next hops, mark-mode DSCP entry.
+    const dp = memoryDatapath();
+    startedEngine(dp, state.dir);
+    const ids = idFile().ids;
+    expect([...dp.listLinks()]).toEqual([
+      [0, { ifindex: 11, up: true, nextHop4: '192.0.2.1', nextHop6: '2001:db8::1' }],
+      [1, { ifindex: 12, up: true }],
+    ]);
+    expect(dp.listPolicies()).toEqual(
+      new Map([
+        [ids['boss-to-fibre']!, { redirectLink: 0 }],
+        [ids['minion-to-lte']!, { redirectLink: 1, dscp: 10 }],
+        [ids['voice-ef']!, { redirectLink: 0, dscp: 46 }],
+      ]),
+    );
+    expect(dp.listDscpPolicies()).toEqual(new Map([[46, ids['voice-ef']!]]));
+  });
+
+  it('rewrites the policy entry on a policy change and leaves flows alone', () => {
+    // Proves a policy edit is one policy write: no flow is written or deleted.
+    const mem = memoryDatapath();
+    const { port, calls, reset } = tracked(mem);
+    const engine = startedEngine(port, state.dir);
+    engine.reportSessions([boss(1), minion(2)], '10.0.0.5');
+    const before = mem.listFlows();
+    reset();
+    engine.setPolicies([policy('boss-to-fibre', { ...BOSS.spec, action: { links: ['lte'], mode: 'redirect' } }), MINION, VOICE]);
+    expect(calls.setPolicy).toBe(1);
+    expect(writes(calls)).toBe(1);
+    expect(mem.listPolicies().get(idFile().ids['boss-to-fibre']!)).toEqual({ redirectLink: 1 });
+    expect(mem.listFlows()).toEqual(before);
+    expect(engine.reportSessions([boss(3)], '10.0.0.5')[0]).toMatchObject({ link: 'lte' });
+  });
+
+  it('moves policies to their next link in one write per policy when a link goes down, and back', () => {
+    // Proves failover cost: the link entry plus one policy write per policy on that link, flows untouched.
+    const mem = memoryDatapath();
+    const { port, calls, reset } = tracked(mem);
+    const engine = startedEngine(port, state.dir);
+    engine.reportSessions([boss(1), minion(2)], '10.0.0.5');
+    const flows = mem.listFlows();
+    const ids = idFile().ids;
+    reset();
+    engine.setLinkHealth('fibre', { up: false, reason: 'carrier lost' });
+    // fibre's link entry goes down, then boss moves to lte; minion is on lte already and voice has no other link.
+    expect(calls).toMatchObject({ setLink: 1, setPolicy: 1 });
+    expect(writes(calls)).toBe(2);
+    expect(mem.listLinks().get(0)?.up).toBe(false);
+    expect(mem.listPolicies().get(ids['boss-to-fibre']!)).toEqual({ redirectLink: 1 });
+    expect(mem.listPolicies().get(ids['voice-ef']!)).toEqual({ redirectLink: 0, dscp: 46 }); // fibre only: passes, still marked
+    expect(mem.listFlows()).toEqual(flows);
+    const fibre = engine.links().find((l) => l.name === 'fibre')!;
+    expect(fibre).toMatchObject({ up: false, reason: 'carrier lost', activeFor: [] });
+    expect(engine.links().find((l) => l.name === 'lte')!.activeFor.sort()).toEqual(['boss-to-fibre', 'minion-to-lte']);
+    reset();
+    engine.setLinkHealth('fibre', { up: false, reason: 'carrier lost' }); // same again: nothing to do
+    expect(writes(calls)).toBe(0);
+    engine.setLinkHealth('fibre', { up: true });
+    expect(calls).toMatchObject({ setLink: 1, setPolicy: 1 });
+    expect(mem.listPolicies().get(ids['boss-to-fibre']!)).toEqual({ redirectLink: 0 });
+  });
+
+  it('never black-holes: with every link down, policies name a down link and sessions pass unsteered', () => {
+    // Proves the all-down state: every redirect target is down in the datapath, DSCP still set, flows still written.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    engine.setLinkHealth('fibre', { up: false });
+    engine.setLinkHealth('lte', { up: false });
+    const links = dp.listLinks();
+    for (const action of dp.listPolicies().values()) {
+      if (action.redirectLink !== undefined) expect(links.get(action.redirectLink)?.up).toBe(false);
+    }
+    expect(dp.listPolicies().get(idFile().ids['minion-to-lte']!)).toEqual({ redirectLink: 1, dscp: 10 });
+    const [out] = engine.reportSessions([boss(1)], '10.0.0.5');
+    expect(out).toMatchObject({ status: 'steered', policy: 'boss-to-fibre' });
+    expect((out as { link?: string }).link).toBeUndefined();
+    expect(dp.countFlows()).toBe(1); // steered again the moment a link returns, by one policy write
+  });
+
+  it('takes a link whose interface does not exist as down, with the reason', () => {
+    // Proves a missing interface: no link entry, policies on the next link, a reason for people.
+    const dp = new MemoryDatapath(4096, { eth1: 11 });
+    const engine = startedEngine(dp, state.dir);
+    expect(engine.links().find((l) => l.name === 'lte')).toMatchObject({ up: false, ifindex: null, reason: expect.stringContaining('wwan0 not found') });
+    expect(dp.listLinks().has(1)).toBe(false);
+    expect(dp.listPolicies().get(idFile().ids['minion-to-lte']!)).toEqual({ redirectLink: 0, dscp: 10 });
+  });
+
+  it('prefers a link that meets the SLA, and falls back to the first usable one', () => {
+    // Proves the simple SLA rule on the link choice.
+    const dp = memoryDatapath();
+    const sla = policy('video', {
+      match: { route: { virtualService: 'default/plain' } },
+      action: { links: ['lte', 'fibre'], mode: 'redirect', sla: { maxRttMs: 50 } },
+    });
+    const engine = startedEngine(dp, state.dir, { policies: [sla] });
+    const id = idFile().ids.video!;
+    engine.setLinkHealth('lte', { up: true, rttMs: 120 });
+    expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 0 });
+    engine.setLinkHealth('fibre', { up: true, rttMs: 80 });
+    expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 1 });
+    expect(engine.policyStatus()[0]).toMatchObject({ link: 'lte', slaMet: false });
+  });
+
+  it('deletes a removed policy\'s entry and flows, and does not hand its id to the next policy', () => {
+    // Proves policy removal and the round-robin id assignment.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    engine.reportSessions([boss(1), minion(2)], '10.0.0.5');
+    const bossId = idFile().ids['boss-to-fibre']!;
+    engine.setPolicies([MINION, VOICE]);
+    expect(dp.listPolicies().has(bossId)).toBe(false);
+    expect(dp.listFlows().map((f) => f.sport)).toEqual([2]);
+    engine.setPolicies([MINION, VOICE, policy('newcomer', BOSS.spec)]);
+    expect(idFile().ids.newcomer).not.toBe(bossId);
+    expect(engine.policyCounts().has('boss-to-fibre')).toBe(false);
+  });
+});
+
+describe('start and restart', () => {
+  it('keeps policy ids and flows across a restart on the same state dir and datapath', () => {
+    // Proves adoption: a new engine over the pinned state writes nothing it need not and keeps every flow.
+    const mem = memoryDatapath();
+    const first = startedEngine(mem, state.dir);
+    first.reportSessions([boss(1), minion(2)], '10.0.0.5');
+    first.reportSessions([report('[fd00::5]:3', '[2001:db8::9]:443', { 'x-user': 'boss' })], 'fd00::5');
+    first.stop();
+    const idsBefore = idFile().ids;
+    const flowsBefore = mem.listFlows();
+    const { port, calls } = tracked(mem, { adopted: true });
+    const second = startedEngine(port, state.dir);
+    expect(idFile().ids).toEqual(idsBefore);
+    expect(mem.listFlows()).toEqual(flowsBefore);
+    expect(writes(calls)).toBe(0);
+    expect(second.flows().map((f) => f.policy).sort()).toEqual(['boss-to-fibre', 'boss-to-fibre', 'minion-to-lte']);
+  });
+
+  it('deletes adopted flows when the id file is missing, and says why', () => {
+    // Proves untrusted flows go: without the id file their policy ids may mean other policies now.
+    const mem = memoryDatapath();
+    startedEngine(mem, state.dir).reportSessions([boss(1), minion(2)], '10.0.0.5');
+    rmSync(join(state.dir, POLICY_IDS_FILE));
+    const logger = recordingLogger();
+    const { port } = tracked(mem, { adopted: true });
+    startedEngine(port, state.dir, { logger });
+    expect(mem.countFlows()).toBe(0);
+    expect(logger.lines.find((l) => l.level === 'warn')?.msg).toMatch(/no usable policy id file.*deleted/);
+    expect(existsSync(join(state.dir, POLICY_IDS_FILE))).toBe(true);
+  });
+
+  it('treats an unreadable id file as missing', () => {
+    // Proves a corrupt file is not trusted either.
+    const mem = memoryDatapath();
+    startedEngine(mem, state.dir).reportSessions([boss(1)], '10.0.0.5');
+    writeFileSync(join(state.dir, POLICY_IDS_FILE), '{"version": 1, "ids": {"a": 1, "b": 1}}');
+    const { port } = tracked(mem, { adopted: true });
+    startedEngine(port, state.dir);
+    expect(mem.countFlows()).toBe(0);
+  });
+
+  it('leaves adopted policy and DSCP entries alone until the policies arrive', () => {
+    // Proves start-up never strips steering from live flows while the policy store is still syncing.
+    const mem = memoryDatapath();
+    startedEngine(mem, state.dir).reportSessions([boss(1)], '10.0.0.5');
+    const policies = mem.listPolicies();
+    const dscp = mem.listDscpPolicies();
+    const { port } = tracked(mem, { adopted: true });
+    const engine = new Engine({ datapath: port, config: makeConfig(state.dir), attach: false });
+    engine.setRoutes(routes());
+    engine.start();
+    expect(engine.ready()).toBe(false);
+    expect(mem.listPolicies()).toEqual(policies);
+    expect(mem.listDscpPolicies()).toEqual(dscp);
+    expect(mem.countFlows()).toBe(1);
+    engine.setPolicies([MINION]);
+    expect(engine.ready()).toBe(true);
+    expect([...mem.listPolicies().keys()]).toEqual([idFile().ids['minion-to-lte']]);
+    expect(mem.listDscpPolicies().size).toBe(0);
+    expect(mem.countFlows()).toBe(0); // boss-to-fibre is gone: its flows with it
+  });
+
+  it('refuses reports before start and after stop', () => {
+    // Proves the engine never writes flows with ids it has not loaded.
+    const engine = new Engine({ datapath: memoryDatapath(), config: makeConfig(state.dir), attach: false });
+    expect(engine.reportSessions([boss(1)], '10.0.0.5')[0]).toMatchObject({ status: 'rejected', reason: 'datapath-error' });
+    engine.setRoutes(routes());
+    engine.setPolicies([BOSS]);
+    engine.start();
+    expect(engine.ready()).toBe(true);
+    engine.stop();
+    expect(engine.ready()).toBe(false);
+    expect(engine.reportSessions([boss(1)], '10.0.0.5')[0]).toMatchObject({ status: 'rejected' });
+  });
+});
+
+describe('views', () => {
+  it('lists flows with policy names, idle time and filters', () => {
+    // Proves flows(): names for ids, idle seconds from the datapath clock, policy/link/limit filters.
+    let now = 1_000_000_000_000n;
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir, { clock: () => now });
+    dp.upsertFlow(key('10.0.0.5', 1), idFile().ids['boss-to-fibre']!, now - 5_000_000_000n);
+    engine.reportSessions([minion(2), minion(3)], '10.0.0.5');
+    now += 2_000_000_000n;
+    expect(engine.flows({ policy: 'boss-to-fibre' })).toEqual([
+      { protocol: 'tcp', src: '10.0.0.5', sport: 1, dst: '198.51.100.9', dport: 443, policy: 'boss-to-fibre', idleSeconds: 7 },
+    ]);
+    expect(engine.flows({ link: 'lte' }).length).toBe(2);
+    expect(engine.flows({ limit: 1 }).length).toBe(1);
+    expect(engine.flows({ policy: 'nope' })).toEqual([]);
+  });
+
+  it('explains what a request would get without writing anything', () => {
+    // Proves explainSession agrees with steering and writes nothing.
+    const mem = memoryDatapath();
+    const { port, calls, reset } = tracked(mem);
+    const engine = startedEngine(port, state.dir);
+    reset();
+    const e = engine.explainSession({ authority: 'cloud-app', path: '/', method: 'GET', headers: { 'x-user': 'boss' } }) as {
+      outcome: unknown;
+    };
+    expect(e.outcome).toMatchObject({ status: 'steered', policy: 'boss-to-fibre', link: 'fibre' });
+    expect(writes(calls)).toBe(0);
+  });
+});
