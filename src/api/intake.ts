@@ -1,0 +1,99 @@
+/**
+ * What both session intakes do after a report has passed its schema: charge the caller's rate
+ * limit, hand the reports to the engine in one call, and count what was rejected, by reason.
+ * HTTP and gRPC go through here, so they share the limits, the counts and the semantics. The
+ * spoof check (local address is the caller's own, or the caller is an allowed proxy) is the
+ * engine's, with the caller address given here.
+ */
+import { Counter, type Registry } from 'prom-client';
+import { RejectReasons, type SessionOutcome, type SessionReport, type SteeringEngine } from '../steering/types.js';
+import { RateLimited } from './errors.js';
+import { ReportRateLimiter } from './rate-limiter.js';
+
+export type Transport = 'http' | 'grpc';
+const TRANSPORTS: readonly Transport[] = ['http', 'grpc'];
+
+/** Why the intake refused a report, as counted: the engine's reasons, plus schema failures. */
+export type RefusalReason = (typeof RejectReasons)[number] | 'invalid';
+const REFUSAL_REASONS: readonly RefusalReason[] = [...RejectReasons, 'invalid'];
+
+/** The intake's limits (the `intake` section of the agent config). */
+export interface IntakeLimits {
+  /** Session reports per second per caller address. */
+  ratePerClient: number;
+  /** Most reports in one batch call. */
+  maxBatch: number;
+}
+
+type Child = { inc(n?: number): void };
+
+export class SessionIntake {
+  private readonly received: Record<Transport, Child>;
+  private readonly refused: Record<Transport, Record<RefusalReason, Child>>;
+
+  constructor(
+    private readonly engine: SteeringEngine,
+    readonly limiter: ReportRateLimiter,
+    registry?: Registry,
+  ) {
+    const received = counter(registry, 'wansteer_intake_reports_total', 'Session reports received, valid or not.', ['transport']);
+    const rejected = counter(registry, 'wansteer_intake_rejected_total', 'Session reports refused by the intake or rejected by the engine, by reason.', ['transport', 'reason']);
+    this.received = { http: received.labels('http'), grpc: received.labels('grpc') };
+    const byReason = (t: Transport) => Object.fromEntries(REFUSAL_REASONS.map((r) => [r, rejected.labels(t, r)])) as Record<RefusalReason, Child>;
+    this.refused = { http: byReason('http'), grpc: byReason('grpc') };
+    for (const t of TRANSPORTS) this.received[t].inc(0);
+  }
+
+  static create(engine: SteeringEngine, limits: IntakeLimits, registry?: Registry): SessionIntake {
+    // A bucket holds at least one full batch, or a batch could never pass.
+    const limiter = new ReportRateLimiter({ ratePerSecond: limits.ratePerClient, burst: Math.max(limits.ratePerClient, limits.maxBatch) });
+    return new SessionIntake(engine, limiter, registry);
+  }
+
+  /** All or nothing: the reports go to the engine, or none do and this throws WS_API_RATE_LIMITED. */
+  report(reports: readonly SessionReport[], caller: string, transport: Transport): SessionOutcome[] {
+    this.received[transport].inc(reports.length);
+    if (!this.limiter.take(caller, reports.length)) {
+      this.refused[transport]['rate-limited'].inc(reports.length);
+      const retry = this.limiter.secondsUntil(caller, reports.length);
+      throw RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
+    }
+    return this.steer(reports, caller, transport);
+  }
+
+  /**
+   * As many of `reports` as the caller's bucket allows go to the engine; the rest are refused
+   * as rate-limited. For the gRPC stream, which has no per-report answer to fail.
+   */
+  reportAdmitting(reports: readonly SessionReport[], caller: string, transport: Transport): { outcomes: SessionOutcome[]; limited: number } {
+    this.received[transport].inc(reports.length);
+    const admitted = this.limiter.takeUpTo(caller, reports.length);
+    const limited = reports.length - admitted;
+    if (limited > 0) this.refused[transport]['rate-limited'].inc(limited);
+    if (admitted === 0) return { outcomes: [], limited };
+    return { outcomes: this.steer(admitted === reports.length ? reports : reports.slice(0, admitted), caller, transport), limited };
+  }
+
+  /** A report that failed its schema (it never reaches the engine). */
+  countInvalid(transport: Transport, n = 1): void {
+    this.received[transport].inc(n);
+    this.refused[transport].invalid.inc(n);
+  }
+
+  private steer(reports: readonly SessionReport[], caller: string, transport: Transport): SessionOutcome[] {
+    const outcomes = this.engine.reportSessions(reports, caller);
+    const refused = this.refused[transport];
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i]!;
+      if (o.status === 'rejected') refused[o.reason].inc();
+    }
+    return outcomes;
+  }
+}
+
+/** One counter per registry, whichever intake registers it first. */
+function counter(registry: Registry | undefined, name: string, help: string, labelNames: string[]): Counter<string> {
+  const existing = registry?.getSingleMetric(name);
+  if (existing instanceof Counter) return existing as Counter<string>;
+  return new Counter({ name, help, labelNames, registers: registry ? [registry] : [] });
+}
