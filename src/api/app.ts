@@ -1,0 +1,99 @@
+/**
+ * The agent's HTTP API as a fastify instance: REST for policies, links, flows and explain, the
+ * session intake, health, metrics and the OpenAPI document. One plugin per concern under
+ * routes/, each given the services it uses; one error handler (errors.ts); schema-compiled
+ * validation (typebox.ts). Knows nothing of the process: server.ts listens and shuts down.
+ */
+import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Type } from '@sinclair/typebox';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { PolicyStore } from '../policies/store.js';
+import type { SteeringEngine } from '../steering/types.js';
+import { handleError, NotFound, toErrorBody } from './errors.js';
+import { SessionIntake, type IntakeLimits } from './intake.js';
+import { explainRoutes } from './routes/explain.js';
+import { flowRoutes } from './routes/flows.js';
+import { healthRoutes } from './routes/health.js';
+import { linkRoutes } from './routes/links.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { policyRoutes } from './routes/policies.js';
+import { sessionRoutes } from './routes/sessions.js';
+import { validatorCompiler, type TypeBoxProvider } from './typebox.js';
+
+/** Body limits in bytes. */
+export interface BodyLimits {
+  /** One session report. */
+  report: number;
+  /** One batch of reports (default: 2 KiB per report of intake.maxBatch, 64 KiB to 32 MiB). */
+  batch: number;
+  /** A policy, an explain request, anything else. */
+  other: number;
+}
+
+export interface BuildAppOptions {
+  engine: SteeringEngine;
+  store: PolicyStore;
+  /** The agent's own prom-client registry; /metrics serves it and the intake counts into it. */
+  registry: Registry;
+  /** Bearer token for policy writes; absent: writes are refused. */
+  token?: string;
+  /** `intake` of the agent config: rate per client and largest batch. */
+  intake: IntakeLimits;
+  /** Give the same SessionIntake to startGrpc so both share one rate limit per client. */
+  sessions?: SessionIntake;
+  /** The agent's pino logger; absent: no logs. */
+  logger?: FastifyBaseLogger;
+  limits?: Partial<BodyLimits>;
+}
+
+export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxProvider>;
+
+const KiB = 1024;
+
+export function defaultBodyLimits(maxBatch: number): BodyLimits {
+  return { report: 32 * KiB, batch: Math.min(32 * KiB * KiB, Math.max(64 * KiB, maxBatch * 2 * KiB)), other: 64 * KiB };
+}
+
+export function buildApp(options: BuildAppOptions): WansteerApp {
+  const limits = { ...defaultBodyLimits(options.intake.maxBatch), ...options.limits };
+  const app = fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // A log line per request would cost more than a session report does; errors are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: limits.other,
+  }).withTypeProvider<TypeBoxProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  // JSON only: a text/plain body is answered 415, not parsed into a string that fails the schema.
+  app.removeContentTypeParser('text/plain');
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request, reply) => {
+    const { body } = toErrorBody(NotFound(`no route ${request.method} ${request.url.split('?')[0]}`));
+    void reply.code(404).send(body);
+  });
+
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'wansteer agent API', version: 'v1', description: 'Policies, links, flows, explain and session intake of one edge node.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  const sessions = options.sessions ?? SessionIntake.create(options.engine, options.intake, options.registry);
+  void app.register(sessionRoutes, { intake: sessions, maxBatch: options.intake.maxBatch, reportBytes: limits.report, batchBytes: limits.batch });
+  void app.register(policyRoutes, { store: options.store, token: options.token, bodyBytes: limits.other });
+  void app.register(linkRoutes, { engine: options.engine });
+  void app.register(flowRoutes, { engine: options.engine });
+  void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.other });
+  void app.register(healthRoutes, { engine: options.engine });
+  void app.register(metricsRoutes, { registry: options.registry });
+
+  void app.register(async (docs) => {
+    docs.get('/openapi.json', { schema: { hide: true, response: { 200: Type.Unknown() } } }, async () => app.swagger());
+  });
+
+  return app;
+}

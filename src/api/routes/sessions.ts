@@ -1,0 +1,74 @@
+/**
+ * Session intake over HTTP: what the Envoy Lua filter calls. No bearer token (a sidecar cannot
+ * hold one); the engine's spoof check is the protection, with the socket's remote address as
+ * the caller.
+ *
+ *   POST /v1/sessions        one report  -> 200 its outcome; a rejected report is a 4xx error
+ *   POST /v1/sessions:batch  {sessions}  -> 200 one outcome per report, in order, and counts
+ */
+import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
+import type { SessionReport } from '../../steering/types.js';
+import { callerAddress } from '../caller.js';
+import { rejectionError } from '../errors.js';
+import type { SessionIntake } from '../intake.js';
+import { BatchResultBody, errorResponses, sessionBatchBody, SessionOutcomeBody, SessionReportBody } from '../schemas.js';
+import type { TypeBoxProvider } from '../typebox.js';
+
+export interface SessionRoutesOptions {
+  intake: SessionIntake;
+  maxBatch: number;
+  /** Body limits in bytes. */
+  reportBytes: number;
+  batchBytes: number;
+}
+
+export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServerDefault, TypeBoxProvider> = (app, opts, done) => {
+  const { intake } = opts;
+
+  app.post(
+    '/v1/sessions',
+    {
+      bodyLimit: opts.reportBytes,
+      schema: {
+        summary: 'Report one session',
+        tags: ['sessions'],
+        body: SessionReportBody,
+        response: { 200: SessionOutcomeBody, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const caller = callerAddress(request.socket.remoteAddress);
+      const outcome = intake.report([request.body as SessionReport], caller, 'http')[0]!;
+      if (outcome.status === 'rejected') throw rejectionError(outcome.reason, outcome.message);
+      return outcome;
+    },
+  );
+
+  // `::` is fastify's escape for a literal colon (AIP-136 custom method).
+  app.post(
+    '/v1/sessions::batch',
+    {
+      bodyLimit: opts.batchBytes,
+      schema: {
+        summary: 'Report many sessions in one call',
+        tags: ['sessions'],
+        body: sessionBatchBody(opts.maxBatch),
+        response: { 200: BatchResultBody, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const caller = callerAddress(request.socket.remoteAddress);
+      const outcomes = intake.report(request.body.sessions as SessionReport[], caller, 'http');
+      let steered = 0;
+      let rejected = 0;
+      for (let i = 0; i < outcomes.length; i++) {
+        const s = outcomes[i]!.status;
+        if (s === 'steered') steered++;
+        else if (s === 'rejected') rejected++;
+      }
+      return { outcomes, steered, unmatched: outcomes.length - steered - rejected, rejected };
+    },
+  );
+
+  done();
+};
