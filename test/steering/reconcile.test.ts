@@ -1,0 +1,103 @@
+// Proves the pure reconcile: the link each policy takes for every health picture, and that the
+// plan writes exactly the differences, in a safe order.
+import { describe, expect, it } from 'vitest';
+import type { WanPolicySpec } from '../../src/policies/model.js';
+import { desiredState, planChanges, sameDesired, type LinkInput, type PolicyInput } from '../../src/steering/reconcile.js';
+
+const link = (id: number, name: string, over: Partial<LinkInput> = {}): LinkInput => ({ id, name, ifindex: 10 + id, up: true, ...over });
+const redirect = (links: string[], extra: Partial<WanPolicySpec['action']> = {}): WanPolicySpec => ({
+  match: { route: { virtualService: 'default/app' } },
+  action: { links, mode: 'redirect', ...extra },
+});
+
+describe('desiredState: the link a policy takes', () => {
+  const cases: { what: string; links: LinkInput[]; spec: WanPolicySpec; action: unknown; link?: string }[] = [
+    { what: 'first preferred link when all are up', links: [link(0, 'a'), link(1, 'b')], spec: redirect(['b', 'a']), action: { redirectLink: 1 }, link: 'b' },
+    { what: 'next link when the first is down', links: [link(0, 'a'), link(1, 'b', { up: false })], spec: redirect(['b', 'a']), action: { redirectLink: 0 }, link: 'a' },
+    { what: 'next link when the first has no interface', links: [link(0, 'a'), link(1, 'b', { ifindex: null })], spec: redirect(['b', 'a']), action: { redirectLink: 0 }, link: 'a' },
+    { what: 'all down: the first preferred (down) link, no active link', links: [link(0, 'a', { up: false }), link(1, 'b', { up: false })], spec: redirect(['b', 'a']), action: { redirectLink: 1 } },
+    { what: 'unknown link names are skipped', links: [link(0, 'a')], spec: redirect(['ghost', 'a']), action: { redirectLink: 0 }, link: 'a' },
+    { what: 'no configured link: no entry', links: [link(0, 'a')], spec: redirect(['ghost']), action: undefined },
+    { what: 'both mode keeps its DSCP with the redirect', links: [link(0, 'a')], spec: redirect(['a'], { mode: 'both', dscp: 10 }), action: { redirectLink: 0, dscp: 10 }, link: 'a' },
+    { what: 'both mode with no configured link marks only', links: [link(0, 'a')], spec: redirect(['ghost'], { mode: 'both', dscp: 10 }), action: { dscp: 10 } },
+    { what: 'mark mode ignores links', links: [link(0, 'a', { up: false })], spec: redirect(['a'], { mode: 'mark', dscp: 46 }), action: { dscp: 46 } },
+    { what: 'SLA: the first link that meets it', links: [link(0, 'a', { rttMs: 90 }), link(1, 'b', { rttMs: 20 })], spec: redirect(['a', 'b'], { sla: { maxRttMs: 50 } }), action: { redirectLink: 1 }, link: 'b' },
+    { what: 'SLA missed everywhere: first usable link', links: [link(0, 'a', { lossPercent: 9 }), link(1, 'b', { lossPercent: 7 })], spec: redirect(['a', 'b'], { sla: { maxLossPercent: 1 } }), action: { redirectLink: 0 }, link: 'a' },
+    { what: 'SLA with no measurement yet is met', links: [link(0, 'a'), link(1, 'b')], spec: redirect(['a', 'b'], { sla: { maxJitterMs: 5 } }), action: { redirectLink: 0 }, link: 'a' },
+  ];
+  for (const c of cases) {
+    it(c.what, () => {
+      // Proves one row of the link-choice table.
+      const d = desiredState(c.links, [{ name: 'p', id: 7, spec: c.spec }]);
+      expect(d.policies.get(7)).toEqual(c.action);
+      expect(d.choices.get('p')?.link).toBe(c.link);
+    });
+  }
+
+  it('maps link entries: down links keep their ifindex, missing interfaces have none', () => {
+    // Proves the link table: health in `up`, null for a link without an interface.
+    const d = desiredState([link(0, 'a', { nextHop4: '192.0.2.1' }), link(1, 'b', { up: false }), link(2, 'c', { ifindex: null })], []);
+    expect([...d.links]).toEqual([
+      [0, { ifindex: 10, up: true, nextHop4: '192.0.2.1' }],
+      [1, { ifindex: 11, up: false }],
+      [2, null],
+    ]);
+  });
+
+  it('gives a DSCP to the first policy by name and warns about the second', () => {
+    // Proves a DSCP conflict is resolved deterministically, whatever order the store lists policies in.
+    const mark = (dscp: number): WanPolicySpec => ({ match: { dscp }, action: { links: [], mode: 'mark', dscp: 46 } });
+    const policies: PolicyInput[] = [{ name: 'zeta', id: 2, spec: mark(10) }, { name: 'alpha', id: 1, spec: mark(10) }, { name: 'none', id: null, spec: mark(12) }];
+    const d = desiredState([], policies);
+    expect([...d.dscp]).toEqual([[10, 1]]);
+    expect(d.warnings).toEqual([expect.stringContaining('policy zeta matches DSCP 10')]);
+    expect(d.choices.get('none')?.reason).toMatch(/no datapath id/);
+  });
+});
+
+describe('planChanges: only the differences', () => {
+  const desired = desiredState([link(0, 'a'), link(1, 'b', { ifindex: null })], [
+    { name: 'p', id: 1, spec: redirect(['a']) },
+    { name: 'm', id: 2, spec: { match: { dscp: 46 }, action: { links: [], mode: 'mark', dscp: 46 } } },
+  ]);
+
+  it('writes nothing when the datapath already matches', () => {
+    // Proves idempotence.
+    const actual = { links: new Map([[0, { ifindex: 10, up: true }]]), policies: new Map([[1, { redirectLink: 0 }], [2, { dscp: 46 }]]), dscp: new Map([[46, 2]]) };
+    expect(planChanges(desired, actual)).toEqual([]);
+  });
+
+  it('fixes every table, links first, deletions last', () => {
+    // Proves the order: link entries, policy entries, DSCP entries, then stale policies deleted.
+    const actual = {
+      links: new Map([[0, { ifindex: 99, up: true }], [1, { ifindex: 5, up: true }], [7, { ifindex: 6, up: true }], [8, { ifindex: 6, up: false }]]),
+      policies: new Map([[1, { redirectLink: 3 }], [9, { dscp: 1 }]]),
+      dscp: new Map([[46, 9], [12, 9]]),
+    };
+    expect(planChanges(desired, actual)).toEqual([
+      { op: 'set-link', id: 0, entry: { ifindex: 10, up: true } },
+      { op: 'set-link', id: 1, entry: { ifindex: 5, up: false } }, // no interface now: never left up
+      { op: 'set-link', id: 7, entry: { ifindex: 6, up: false } }, // not configured any more
+      { op: 'set-policy', id: 2, action: { dscp: 46 } }, // policies in name order: m, p
+      { op: 'set-policy', id: 1, action: { redirectLink: 0 } },
+      { op: 'set-dscp', dscp: 46, policyId: 2 },
+      { op: 'set-dscp', dscp: 12, policyId: null },
+      { op: 'delete-policy', id: 9 },
+    ]);
+  });
+
+  it('leaves policy and DSCP tables alone when they are not given (policies not synced yet)', () => {
+    // Proves the start-up rule: only links are reconciled before the policies arrive.
+    expect(planChanges(desired, { links: new Map([[0, { ifindex: 10, up: true }]]) })).toEqual([]);
+  });
+
+  it('tells equal desired states apart from changed ones', () => {
+    // Proves the engine's skip check.
+    const again = desiredState([link(0, 'a'), link(1, 'b', { ifindex: null })], [
+      { name: 'p', id: 1, spec: redirect(['a']) },
+      { name: 'm', id: 2, spec: { match: { dscp: 46 }, action: { links: [], mode: 'mark', dscp: 46 } } },
+    ]);
+    expect(sameDesired(desired, again)).toBe(true);
+    expect(sameDesired(desired, desiredState([link(0, 'a', { up: false }), link(1, 'b', { ifindex: null })], []))).toBe(false);
+  });
+});
