@@ -1,0 +1,16 @@
+/** wansteer_datapath_write_errors_total{table}: datapath writes that failed, by table. */
+import { Counter, type Registry } from 'prom-client';
+import type { SteeringStats } from '../steering/stats.js';
+
+export function registerWriteErrors(registry: Registry, engine: Pick<SteeringStats, 'writeErrors'>): void {
+  new Counter({
+    name: 'wansteer_datapath_write_errors_total',
+    help: 'Datapath writes that failed, by table (flows, policies, links, dscp).',
+    labelNames: ['table'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [table, n] of Object.entries(engine.writeErrors)) this.inc({ table }, n);
+    },
+  });
+}
