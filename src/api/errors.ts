@@ -107,7 +107,7 @@ const REASON: Record<number, string> = {
   500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 
-function hasCodeAndStatus(err: unknown): err is { code: string; statusCode: number; message: string } {
+function hasCodeAndStatus(err: unknown): err is { code: string; statusCode: number; message: string; field?: unknown } {
   const e = err as { code?: unknown; statusCode?: unknown } | null;
   return typeof e?.code === 'string' && typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode <= 599;
 }
@@ -145,10 +145,9 @@ export function toErrorBody(err: unknown, bodyLimit?: number): { body: ErrorBody
     // Catalogue 5xx messages are fixed text; anyone else's may carry paths or errnos.
     message: statusCode < 500 || known instanceof ApiError ? known.message : 'internal error',
   };
-  if (known instanceof ApiError) {
-    if (known.field !== undefined) body.field = known.field;
-    return known.headers ? { body, headers: known.headers } : { body };
-  }
+  // The policy store's errors name their field too (`spec.action.links`).
+  if (typeof known.field === 'string' && statusCode < 500) body.field = known.field;
+  if (known instanceof ApiError && known.headers) return { body, headers: known.headers };
   return { body };
 }
 

@@ -4,8 +4,11 @@
  * address that parses, the caller's own local address) and answers with a rejected outcome.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { LinkName } from '../config/schema.js';
+import { PolicyAction } from '../policies/model.js';
 import { RejectReasons, UnmatchedReasons } from '../steering/types.js';
+
+/** A WAN link's name: the policy model's own schema (api/ does not reach into config/). */
+export const LinkName = PolicyAction.properties.links.items;
 
 const literals = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
 

@@ -34,12 +34,12 @@ describe('policies CRUD', () => {
     expect(res.headers.location).toBe('/v1/policies/voice');
   });
 
-  it('answers an unknown policy with 404 WS_API_NOT_FOUND', async () => {
-    // Proves a read of a missing name has a code.
+  it('answers an unknown policy with 404 WS_POLICY_NOT_FOUND', async () => {
+    // Proves a read of a missing name has the same code as a write of one (the store's).
     const { app } = fixture();
     const res = await app.inject({ url: '/v1/policies/nope' });
     expect(res.statusCode).toBe(404);
-    expect(res.json()).toMatchObject({ code: 'WS_API_NOT_FOUND' });
+    expect(res.json()).toMatchObject({ code: 'WS_POLICY_NOT_FOUND' });
   });
 
   it('replaces with the current ETag and answers the new one', async () => {
@@ -164,7 +164,7 @@ describe('policy input is validated', () => {
     const { app, store } = fixture();
     const res = await app.inject({ method: 'POST', url: '/v1/policies', headers: auth, payload: { name: 'x', spec: { ...spec, action: { links: ['satellite'], mode: 'redirect' } } } });
     expect(res.statusCode).toBe(422);
-    expect(res.json()).toMatchObject({ code: 'WS_POLICY_UNKNOWN_LINK', message: expect.stringContaining('satellite') });
+    expect(res.json()).toMatchObject({ code: 'WS_POLICY_UNKNOWN_LINK', field: 'spec.action.links', message: expect.stringContaining('satellite') });
     expect(store.list()).toEqual([]);
   });
 

@@ -1,10 +1,9 @@
 /** GET /v1/flows: the flows the agent steers, filtered by policy or link, at most `limit`. */
 import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { LinkName } from '../../config/schema.js';
 import { PolicyName } from '../../policies/model.js';
 import type { SteeringEngine } from '../../steering/types.js';
-import { errorResponses, FlowViewBody } from '../schemas.js';
+import { errorResponses, FlowViewBody, LinkName } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
 const DEFAULT_LIMIT = 1000;

@@ -1,9 +1,8 @@
 /** GET /v1/links: each WAN link's config and live health, as the engine sees it now. */
 import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { LinkName } from '../../config/schema.js';
 import type { SteeringEngine } from '../../steering/types.js';
-import { errorResponses } from '../schemas.js';
+import { errorResponses, LinkName } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
 const LinkStatusBody = Type.Object({

@@ -10,9 +10,10 @@
 import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { PolicyName, WanPolicySpec, type WanPolicy } from '../../policies/model.js';
+import { PolicyNotFoundError } from '../../policies/errors.js';
 import type { PolicyStore } from '../../policies/store.js';
 import { requireToken } from '../auth.js';
-import { BadRequest, NameMismatch, NotFound, PreconditionRequired } from '../errors.js';
+import { BadRequest, NameMismatch, PreconditionRequired } from '../errors.js';
 import { errorResponses } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
@@ -63,7 +64,7 @@ export const policyRoutes: FastifyPluginCallback<PolicyRoutesOptions, RawServerD
     schema: { summary: 'Read one policy', tags: ['policies'], params: NameParams, response: { 200: PolicyBody, ...errorResponses } },
   }, async (request, reply) => {
     const policy = store.get(request.params.name);
-    if (!policy) throw NotFound(`no policy named ${request.params.name}`);
+    if (!policy) throw new PolicyNotFoundError(request.params.name);
     void reply.header('etag', etag(policy.version));
     return view(policy);
   });

@@ -7,7 +7,7 @@ import type { WanPolicy, WanPolicySpec } from '../../../src/policies/model.js';
 import type { PolicyStore } from '../../../src/policies/store.js';
 
 export class StoreErrorDouble extends Error {
-  constructor(readonly code: string, readonly statusCode: number, message: string) {
+  constructor(readonly code: string, readonly statusCode: number, message: string, readonly field?: string) {
     super(message);
   }
 }
@@ -57,7 +57,7 @@ export class PolicyStoreDouble implements PolicyStore {
   private check(spec: WanPolicySpec): void {
     if (this.failWith) throw this.failWith;
     const unknown = spec.action.links.find((l) => !this.knownLinks.includes(l));
-    if (unknown !== undefined) throw new StoreErrorDouble('WS_POLICY_UNKNOWN_LINK', 422, `action.links: no link named ${unknown}`);
+    if (unknown !== undefined) throw new StoreErrorDouble('WS_POLICY_UNKNOWN_LINK', 422, `no link named ${unknown}`, 'spec.action.links');
   }
 
   private current(name: string, ifMatch: string | undefined): WanPolicy {
