@@ -12,7 +12,7 @@ import type { Registry } from 'prom-client';
 import type { PolicyStore } from '../policies/store.js';
 import type { SteeringEngine } from '../steering/types.js';
 import { handleError, NotFound, toErrorBody } from './errors.js';
-import { SessionIntake, type IntakeLimits } from './intake.js';
+import { defaultBatchBytes, SessionIntake, type IntakeLimits } from './intake.js';
 import { explainRoutes } from './routes/explain.js';
 import { flowRoutes } from './routes/flows.js';
 import { healthRoutes } from './routes/health.js';
@@ -53,7 +53,7 @@ export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, Ser
 const KiB = 1024;
 
 export function defaultBodyLimits(maxBatch: number): BodyLimits {
-  return { report: 32 * KiB, batch: Math.min(32 * KiB * KiB, Math.max(64 * KiB, maxBatch * 2 * KiB)), other: 64 * KiB };
+  return { report: 32 * KiB, batch: defaultBatchBytes(maxBatch), other: 64 * KiB };
 }
 
 export function buildApp(options: BuildAppOptions): WansteerApp {

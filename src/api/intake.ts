@@ -11,7 +11,6 @@ import { RateLimited } from './errors.js';
 import { ReportRateLimiter } from './rate-limiter.js';
 
 export type Transport = 'http' | 'grpc';
-const TRANSPORTS: readonly Transport[] = ['http', 'grpc'];
 
 /** Why the intake refused a report, as counted: the engine's reasons, plus schema failures. */
 export type RefusalReason = (typeof RejectReasons)[number] | 'invalid';
@@ -23,6 +22,11 @@ export interface IntakeLimits {
   ratePerClient: number;
   /** Most reports in one batch call. */
   maxBatch: number;
+}
+
+/** Largest batch body (HTTP) or message (gRPC) by default: 2 KiB a report, 64 KiB to 32 MiB. */
+export function defaultBatchBytes(maxBatch: number): number {
+  return Math.min(32 * 1024 * 1024, Math.max(64 * 1024, maxBatch * 2 * 1024));
 }
 
 type Child = { inc(n?: number): void };
@@ -41,7 +45,6 @@ export class SessionIntake {
     this.received = { http: received.labels('http'), grpc: received.labels('grpc') };
     const byReason = (t: Transport) => Object.fromEntries(REFUSAL_REASONS.map((r) => [r, rejected.labels(t, r)])) as Record<RefusalReason, Child>;
     this.refused = { http: byReason('http'), grpc: byReason('grpc') };
-    for (const t of TRANSPORTS) this.received[t].inc(0);
   }
 
   static create(engine: SteeringEngine, limits: IntakeLimits, registry?: Registry): SessionIntake {
