@@ -55,10 +55,10 @@ describe('loadConfig: good input', () => {
     expect(config.nodeName).toBe('edge-1');
   });
 
-  it('loads JSON as well, found through --config', async () => {
+  it('loads JSON as well, found through --config (which beats WANSTEER_CONFIG)', async () => {
     const file = join(dir, 'good.json');
     await writeFile(file, JSON.stringify(minimal()));
-    const config = await loadConfig({ argv: ['--config', file], hostname });
+    const config = await loadConfig({ argv: ['--config', file], env: { WANSTEER_CONFIG: join(dir, 'absent.yaml') }, hostname });
     expect(config.defaultLink).toBe('fibre');
   });
 
