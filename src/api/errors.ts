@@ -12,6 +12,8 @@ import type { RejectReason } from '../steering/types.js';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
+  /** For the log only, never the client (e.g. the engine's reason behind a 503). */
+  detail: string | undefined;
   constructor(
     readonly code: string,
     readonly statusCode: number,
@@ -79,8 +81,11 @@ export function rejectionError(reason: RejectReason, message: string): ApiError 
       return SpoofedLocal(message);
     case 'rate-limited':
       return new ApiError(RateLimited.code, RateLimited.statusCode, message);
-    case 'datapath-error':
-      return DatapathUnavailable();
+    case 'datapath-error': {
+      const err = DatapathUnavailable();
+      err.detail = message;
+      return err;
+    }
   }
 }
 

@@ -17,7 +17,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Registry } from 'prom-client';
 import type { SessionOutcome, SessionReport, SteeringEngine } from '../steering/types.js';
 import { grpcPeerAddress } from './caller.js';
-import { ApiError, rejectionError, toErrorBody } from './errors.js';
+import { rejectionError, toErrorBody } from './errors.js';
 import { defaultBatchBytes, SessionIntake, type IntakeLimits } from './intake.js';
 import { sessionBatchBody, SessionReportBody } from './schemas.js';
 import { compileChecker } from './typebox.js';
@@ -91,7 +91,7 @@ export function grpcStatusFor(httpStatus: number): grpc.status {
 /** A catalogue error as a gRPC error: the code (and field) in the trailing metadata, the message in details. */
 function toGrpcError(err: unknown, logger: GrpcLogger | undefined): grpc.ServiceError {
   const { body } = toErrorBody(err);
-  if (body.statusCode >= 500 && !(err instanceof ApiError)) logger?.error({ err }, 'grpc intake call failed');
+  if (body.statusCode >= 500) logger?.error({ err }, 'grpc intake call failed');
   const metadata = new grpc.Metadata();
   metadata.set('ws-error-code', body.code);
   if (body.field !== undefined) metadata.set('ws-error-field', body.field);

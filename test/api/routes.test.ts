@@ -124,12 +124,14 @@ describe('5xx answers hide details', () => {
   });
 
   it('answers a datapath rejection of a single report with 503 WS_API_DATAPATH_ERROR', async () => {
-    // Proves the engine's datapath-error outcome becomes a coded 503 with a fixed message.
-    const { app, engine } = fixture();
+    // Proves the engine's datapath-error outcome becomes a coded 503 with a fixed message; the reason is logged.
+    const { lines, logger } = logged();
+    const { app, engine } = fixture({ logger });
     engine.reportSessions = (reports) => reports.map(() => ({ status: 'rejected', reason: 'datapath-error', message: 'bpf_map_update_elem: E2BIG' }));
     const res = await app.inject({ method: 'POST', url: '/v1/sessions', payload: report(), remoteAddress: '10.0.0.5' });
     expect(res.statusCode).toBe(503);
     expect(res.json()).toMatchObject({ code: 'WS_API_DATAPATH_ERROR' });
     expect(res.body).not.toContain('E2BIG');
+    expect(lines.join('')).toContain('E2BIG');
   });
 });
