@@ -1,0 +1,183 @@
+/**
+ * `wansteer render envoyfilter`: the Istio objects that put wansteer into the mesh, rendered from
+ * the route rules and the policy file. Pure rendering lives in render/; this file reads the
+ * inputs, checks the options and writes the YAML. Exit codes: 0 written, 2 bad input.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { parse } from 'yaml';
+import type { WanPolicySpec } from '../policies/model.js';
+import { parsePolicyFile } from '../policies/policy-file.js';
+import { DirectoryRuleSource } from '../routes/directory-source.js';
+import { RuleSet } from '../routes/rule-set.js';
+import type { VirtualService } from '../routes/model.js';
+import { UsageError, type CliIo } from './explain.js';
+import { DEFAULT_AGENT_HOST, DEFAULT_AGENT_PORT, envoyFilterObjects, type KubeObject } from './render/envoy-filter.js';
+import { headerAllowList } from './render/header-allow-list.js';
+import { filterSource, PLACEMENTS, readFilterFiles, type Placement } from './render/lua-source.js';
+import { parseMarkClass, resolveMarkClasses, type MarkClass } from './render/mark-classes.js';
+import { manifestYaml } from './render/yaml.js';
+
+export const EXIT_RENDERED = 0;
+export const EXIT_BAD_INPUT = 2;
+export const DEFAULT_TIMEOUT_MS = 200;
+export const DEFAULT_NAMESPACE = 'istio-system';
+
+export const renderHelp = `Usage: wansteer render envoyfilter --rules DIR [options]
+
+Writes the Istio objects that connect Envoy to the wansteer agent (docs/envoy.md):
+the Lua filter that reports sessions (session mode), the cluster it reports through,
+and for mark mode the IP_TOS socket option on each class's upstream cluster.
+
+Inputs:
+  --rules DIR              VirtualService YAML files (the header allow-list comes from them)
+  --policies FILE          the policy file (WanPolicyList); needed for --mark-class
+  --mark-class P=HOST[:PORT]/SUBSET
+                           mark mode: policy P (match: {dscp: N}) is the traffic Istio routes
+                           to this DestinationRule subset; its upstream sockets get DSCP N
+                           (repeatable; HOST is the service's full name)
+
+Placement and agent:
+  --context C              sidecar-inbound (default, Clovisor's), sidecar-outbound or gateway
+  --namespace NS           namespace of the EnvoyFilters (default ${DEFAULT_NAMESPACE}: every workload)
+  --agent-port N           the agent's session intake port (default ${DEFAULT_AGENT_PORT})
+  --agent-host HOST        where Envoy reaches the agent, when not the node-local Service
+                           ${DEFAULT_AGENT_HOST} (rendered too); an IP for hosts without Kubernetes
+  --timeout-ms N           the report call's timeout (default ${DEFAULT_TIMEOUT_MS})
+
+Output:
+  --out FILE               write here instead of stdout
+  -h, --help               this text
+
+Exit status: 0 rendered, 2 bad input.
+`;
+
+const OPTIONS = {
+  rules: { type: 'string' },
+  policies: { type: 'string' },
+  'mark-class': { type: 'string', multiple: true },
+  context: { type: 'string' },
+  namespace: { type: 'string' },
+  'agent-port': { type: 'string' },
+  'agent-host': { type: 'string' },
+  'timeout-ms': { type: 'string' },
+  out: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true; allowPositionals: true }>>['values'];
+
+export async function runRender(argv: readonly string[], io: CliIo): Promise<number> {
+  let values: Values;
+  let target: string | undefined;
+  try {
+    const parsed = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true });
+    values = parsed.values;
+    if (values.help) {
+      io.stdout(renderHelp);
+      return EXIT_RENDERED;
+    }
+    [target] = parsed.positionals;
+    if (target !== 'envoyfilter' || parsed.positionals.length > 1) throw new UsageError('the one thing to render is envoyfilter: wansteer render envoyfilter --rules DIR');
+    const text = await renderEnvoyFilter(values, (warning) => io.stderr(`warning: ${warning}\n`));
+    if (values.out) await writeFile(values.out, text);
+    else io.stdout(text);
+    return EXIT_RENDERED;
+  } catch (err) {
+    io.stderr(`wansteer render: ${(err as Error).message}\n(see wansteer render --help)\n`);
+    return EXIT_BAD_INPUT;
+  }
+}
+
+async function renderEnvoyFilter(values: Values, warn: (warning: string) => void): Promise<string> {
+  if (!values.rules) throw new UsageError('--rules DIR is required');
+  const placement = placementFrom(values.context ?? 'sidecar-inbound');
+  const namespace = values.namespace ?? DEFAULT_NAMESPACE;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace ${JSON.stringify(namespace)} is not a namespace name`);
+  const agentPort = integer(values['agent-port'], '--agent-port', DEFAULT_AGENT_PORT, 1, 65535);
+  const timeoutMs = integer(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 10_000);
+  const agentHost = values['agent-host'];
+  if (agentHost !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-.A-Za-z0-9:]*[A-Za-z0-9])?)$/.test(agentHost)) {
+    throw new UsageError(`--agent-host ${JSON.stringify(agentHost)} is not a host name or IP address`);
+  }
+  const specs = (values['mark-class'] ?? []).map(parseMarkClass);
+  if (specs.length > 0 && !values.policies) throw new UsageError('--mark-class needs --policies FILE to find the class policies');
+
+  const virtualServices = await loadRules(values.rules, warn);
+  const policies = values.policies ? await loadPolicies(values.policies) : [];
+  for (const p of policies) {
+    if ('route' in p.spec.match && !virtualServices.some((vs) => `${vs.namespace}/${vs.name}` === (p.spec.match as { route: { virtualService: string } }).route.virtualService)) {
+      warn(`policy ${p.name}: VirtualService ${p.spec.match.route.virtualService} is not in ${values.rules}`);
+    }
+  }
+  const marks = resolveMarkClasses(specs, policies, virtualServices);
+  marks.warnings.forEach(warn);
+
+  const files = await readFilterFiles();
+  const headers = headerAllowList(virtualServices);
+  const objects = envoyFilterObjects({
+    placement,
+    namespace,
+    ...(agentHost !== undefined ? { agentHost } : {}),
+    agentPort,
+    timeoutMs,
+    headers,
+    markClasses: marks.classes,
+    luaSource: (config) => filterSource(files, config),
+  });
+  return manifestYaml(objects, headerComment(placement, headers, marks.classes, objects));
+}
+
+function headerComment(placement: Placement, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[]): string[] {
+  return [
+    'Rendered by `wansteer render envoyfilter`; do not edit, render again (docs/envoy.md).',
+    `Placement: ${placement}. Reported request headers: ${headers.length > 0 ? headers.join(', ') : '(none)'}.`,
+    `Mark classes: ${classes.length > 0 ? classes.map((c) => `${c.policy} = ${c.host}${c.port ? `:${c.port}` : ''}/${c.subset} (DSCP ${c.dscp})`).join('; ') : '(none)'}.`,
+    `Objects: ${objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`).join(', ')}.`,
+  ];
+}
+
+function placementFrom(text: string): Placement {
+  if ((PLACEMENTS as readonly string[]).includes(text)) return text as Placement;
+  throw new UsageError(`--context must be one of ${PLACEMENTS.join(', ')}, got ${JSON.stringify(text)}`);
+}
+
+function integer(text: string | undefined, flag: string, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) throw new UsageError(`${flag} must be ${min}-${max}, got ${text}`);
+  return n;
+}
+
+async function loadRules(directory: string, warn: (warning: string) => void): Promise<VirtualService[]> {
+  const ruleSet = new RuleSet();
+  const report = await new DirectoryRuleSource({ directory, ruleSet }).load();
+  if (report.files === 0 && report.brokenFiles.length > 0) throw new Error(report.brokenFiles[0]!.message);
+  for (const p of [...report.brokenFiles, ...report.invalidObjects]) warn(`${p.code}: ${p.message}`);
+  return ruleSet.virtualServices().sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+}
+
+/**
+ * The standalone policy file (policies/policy-file.ts). Links are not checked against a node's
+ * configuration here: rendering happens away from any node, so the links the file names are
+ * taken as known.
+ */
+async function loadPolicies(path: string): Promise<{ name: string; spec: WanPolicySpec }[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read --policies ${path}: ${(err as Error).message}`);
+  }
+  const links = new Set<string>();
+  try {
+    const raw = parse(text) as { items?: { spec?: { action?: { links?: unknown } } }[] } | null;
+    for (const item of Array.isArray(raw?.items) ? raw.items : []) {
+      const list = item?.spec?.action?.links;
+      if (Array.isArray(list)) for (const link of list) if (typeof link === 'string') links.add(link);
+    }
+  } catch {
+    // parsePolicyFile reports the syntax error with its position.
+  }
+  return parsePolicyFile(text, path, links).items.map(({ name, spec }) => ({ name, spec }));
+}

@@ -1,0 +1,222 @@
+// Proves `wansteer render envoyfilter`: the objects pass Istio's EnvoyFilter schema, the Lua goes
+// in as default_source_code at the chosen context and runs standalone, the agent cluster and
+// the mark-mode IP_TOS patches are what docs/envoy.md says, and bad input exits 2 with the reason.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EnvoyFilter } from '@kubernetes-models/istio/networking.istio.io/v1alpha3/EnvoyFilter';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { runRender } from '../../src/cli/render.js';
+import { fromRoot } from '../../src/config/paths.js';
+import { eventsOf, luajitMissing, reportsOf, runFilter } from '../envoy/driver.js';
+
+const RULES = fromRoot('examples/rules');
+const POLICIES = fromRoot('examples/policies.yaml');
+const JASON = 'jason-on-fibre=reviews.default.svc.cluster.local/v2';
+
+type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace: string }; spec: any };
+
+async function render(argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runRender(['envoyfilter', ...argv], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+  const docs = code === 0 ? parseAllDocuments(stdout).map((d) => d.toJS() as Doc).filter(Boolean) : [];
+  return { code, stdout, stderr, docs };
+}
+
+function named(docs: Doc[], name: string): Doc {
+  const doc = docs.find((d) => d.metadata.name === name);
+  if (!doc) throw new Error(`no object ${name} in ${docs.map((d) => d.metadata.name).join(', ')}`);
+  return doc;
+}
+
+describe('wansteer render envoyfilter', () => {
+  it.each([
+    ['sidecar-inbound', 'SIDECAR_INBOUND'],
+    ['sidecar-outbound', 'SIDECAR_OUTBOUND'],
+    ['gateway', 'GATEWAY'],
+  ])('renders the Lua filter at %s, valid against Istio\'s EnvoyFilter schema', async (context, patchContext) => {
+    const r = await render(['--rules', RULES, '--policies', POLICIES, '--mark-class', JASON, '--context', context]);
+    expect(r.code).toBe(0);
+    for (const doc of r.docs.filter((d) => d.kind === 'EnvoyFilter')) expect(() => new EnvoyFilter(doc as any).validate()).not.toThrow();
+    const reporter = named(r.docs, `wansteer-session-report-${context}`);
+    expect(reporter.metadata.namespace).toBe('istio-system');
+    const [patch] = reporter.spec.configPatches;
+    expect(patch).toMatchObject({
+      applyTo: 'HTTP_FILTER',
+      match: { context: patchContext, listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager', subFilter: { name: 'envoy.filters.http.router' } } } } },
+      patch: { operation: 'INSERT_BEFORE', value: { name: 'wansteer.session_report', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua' } } },
+    });
+    const typed = patch.patch.value.typed_config;
+    expect(Object.keys(typed).sort()).toEqual(['@type', 'default_source_code']);
+    expect(typed.default_source_code.inline_string).toContain(`placement = "${context}"`);
+    expect(typed.default_source_code.inline_string).not.toContain('require(');
+  });
+
+  it.skipIf(luajitMissing())('ships Lua that runs on its own in LuaJIT and reports the headers the rules match on', async () => {
+    const r = await render(['--rules', RULES]);
+    const source = named(r.docs, 'wansteer-session-report-sidecar-inbound').spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string;
+    const events = await runFilter({
+      source,
+      clusters: ['wansteer-agent'],
+      requests: [
+        {
+          headers: [[':authority', 'cloud-service.cloud.svc.cluster.local'], [':path', '/'], [':method', 'GET'], ['end-user', 'minion'], ['x-other', '1']],
+          stream_info: { downstreamLocalAddress: '10.1.0.5:8080', downstreamDirectRemoteAddress: '203.0.113.7:41000' },
+        },
+      ],
+    });
+    expect(eventsOf(events, 'httpCall')).toMatchObject([{ cluster: 'wansteer-agent', timeout_ms: 200, asynchronous: true, headers: { ':path': '/v1/sessions' } }]);
+    expect(reportsOf(events)).toEqual([
+      { direction: 'inbound', protocol: 'tcp', local: '10.1.0.5:8080', remote: '203.0.113.7:41000', request: { authority: 'cloud-service.cloud.svc.cluster.local', path: '/', method: 'GET', headers: { 'end-user': 'minion' } } },
+    ]);
+  });
+
+  it('reaches the agent through the node-local Service by default', async () => {
+    const r = await render(['--rules', RULES, '--agent-port', '9191']);
+    expect(named(r.docs, 'wansteer-agent')).toMatchObject({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { namespace: 'wansteer-system' },
+      spec: { internalTrafficPolicy: 'Local', selector: { 'app.kubernetes.io/name': 'wansteer-agent' }, ports: [{ port: 9191, targetPort: 9191 }] },
+    });
+    const cluster = named(r.docs, 'wansteer-agent-cluster');
+    expect(cluster.spec.configPatches.map((p: any) => [p.applyTo, p.match.context, p.patch.operation])).toEqual([
+      ['CLUSTER', 'SIDECAR_OUTBOUND', 'ADD'],
+      ['CLUSTER', 'GATEWAY', 'ADD'],
+    ]);
+    expect(cluster.spec.configPatches[0].patch.value).toMatchObject({
+      name: 'wansteer-agent',
+      type: 'STRICT_DNS',
+      load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'wansteer-agent.wansteer-system.svc.cluster.local', port_value: 9191 } } } }] }] },
+    });
+    expect(r.stdout).not.toMatch(/&a\d|\*a\d/); // no YAML anchors: kubectl users read these files
+  });
+
+  it.each([
+    ['10.0.0.1', '10.0.0.1'],
+    ['[fd00::1]', 'fd00::1'],
+  ])('uses a STATIC cluster and no Service for --agent-host %s', async (host, address) => {
+    const r = await render(['--rules', RULES, '--agent-host', host]);
+    expect(r.docs.map((d) => d.kind)).toEqual(['EnvoyFilter', 'EnvoyFilter']);
+    expect(named(r.docs, 'wansteer-agent-cluster').spec.configPatches[0].patch.value).toMatchObject({
+      type: 'STATIC',
+      load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address, port_value: 9090 } } } }] }] },
+    });
+  });
+
+  it('gives each mark class\'s upstream cluster an IP_TOS of its DSCP, for sidecars and gateways', async () => {
+    const r = await render(['--rules', RULES, '--policies', POLICIES, '--mark-class', JASON, '--mark-class', 'jason-on-fibre=ratings.default.svc.cluster.local:9080/v3']);
+    expect(r.stderr).toBe('');
+    const marks = named(r.docs, 'wansteer-mark-classes');
+    expect(marks.spec.configPatches.map((p: any) => [p.match.context, p.match.cluster])).toEqual([
+      ['SIDECAR_OUTBOUND', { service: 'reviews.default.svc.cluster.local', subset: 'v2' }],
+      ['GATEWAY', { service: 'reviews.default.svc.cluster.local', subset: 'v2' }],
+      ['SIDECAR_OUTBOUND', { service: 'ratings.default.svc.cluster.local', subset: 'v3', portNumber: 9080 }],
+      ['GATEWAY', { service: 'ratings.default.svc.cluster.local', subset: 'v3', portNumber: 9080 }],
+    ]);
+    expect(marks.spec.configPatches[0].patch).toEqual({
+      operation: 'MERGE',
+      value: { upstream_bind_config: { socket_options: [{ description: 'wansteer mark class jason-on-fibre (DSCP 10)', level: 0, name: 1, int_value: 40, state: 'STATE_PREBIND' }] } },
+    });
+  });
+
+  it('renders no mark-class patches without --mark-class', async () => {
+    const r = await render(['--rules', RULES, '--policies', POLICIES]);
+    expect(r.docs.map((d) => d.metadata.name)).toEqual(['wansteer-agent', 'wansteer-agent-cluster', 'wansteer-session-report-sidecar-inbound']);
+  });
+
+  it('warns when a mark class is a subset no route sends traffic to', async () => {
+    const r = await render(['--rules', RULES, '--policies', POLICIES, '--mark-class', 'jason-on-fibre=reviews.default.svc.cluster.local/v9']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('warning: mark class jason-on-fibre: no VirtualService route sends traffic to reviews.default.svc.cluster.local subset v9');
+  });
+
+  describe('with rules of its own', () => {
+    let dir: string;
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'wansteer-render-'));
+      await writeFile(
+        join(dir, 'vs.yaml'),
+        `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: api, namespace: edge }
+spec:
+  hosts: [api]
+  http:
+  - match:
+    - headers: { X-Plan: { exact: pro } }
+      withoutHeaders: { x-debug: {} }
+    - headers: { x-region: { prefix: eu } }
+    route: [{ destination: { host: api, subset: pro } }]
+  - route: [{ destination: { host: api } }]
+`,
+      );
+      await writeFile(
+        join(dir, 'policies.yaml'),
+        `apiVersion: wansteer.io/v1alpha1
+kind: WanPolicyList
+items:
+  - name: pro-fibre
+    spec: { match: { route: { virtualService: edge/other } }, action: { links: [wan0], mode: redirect } }
+`,
+      );
+    });
+    afterAll(() => rm(dir, { recursive: true, force: true }));
+
+    it('reports every header a rule matches on, headers and withoutHeaders alike, lower-cased', async () => {
+      const r = await render(['--rules', dir]);
+      expect(r.stdout).toContain('# Placement: sidecar-inbound. Reported request headers: x-debug, x-plan, x-region.');
+      expect(named(r.docs, 'wansteer-session-report-sidecar-inbound').spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string).toContain(
+        'headers = { "x-debug", "x-plan", "x-region" }',
+      );
+    });
+
+    it('warns about a policy whose VirtualService is not among the rules', async () => {
+      const r = await render(['--rules', dir, '--policies', join(dir, 'policies.yaml')]);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain('warning: policy pro-fibre: VirtualService edge/other is not in');
+    });
+
+    it('writes to --out', async () => {
+      const out = join(dir, 'out.yaml');
+      const r = await render(['--rules', dir, '--out', out]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe('');
+      expect(await readFile(out, 'utf8')).toContain('kind: EnvoyFilter');
+    });
+  });
+
+  it.each([
+    [[], '--rules DIR is required'],
+    [['--rules', RULES, '--context', 'sidecar'], '--context must be one of sidecar-inbound, sidecar-outbound, gateway'],
+    [['--rules', RULES, '--agent-port', '0'], '--agent-port must be 1-65535'],
+    [['--rules', RULES, '--timeout-ms', 'soon'], '--timeout-ms must be 1-10000'],
+    [['--rules', RULES, '--namespace', 'Istio_System'], 'is not a namespace name'],
+    [['--rules', RULES, '--agent-host', 'http://agent'], 'is not a host name or IP address'],
+    [['--rules', RULES, '--mark-class', JASON], '--mark-class needs --policies FILE'],
+    [['--rules', RULES, '--mark-class', 'jason'], '--mark-class wants POLICY=HOST[:PORT]/SUBSET'],
+    [['--rules', RULES, '--policies', POLICIES, '--mark-class', 'jason-on-fibre=reviews/v2'], "give the service's full name"],
+    [['--rules', RULES, '--policies', POLICIES, '--mark-class', 'nobody=reviews.default.svc.cluster.local/v2'], 'no such policy'],
+    [['--rules', RULES, '--policies', POLICIES, '--mark-class', 'minion-to-lte=reviews.default.svc.cluster.local/v2'], 'mark mode needs match: { dscp: N }'],
+    [['--rules', RULES, '--policies', POLICIES, '--mark-class', JASON, '--mark-class', JASON], 'already carries class jason-on-fibre'],
+    [['--rules', RULES, '--policies', '/nonexistent/policies.yaml'], 'cannot read --policies'],
+    [['--rules', RULES, '--policies', RULES + '/reviews.yaml'], 'policy file'],
+    [['--rules', '/nonexistent/rules'], 'cannot read'],
+    [['--rules', RULES, '--colour'], "Unknown option '--colour'"],
+  ])('exits 2 with the reason on bad input %j', async (argv, reason) => {
+    const r = await render(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(reason);
+  });
+
+  it('knows only envoyfilter, and prints help', async () => {
+    let stderr = '';
+    expect(await runRender(['sidecar', '--rules', RULES], { stdout: () => {}, stderr: (t) => (stderr += t) })).toBe(2);
+    expect(stderr).toContain('the one thing to render is envoyfilter');
+    let stdout = '';
+    expect(await runRender(['--help'], { stdout: (t) => (stdout += t), stderr: () => {} })).toBe(0);
+    expect(stdout).toContain('Usage: wansteer render envoyfilter');
+  });
+});
