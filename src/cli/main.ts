@@ -3,6 +3,7 @@
  * To add one, add a row; nothing else here needs to change.
  */
 import { pathToFileURL } from 'node:url';
+import { runAgent } from './agent.js';
 import { runDemo } from './demo.js';
 import { runExplain, type CliIo } from './explain.js';
 
@@ -12,6 +13,7 @@ export interface Command {
 }
 
 export const commands: Readonly<Record<string, Command>> = {
+  agent: { summary: 'run the node agent (REST API, session intake, steering, metrics)', run: runAgent },
   explain: { summary: 'show which VirtualService route a request matches, and why', run: runExplain },
   demo: { summary: 'a dual-WAN edge site in network namespaces, steered live (root)', run: runDemo },
 };

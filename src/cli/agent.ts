@@ -1,0 +1,214 @@
+/**
+ * `wansteer agent`: the node agent. Composes the parts, in dependency order:
+ *
+ *   config ─► datapath (kernel, or memory with --dry-run)
+ *          ─► route rules (directory or cluster) ─┐
+ *          ─► policy store (file or cluster) ─────┼─► steering engine ─► flow ageing
+ *                                                 └─► metrics, REST API + HTTP intake, gRPC intake
+ *
+ * Shutdown (SIGTERM/SIGINT) runs the other way: stop taking reports, stop the engine and the
+ * sources, and let go of the datapath without detaching it — traffic keeps its steering while
+ * the agent is away, and the next agent adopts the pins.
+ */
+import { readFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import pino, { type Logger } from 'pino';
+import { buildApp } from '../api/app.js';
+import { startGrpc, type GrpcIntake } from '../api/grpc.js';
+import { SessionIntake } from '../api/intake.js';
+import { startServer } from '../api/server.js';
+import { ConfigError } from '../config/errors.js';
+import { loadConfig } from '../config/load.js';
+import type { AgentConfig } from '../config/schema.js';
+import { Datapath, DatapathError, MemoryDatapath, type DatapathPort } from '../datapath/index.js';
+import { VirtualServiceInformer } from '../k8s/virtual-service-informer.js';
+import { createClusterPolicyStore } from '../k8s/wan-policy-store.js';
+import { createRegistry } from '../metrics/registry.js';
+import { FilePolicyStore } from '../policies/file-store.js';
+import type { PolicyStore } from '../policies/store.js';
+import { DirectoryRuleSource } from '../routes/directory-source.js';
+import { RuleSet } from '../routes/rule-set.js';
+import { FlowAgeing } from '../steering/ageing.js';
+import { Engine } from '../steering/engine.js';
+import type { CliIo } from './explain.js';
+
+export const agentHelp = `Usage: wansteer agent [--config FILE] [options]
+
+Runs the node agent. Options override the config file (and WANSTEER_* environment variables):
+  --config FILE            config file (default /etc/wansteer/config.yaml)
+  --listen-http HOST:PORT  REST API, session intake, /metrics (default 0.0.0.0:9090)
+  --listen-grpc HOST:PORT  gRPC session intake (off unless given)
+  --pin-dir DIR            bpffs directory for the datapath's pins
+  --flow-table-size N      flow table entries per address family
+  --token-file FILE        bearer token for policy writes
+  --rules-dir DIR          VirtualService YAML directory (standalone)
+  --policies-file FILE     policy file (standalone)
+  --log-level LEVEL        fatal|error|warn|info|debug|trace
+  --dry-run                keep the datapath in memory: no BPF, no root needed
+`;
+
+const DEFAULT_HTTP = '0.0.0.0:9090';
+
+export async function runAgent(argv: readonly string[], io: CliIo): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout(agentHelp);
+    return 0;
+  }
+  let config: AgentConfig;
+  try {
+    config = await loadConfig({ argv, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr(`wansteer agent: ${err.message}\n`);
+      return ConfigError.exitCode;
+    }
+    throw err;
+  }
+  const logger = pino({ level: config.log.level, base: { node: config.nodeName } });
+  try {
+    const agent = await startAgent(config, logger);
+    await agent.stopped;
+    return 0;
+  } catch (err) {
+    if (err instanceof DatapathError) {
+      logger.fatal({ code: err.code, errno: err.errnoName }, err.message);
+      io.stderr(`wansteer agent: ${err.message}\n`);
+      return 1;
+    }
+    logger.fatal({ err }, 'agent failed to start');
+    return 1;
+  }
+}
+
+export interface RunningAgent {
+  readonly httpUrl: string;
+  readonly grpcPort: number | null;
+  /** Resolves once the agent has shut down (on a signal, or stop()). */
+  readonly stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Start every part; resolves when the agent serves. Used by runAgent and by tests. */
+export async function startAgent(config: AgentConfig, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningAgent> {
+  const closers: (() => unknown)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.warn({ err }, 'error while shutting down');
+      }
+    }
+    closers.length = 0;
+  };
+  try {
+    const datapath = openDatapath(config, logger);
+    closers.push(() => datapath.close());
+
+    const ruleSet = new RuleSet();
+    const rules = await startRuleSource(config, ruleSet, logger);
+    closers.push(rules.stop);
+
+    const store = createPolicyStore(config, logger);
+    closers.push(() => store.close());
+    await store.ready();
+
+    const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }) });
+    engine.setRoutes(ruleSet.table());
+    ruleSet.onChange(() => engine.setRoutes(ruleSet.table()));
+    engine.setPolicies(store.list());
+    store.subscribe((policies) => engine.setPolicies([...policies]));
+    engine.start();
+    closers.push(() => engine.stop());
+
+    const ageing = new FlowAgeing({ datapath, idleSeconds: config.datapath.flowIdleSeconds, logger: logger.child({ part: 'ageing' }) });
+    ageing.start();
+    closers.push(() => ageing.stop());
+
+    const registry = createRegistry({ engine, datapath, ageing });
+    const sessions = SessionIntake.create(engine, config.intake, registry);
+    const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
+    if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
+    const app = buildApp({ engine, store, registry, token, intake: config.intake, sessions, logger: logger.child({ part: 'api' }) });
+
+    let grpc: GrpcIntake | null = null;
+    if (config.listen.grpc) {
+      grpc = await startGrpc({ engine, listen: config.listen.grpc, config, sessions, logger: logger.child({ part: 'grpc' }) });
+      const g = grpc;
+      closers.push(() => g.close());
+    }
+
+    let resolveStopped!: () => void;
+    const stopped = new Promise<void>((r) => (resolveStopped = r));
+    const server = await startServer(app, config.listen.http ?? DEFAULT_HTTP, {
+      handleSignals: opts.handleSignals ?? true,
+      onShutdown: async (signal) => {
+        logger.info({ signal }, 'shutting down: the datapath keeps steering until the next agent adopts it');
+        await closeAll();
+        resolveStopped();
+      },
+    });
+    logger.info(
+      { http: server.url, grpc: grpc ? grpc.port : null, adopted: datapath.adopted, links: config.links.map((l) => l.name) },
+      'wansteer agent ready',
+    );
+    return {
+      httpUrl: server.url,
+      grpcPort: grpc ? grpc.port : null,
+      stopped,
+      stop: async () => {
+        await server.close();
+        await closeAll();
+        resolveStopped();
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
+  if (config.datapath.dryRun) {
+    logger.warn('dry run: the datapath is kept in memory; no packet is steered');
+    const interfaces = Object.fromEntries(config.links.map((l, i) => [l.interface, 1000 + i]));
+    return new MemoryDatapath(config.datapath.flowTableSize, interfaces);
+  }
+  const libbpf = logger.child({ part: 'libbpf' });
+  return Datapath.open({
+    pinDir: config.datapath.pinDir,
+    flowTableSize: config.datapath.flowTableSize,
+    onLibbpfLog: (level, msg) => (level === 'warn' ? libbpf.warn(msg) : libbpf.debug(msg)),
+  });
+}
+
+async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Logger): Promise<{ stop: () => Promise<void> | void }> {
+  const log = logger.child({ part: 'rules' });
+  if (config.rules.source === 'directory') {
+    const source = new DirectoryRuleSource({ directory: config.rules.directory, ruleSet, logger: log });
+    const report = await source.start(); // first load, then watch
+    log.info({ files: report.files, virtualServices: report.virtualServices, broken: report.brokenFiles.length }, 'route rules loaded');
+    return { stop: () => source.stop() };
+  }
+  const informer = VirtualServiceInformer.fromKubeConfig(kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
+  informer.start();
+  return { stop: () => informer.stop() };
+}
+
+function createPolicyStore(config: AgentConfig, logger: Logger): PolicyStore {
+  const links = config.links.map((l) => l.name);
+  const log = logger.child({ part: 'policies' });
+  if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, logger: log });
+  return createClusterPolicyStore(kubeConfig(), { namespace: config.policies.namespace, links, logger: log });
+}
+
+let kube: KubeConfig | undefined;
+
+/** In cluster: the pod's service account; by hand: KUBECONFIG or ~/.kube/config. */
+function kubeConfig(): KubeConfig {
+  if (!kube) {
+    kube = new KubeConfig();
+    kube.loadFromDefault();
+  }
+  return kube;
+}
