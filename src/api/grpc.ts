@@ -121,13 +121,14 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
   const definition = (service.SessionIntake as grpc.ServiceClientConstructor).service;
 
   const report: grpc.handleUnaryCall<SessionReport, { outcome: SessionOutcome }> = (call, callback) => {
+    const receivedAtNs = process.hrtime.bigint();
     try {
       const invalid = checkReport(call.request);
       if (invalid) {
         intake.countInvalid('grpc');
         return callback(toGrpcError(invalid, logger));
       }
-      const outcome = intake.report([call.request], grpcPeerAddress(call.getPeer()), 'grpc')[0]!;
+      const outcome = intake.report([call.request], grpcPeerAddress(call.getPeer()), 'grpc', receivedAtNs)[0]!;
       if (outcome.status === 'rejected') return callback(toGrpcError(rejectionError(outcome.reason, outcome.message), logger));
       callback(null, { outcome });
     } catch (err) {
@@ -136,13 +137,14 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
   };
 
   const reportBatch: grpc.handleUnaryCall<{ sessions: SessionReport[] }, object> = (call, callback) => {
+    const receivedAtNs = process.hrtime.bigint();
     try {
       const invalid = checkBatch(call.request);
       if (invalid) {
         intake.countInvalid('grpc', call.request.sessions?.length ?? 1);
         return callback(toGrpcError(invalid, logger));
       }
-      const outcomes = intake.report(call.request.sessions, grpcPeerAddress(call.getPeer()), 'grpc');
+      const outcomes = intake.report(call.request.sessions, grpcPeerAddress(call.getPeer()), 'grpc', receivedAtNs);
       let steered = 0;
       let rejected = 0;
       for (const o of outcomes) {
@@ -163,6 +165,8 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
       summary.rejectedByReason[reason] = (summary.rejectedByReason[reason] ?? 0) + n;
     };
     let pending: SessionReport[] = [];
+    /** When the oldest report in `pending` arrived: its latency is the batch's worst. */
+    let pendingSince = 0n;
     let timer: NodeJS.Timeout | undefined;
     let failed: unknown;
     let answered = false;
@@ -182,7 +186,7 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
       const batch = pending;
       pending = [];
       try {
-        const { outcomes, limited } = intake.reportAdmitting(batch, caller, 'grpc');
+        const { outcomes, limited } = intake.reportAdmitting(batch, caller, 'grpc', pendingSince);
         if (limited > 0) reject('rate-limited', limited);
         for (const o of outcomes) {
           if (o.status === 'steered') summary.steered++;
@@ -205,6 +209,7 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
         summary.firstError ??= invalid.message;
         return;
       }
+      if (pending.length === 0) pendingSince = process.hrtime.bigint();
       pending.push(message);
       if (pending.length >= streamBatch) flush();
       else timer ??= setTimeout(flush, streamFlushMs);

@@ -54,27 +54,33 @@ export class SessionIntake {
   }
 
   /** All or nothing: the reports go to the engine, or none do and this throws WS_API_RATE_LIMITED. */
-  report(reports: readonly SessionReport[], caller: string, transport: Transport): SessionOutcome[] {
+  report(reports: readonly SessionReport[], caller: string, transport: Transport, receivedAtNs?: bigint): SessionOutcome[] {
     this.received[transport].inc(reports.length);
     if (!this.limiter.take(caller, reports.length)) {
       this.refused[transport]['rate-limited'].inc(reports.length);
       const retry = this.limiter.secondsUntil(caller, reports.length);
       throw RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
     }
-    return this.steer(reports, caller, transport);
+    return this.steer(reports, caller, transport, receivedAtNs);
   }
 
   /**
    * As many of `reports` as the caller's bucket allows go to the engine; the rest are refused
    * as rate-limited. For the gRPC stream, which has no per-report answer to fail.
    */
-  reportAdmitting(reports: readonly SessionReport[], caller: string, transport: Transport): { outcomes: SessionOutcome[]; limited: number } {
+  reportAdmitting(
+    reports: readonly SessionReport[],
+    caller: string,
+    transport: Transport,
+    receivedAtNs?: bigint,
+  ): { outcomes: SessionOutcome[]; limited: number } {
     this.received[transport].inc(reports.length);
     const admitted = this.limiter.takeUpTo(caller, reports.length);
     const limited = reports.length - admitted;
     if (limited > 0) this.refused[transport]['rate-limited'].inc(limited);
     if (admitted === 0) return { outcomes: [], limited };
-    return { outcomes: this.steer(admitted === reports.length ? reports : reports.slice(0, admitted), caller, transport), limited };
+    const admittedReports = admitted === reports.length ? reports : reports.slice(0, admitted);
+    return { outcomes: this.steer(admittedReports, caller, transport, receivedAtNs), limited };
   }
 
   /** A report that failed its schema (it never reaches the engine). */
@@ -83,8 +89,8 @@ export class SessionIntake {
     this.refused[transport].invalid.inc(n);
   }
 
-  private steer(reports: readonly SessionReport[], caller: string, transport: Transport): SessionOutcome[] {
-    const outcomes = this.engine.reportSessions(reports, caller);
+  private steer(reports: readonly SessionReport[], caller: string, transport: Transport, receivedAtNs?: bigint): SessionOutcome[] {
+    const outcomes = this.engine.reportSessions(reports, caller, receivedAtNs);
     const refused = this.refused[transport];
     for (let i = 0; i < outcomes.length; i++) {
       const o = outcomes[i]!;

@@ -91,9 +91,10 @@ export interface LinkStatus {
 export interface SteeringEngine {
   /**
    * Classify and steer sessions reported by `caller` (the report's source address). One outcome
-   * per report, in order. Duplicates are cheap; a report never throws.
+   * per report, in order. Duplicates are cheap; a report never throws. `receivedAtNs` (monotonic
+   * clock) is when the transport received the report: report-to-datapath latency runs from it.
    */
-  reportSessions(reports: readonly SessionReport[], caller: string): SessionOutcome[];
+  reportSessions(reports: readonly SessionReport[], caller: string, receivedAtNs?: bigint): SessionOutcome[];
   /** What a session with this request would get, without writing anything. */
   explainSession(request: SessionRequest & { port?: number }): unknown;
   links(): LinkStatus[];

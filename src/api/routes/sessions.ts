@@ -22,8 +22,16 @@ export interface SessionRoutesOptions {
   batchBytes: number;
 }
 
+/** When each request arrived (monotonic ns): report-to-datapath latency runs from here. */
+const arrivals = new WeakMap<object, bigint>();
+const receivedAt = (request: object): bigint | undefined => arrivals.get(request);
+
 export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServerDefault, TypeBoxProvider> = (app, opts, done) => {
   const { intake } = opts;
+  app.addHook('onRequest', (request, _reply, next) => {
+    arrivals.set(request, process.hrtime.bigint());
+    next();
+  });
 
   app.post(
     '/v1/sessions',
@@ -38,7 +46,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
     },
     async (request) => {
       const caller = callerAddress(request.socket.remoteAddress);
-      const outcome = intake.report([request.body as SessionReport], caller, 'http')[0]!;
+      const outcome = intake.report([request.body as SessionReport], caller, 'http', receivedAt(request))[0]!;
       if (outcome.status === 'rejected') throw rejectionError(outcome.reason, outcome.message);
       return outcome;
     },
@@ -58,7 +66,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
     },
     async (request) => {
       const caller = callerAddress(request.socket.remoteAddress);
-      const outcomes = intake.report(request.body.sessions as SessionReport[], caller, 'http');
+      const outcomes = intake.report(request.body.sessions as SessionReport[], caller, 'http', receivedAt(request));
       let steered = 0;
       let rejected = 0;
       for (let i = 0; i < outcomes.length; i++) {
