@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { runAgent } from './agent.js';
 import { runDemo } from './demo.js';
 import { runExplain, type CliIo } from './explain.js';
+import { runReflector } from './reflector.js';
 import { runRender } from './render.js';
 
 export interface Command {
@@ -17,6 +18,7 @@ export const commands: Readonly<Record<string, Command>> = {
   agent: { summary: 'run the node agent (REST API, session intake, steering, metrics)', run: runAgent },
   explain: { summary: 'show which VirtualService route a request matches, and why', run: runExplain },
   render: { summary: 'render the EnvoyFilter manifests (Lua filter, mark-mode IP_TOS patches)', run: runRender },
+  reflector: { summary: 'answer the link probes of agents (TWAMP-light reflector)', run: runReflector },
   demo: { summary: 'a dual-WAN edge site in network namespaces, steered live (root)', run: runDemo },
 };
 

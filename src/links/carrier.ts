@@ -1,0 +1,120 @@
+/**
+ * Carrier of the WAN interfaces, event-driven: one long-lived `ip -o monitor link` child
+ * process turns the kernel's RTM_NEWLINK/RTM_DELLINK netlink messages into lines as they happen.
+ *
+ *   const w = new CarrierWatch(['wan0', 'wan1'], (ifname, up) => ...);
+ *   await w.start();    // monitor first, then the current state (`ip -j link show`), so no change is missed
+ *
+ * Why netlink and not polling: an event reaches us about a millisecond after `ip link set down`
+ * (bench/failover.ts) for no CPU while idle; polling `ip link show` costs a process per poll
+ * (~2 ms of CPU each: 4% of a core at 50 ms), and /sys/class/net shows the netns of the sysfs
+ * mount, not ours (the agent may run under `nsenter --net`). `ip` is already required (tc).
+ *
+ * Carrier up = the interface is administratively UP and has LOWER_UP (RFC 2863 lower layer up).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export type CarrierListener = (ifname: string, up: boolean, why: string) => void;
+
+export interface CarrierWatchOptions {
+  /** The `ip` binary (default `ip` on PATH). */
+  ip?: string;
+  /** Told when the monitor dies unexpectedly (it is restarted). */
+  onError?: (err: Error) => void;
+}
+
+const LINE = /^(Deleted )?\d+: ([^:@\s]+)(?:@[^:\s]+)?: <([^>]*)>/;
+
+/** Parse one `ip -o monitor link` line: interface, and whether it has carrier. */
+export function parseMonitorLine(line: string): { ifname: string; up: boolean; why: string } | null {
+  const m = LINE.exec(line);
+  if (!m) return null;
+  const [, deleted, ifname, flagText] = m;
+  if (deleted) return { ifname: ifname!, up: false, why: 'interface deleted' };
+  const flags = new Set(flagText!.split(','));
+  return { ifname: ifname!, ...carrierOf(flags) };
+}
+
+function carrierOf(flags: Set<string>): { up: boolean; why: string } {
+  if (!flags.has('UP')) return { up: false, why: 'interface administratively down' };
+  if (!flags.has('LOWER_UP')) return { up: false, why: 'no carrier' };
+  return { up: true, why: 'carrier up' };
+}
+
+export class CarrierWatch {
+  private child: ChildProcess | undefined;
+  private readonly state = new Map<string, boolean>();
+  private stopped = false;
+  private readonly ip: string;
+
+  constructor(
+    private readonly interfaces: readonly string[],
+    private readonly listener: CarrierListener,
+    private readonly opts: CarrierWatchOptions = {},
+  ) {
+    this.ip = opts.ip ?? 'ip';
+  }
+
+  /** Carrier of an interface as last seen (undefined before start or for unknown interfaces). */
+  carrier(ifname: string): boolean | undefined {
+    return this.state.get(ifname);
+  }
+
+  async start(): Promise<void> {
+    await this.spawnMonitor();
+    await this.readAll();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.child?.kill('SIGTERM');
+    this.child = undefined;
+  }
+
+  /** Read every watched interface's state now (also after the monitor was restarted). */
+  async readAll(): Promise<void> {
+    const { stdout } = await run(this.ip, ['-j', 'link', 'show']);
+    const list = JSON.parse(stdout || '[]') as { ifname: string; flags?: string[] }[];
+    const seen = new Set<string>();
+    for (const l of list) {
+      seen.add(l.ifname);
+      const c = carrierOf(new Set(l.flags ?? []));
+      this.set(l.ifname, c.up, c.why);
+    }
+    for (const name of this.interfaces) if (!seen.has(name)) this.set(name, false, 'interface not found');
+  }
+
+  private set(ifname: string, up: boolean, why: string): void {
+    if (!this.interfaces.includes(ifname)) return;
+    if (this.state.get(ifname) === up) return;
+    this.state.set(ifname, up);
+    this.listener(ifname, up, why);
+  }
+
+  private spawnMonitor(): Promise<void> {
+    const child = spawn(this.ip, ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const e = parseMonitorLine(line);
+      if (e) this.set(e.ifname, e.up, e.why);
+    });
+    child.on('exit', (code, signal) => {
+      if (this.stopped || this.child !== child) return;
+      this.opts.onError?.(new Error(`ip monitor exited (${signal ?? code}): restarting`));
+      setTimeout(() => {
+        if (this.stopped) return;
+        void this.spawnMonitor()
+          .then(() => this.readAll())
+          .catch((err: Error) => this.opts.onError?.(err));
+      }, 1000).unref();
+    });
+    return new Promise((resolve, reject) => {
+      child.once('spawn', () => resolve());
+      child.once('error', reject);
+    });
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Make a link's probes leave through that link, whatever the main routing table prefers: a
+ * policy-routing rule that matches only the probe socket (its source address, UDP, its source
+ * port) and sends it to a table of its own whose one route is out of the link.
+ *
+ *   ip rule  add pref 5700+id from 10.10.2.1 ipproto udp sport 41234 lookup 5700+id
+ *   ip route replace default via <nextHop> dev wan1 onlink table 5700+id     (no next hop: dev wan1)
+ *
+ * Why this, and not the alternatives:
+ * - Steering the probe's own flow with the datapath (a per-link "probe policy"): the datapath
+ *   passes a flow of a link marked down on its original path — right for sessions (never
+ *   black-holed), wrong for a probe, which would then test another link and bring the dead one
+ *   back up. It would also need the program on whichever interface the main table picks.
+ * - SO_BINDTODEVICE: not in Node's dgram (needs a native setsockopt), and a socket bound to a
+ *   device still needs a route through that device for a target that is not on-link.
+ * The rule matches only the probe's 5-tuple source: no other traffic is affected. Rules and
+ * routes are removed on stop; stale ones (a crashed agent) are replaced at start by pref.
+ */
+import { execFile } from 'node:child_process';
+import { isIPv6 } from 'node:net';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const PROBE_TABLE_BASE = 5700;
+
+export interface ProbeRoute {
+  linkId: number;
+  interface: string;
+  /** The probe socket's source address and port. */
+  local: string;
+  sport: number;
+  nextHop?: string;
+}
+
+function family(r: ProbeRoute): '-4' | '-6' {
+  return isIPv6(r.local) ? '-6' : '-4';
+}
+
+export async function installProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void> {
+  const table = String(PROBE_TABLE_BASE + r.linkId);
+  await removeProbeRoute(r, ip);
+  const via = r.nextHop ? ['via', r.nextHop] : [];
+  await run(ip, [family(r), 'route', 'replace', 'default', ...via, 'dev', r.interface, ...(r.nextHop ? ['onlink'] : []), 'table', table]);
+  await run(ip, [family(r), 'rule', 'add', 'pref', table, 'from', r.local, 'ipproto', 'udp', 'sport', String(r.sport), 'lookup', table]);
+}
+
+/** Re-add the route (the kernel drops it when the interface goes away and comes back). */
+export async function refreshProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void> {
+  const table = String(PROBE_TABLE_BASE + r.linkId);
+  const via = r.nextHop ? ['via', r.nextHop] : [];
+  await run(ip, [family(r), 'route', 'replace', 'default', ...via, 'dev', r.interface, ...(r.nextHop ? ['onlink'] : []), 'table', table]);
+}
+
+export async function removeProbeRoute(r: Pick<ProbeRoute, 'linkId' | 'local'>, ip = 'ip'): Promise<void> {
+  const table = String(PROBE_TABLE_BASE + r.linkId);
+  const fam = isIPv6(r.local) ? '-6' : '-4';
+  // Every rule at our pref (there may be several after crashes), then the table.
+  for (let i = 0; i < 16; i++) {
+    try {
+      await run(ip, [fam, 'rule', 'del', 'pref', table]);
+    } catch {
+      break;
+    }
+  }
+  await run(ip, [fam, 'route', 'flush', 'table', table]).catch(() => {});
+}
+
+/** The first address of `family` on an interface (the probe's source), or undefined. */
+export async function interfaceAddress(ifname: string, v6: boolean, ip = 'ip'): Promise<string | undefined> {
+  try {
+    const { stdout } = await run(ip, ['-j', v6 ? '-6' : '-4', 'addr', 'show', 'dev', ifname, 'scope', 'global']);
+    const list = JSON.parse(stdout || '[]') as { addr_info?: { local?: string }[] }[];
+    return list[0]?.addr_info?.[0]?.local;
+  } catch {
+    return undefined;
+  }
+}

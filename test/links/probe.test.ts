@@ -1,0 +1,97 @@
+// Proves the probe round trip against the real reflector on loopback: TWAMP-light packets in
+// the RFC 5357 layout, RTT measured, loss declared at the timeout, suspect mode on silence.
+import { createSocket } from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ProbeSample } from '../../src/links/health.js';
+import { Prober } from '../../src/links/prober.js';
+import { startReflector, type Reflector } from '../../src/links/reflector.js';
+import { decodeReflected, encodeSender, ntpDiffNs, ntpNow, PACKET_BYTES } from '../../src/links/twamp.js';
+import { parseMonitorLine } from '../../src/links/carrier.js';
+import { parseListen } from '../../src/cli/reflector.js';
+
+let reflector: Reflector | undefined;
+let prober: Prober | undefined;
+afterEach(async () => {
+  prober?.stop();
+  prober = undefined;
+  await reflector?.close();
+  reflector = undefined;
+});
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('TWAMP-light', () => {
+  it('the reflector answers in the RFC 5357 reflector layout, echoing the sender fields', async () => {
+    reflector = await startReflector('127.0.0.1', 0);
+    const sock = createSocket('udp4');
+    const answer = new Promise<Buffer>((r) => sock.once('message', r));
+    const ts = ntpNow();
+    sock.send(encodeSender(77, ts), reflector.port, '127.0.0.1');
+    const msg = await answer;
+    sock.close();
+    expect(msg.length).toBe(PACKET_BYTES);
+    const r = decodeReflected(msg)!;
+    expect(r).toMatchObject({ seq: 0, senderSeq: 77, senderTimestamp: ts });
+    expect(ntpDiffNs(r.rxTimestamp, r.timestamp)).toBeGreaterThanOrEqual(0n);
+    expect(msg.readUInt8(40)).toBe(255);
+  });
+
+  it('NTP timestamps round-trip to the nanosecond scale', () => {
+    const a = ntpNow(1_700_000_000_000_000_000n);
+    const b = ntpNow(1_700_000_000_250_000_000n);
+    expect(Number(ntpDiffNs(a, b))).toBeCloseTo(250_000_000, -1);
+  });
+});
+
+describe('Prober', () => {
+  it('measures RTT against a live reflector and loses nothing', async () => {
+    reflector = await startReflector('127.0.0.1', 0);
+    const samples: ProbeSample[] = [];
+    prober = new Prober({ local: '127.0.0.1', target: '127.0.0.1', port: reflector.port, intervalMs: 20, timeoutMs: 200, onSample: (s) => samples.push(s) });
+    await prober.start();
+    prober.run();
+    await wait(300);
+    expect(samples.length).toBeGreaterThanOrEqual(8);
+    expect(samples.every((s) => !s.lost && s.rttMs > 0 && s.rttMs < 50)).toBe(true);
+    expect(prober.stats).toMatchObject({ lost: 0 });
+  });
+
+  it('declares probes lost at the timeout, and samples faster while the target is silent', async () => {
+    // A socket that takes the packets and never answers: a blackhole.
+    const sink = createSocket('udp4');
+    await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+    let received = 0;
+    sink.on('message', () => received++);
+    const samples: ProbeSample[] = [];
+    prober = new Prober({ local: '127.0.0.1', target: '127.0.0.1', port: sink.address().port, intervalMs: 100, timeoutMs: 150, onSample: (s) => samples.push(s) });
+    await prober.start();
+    prober.run();
+    await wait(480);
+    sink.close();
+    // Normal pace would send 5 probes in 480 ms; suspect mode (every 20 ms after ~150 ms) sends many more.
+    expect(received).toBeGreaterThan(12);
+    expect(samples.length).toBeGreaterThan(5);
+    expect(samples.every((s) => s.lost)).toBe(true);
+    // Probes 0 and 1 went at the normal pace (0 ms, 100 ms); from the first timeout on, every 20 ms.
+    expect(samples.slice(0, 2)).toEqual([{ seq: 0, lost: true, weight: 1 }, { seq: 1, lost: true, weight: 1 }]);
+    expect(samples.slice(2).every((s) => s.lost && s.weight === 0.2)).toBe(true);
+  });
+});
+
+describe('parsing', () => {
+  const cases: [string, ReturnType<typeof parseMonitorLine>][] = [
+    ['3: wan1@if2: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN group default \\    link/ether', { ifname: 'wan1', up: false, why: 'no carrier' }],
+    ['3: wan1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP', { ifname: 'wan1', up: true, why: 'carrier up' }],
+    ['4: wwan0: <POINTOPOINT,NOARP> mtu 1500 state DOWN', { ifname: 'wwan0', up: false, why: 'interface administratively down' }],
+    ['Deleted 3: wan1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500', { ifname: 'wan1', up: false, why: 'interface deleted' }],
+    ['    link/ether c2:5c:72:5f:c3:8c', null],
+  ];
+  for (const [line, want] of cases) it(`ip monitor: ${line.slice(0, 40)}`, () => expect(parseMonitorLine(line)).toEqual(want));
+
+  it('reflector --listen', () => {
+    expect(parseListen('0.0.0.0:862')).toEqual({ host: '0.0.0.0', port: 862 });
+    expect(parseListen('[::]:8620')).toEqual({ host: '::', port: 8620 });
+    expect(parseListen('nope')).toBeNull();
+    expect(parseListen('1.2.3.4:70000')).toBeNull();
+  });
+});
