@@ -9,8 +9,8 @@
  *   applyChanges(datapath, plan)                            (the one place that writes)
  *
  * The link a policy takes: the first link of its preference that is usable (interface found,
- * health up) and meets the policy's SLA; failing that, the first usable one (a degraded link
- * beats none); failing that, the policy still names its first preferred link, whose entry is
+ * health up) and meets the policy's SLA; failing that, the usable one that breaks the fewest
+ * of the SLA's bounds, the first in preference on a tie (a degraded link beats none); failing that, the policy still names its first preferred link, whose entry is
  * down or unset, so the datapath passes the packets on their original path (counted as
  * link_down / link_unset) — sessions are never black-holed, and a DSCP the policy sets is
  * still set. Links are written before policies, so a policy never points at a link that is
@@ -80,6 +80,35 @@ export function meetsSla(link: LinkInput, sla: Sla | undefined): boolean {
   return true;
 }
 
+/** How many of the SLA's bounds (RTT, loss, jitter) the link's measurements break. */
+export function slaMisses(link: LinkInput, sla: Sla | undefined): number {
+  if (!sla) return 0;
+  let n = 0;
+  if (sla.maxRttMs !== undefined && link.rttMs !== undefined && link.rttMs > sla.maxRttMs) n++;
+  if (sla.maxLossPercent !== undefined && link.lossPercent !== undefined && link.lossPercent > sla.maxLossPercent) n++;
+  if (sla.maxJitterMs !== undefined && link.jitterMs !== undefined && link.jitterMs > sla.maxJitterMs) n++;
+  return n;
+}
+
+/**
+ * When no usable link meets the SLA: the usable link that breaks the fewest of its bounds, the
+ * earlier in the preference on a tie. Not "lowest RTT/loss": two links that both miss the SLA
+ * would swap places on every wobble of their measurements, and each swap moves every session.
+ */
+function bestAvailable(prefs: readonly LinkInput[], sla: Sla | undefined): LinkInput | undefined {
+  let best: LinkInput | undefined;
+  let bestMisses = Infinity;
+  for (const l of prefs) {
+    if (!usable(l)) continue;
+    const m = slaMisses(l, sla);
+    if (m < bestMisses) {
+      best = l;
+      bestMisses = m;
+    }
+  }
+  return best;
+}
+
 export function desiredState(links: readonly LinkInput[], policies: readonly PolicyInput[]): DesiredState {
   const out: DesiredState = { links: new Map(), policies: new Map(), dscp: new Map(), choices: new Map(), warnings: [] };
   const byName = new Map<string, LinkInput>();
@@ -123,9 +152,9 @@ function choose(p: PolicyInput, links: ReadonlyMap<string, LinkInput>): PolicyCh
   const withDscp = (a: DatapathAction): DatapathAction => (dscp !== undefined ? { ...a, dscp } : a);
   const good = prefs.find((l) => usable(l) && meetsSla(l, sla));
   if (good) return { ...base, action: withDscp({ redirectLink: good.id }), link: good.name, slaMet: true, reason: `first usable link of its preference: ${good.name}` };
-  const degraded = prefs.find(usable);
+  const degraded = bestAvailable(prefs, sla);
   if (degraded) {
-    return { ...base, action: withDscp({ redirectLink: degraded.id }), link: degraded.name, slaMet: false, reason: `no link meets the SLA; first usable: ${degraded.name}` };
+    return { ...base, action: withDscp({ redirectLink: degraded.id }), link: degraded.name, slaMet: false, reason: `no link meets the SLA; best usable: ${degraded.name}` };
   }
   const first = prefs[0];
   if (first) {

@@ -22,7 +22,9 @@ describe('desiredState: the link a policy takes', () => {
     { what: 'both mode with no configured link marks only', links: [link(0, 'a')], spec: redirect(['ghost'], { mode: 'both', dscp: 10 }), action: { dscp: 10 } },
     { what: 'mark mode ignores links', links: [link(0, 'a', { up: false })], spec: redirect(['a'], { mode: 'mark', dscp: 46 }), action: { dscp: 46 } },
     { what: 'SLA: the first link that meets it', links: [link(0, 'a', { rttMs: 90 }), link(1, 'b', { rttMs: 20 })], spec: redirect(['a', 'b'], { sla: { maxRttMs: 50 } }), action: { redirectLink: 1 }, link: 'b' },
-    { what: 'SLA missed everywhere: first usable link', links: [link(0, 'a', { lossPercent: 9 }), link(1, 'b', { lossPercent: 7 })], spec: redirect(['a', 'b'], { sla: { maxLossPercent: 1 } }), action: { redirectLink: 0 }, link: 'a' },
+    { what: 'SLA missed everywhere: first usable link on a tie', links: [link(0, 'a', { lossPercent: 9 }), link(1, 'b', { lossPercent: 7 })], spec: redirect(['a', 'b'], { sla: { maxLossPercent: 1 } }), action: { redirectLink: 0 }, link: 'a' },
+    { what: 'SLA missed everywhere: the link breaking fewer bounds', links: [link(0, 'a', { lossPercent: 9, rttMs: 90 }), link(1, 'b', { lossPercent: 7, rttMs: 10 })], spec: redirect(['a', 'b'], { sla: { maxLossPercent: 1, maxRttMs: 50 } }), action: { redirectLink: 1 }, link: 'b' },
+    { what: 'SLA missed everywhere: a down link is never the best', links: [link(0, 'a', { rttMs: 90 }), link(1, 'b', { up: false, rttMs: 10 })], spec: redirect(['b', 'a'], { sla: { maxRttMs: 50 } }), action: { redirectLink: 0 }, link: 'a' },
     { what: 'SLA with no measurement yet is met', links: [link(0, 'a'), link(1, 'b')], spec: redirect(['a', 'b'], { sla: { maxJitterMs: 5 } }), action: { redirectLink: 0 }, link: 'a' },
   ];
   for (const c of cases) {
