@@ -15,6 +15,8 @@ import type { SteeringStats } from '../steering/stats.js';
 import type { SteeringEngine } from '../steering/types.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
+import { registerLinkChanges, type LinkChangeSource } from './link-changes.js';
+import { registerLinkHealth } from './link-health.js';
 import { registerLinkState } from './link-state.js';
 import { registerLinkTraffic } from './link-traffic.js';
 import { registerPassReasons } from './pass-reasons.js';
@@ -28,7 +30,7 @@ import { registerWriteErrors } from './write-errors.js';
 
 export interface MetricsSources {
   /** The steering engine (src/steering/engine.ts Engine). */
-  engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] };
+  engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource>;
   datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'listFlows' | 'flowTableSize'>;
   ageing?: Pick<FlowAgeing, 'aged' | 'errors'>;
   /** Bounds on the per-policy flow walk (see policy-flows.ts). */
@@ -43,6 +45,8 @@ export function createRegistry(sources: MetricsSources): Registry {
   const scrape = new ScrapeCache(datapath, sources.now);
   registerLinkTraffic(registry, engine, scrape);
   registerLinkState(registry, engine);
+  registerLinkHealth(registry, engine);
+  if (engine.linkChanges) registerLinkChanges(registry, engine as LinkChangeSource);
   registerPolicyTraffic(registry, engine, scrape);
   registerPolicySessions(registry, engine);
   registerPolicyFlows(registry, engine, datapath, scrape, { ...(sources.now ? { now: sources.now } : {}), ...sources.policyFlows });

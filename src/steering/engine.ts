@@ -67,6 +67,8 @@ export interface EngineOptions {
   attach?: boolean;
 }
 
+export type LinkChangeKind = 'failover' | 'failback';
+
 export interface LinkHealth {
   up: boolean;
   rttMs?: number;
@@ -119,6 +121,8 @@ export class Engine implements SteeringEngine, SteeringStats {
   readonly sessions = new SessionCounts();
   readonly latency = new LatencyRecorder();
   readonly writeErrors: Record<Table, number> = { flows: 0, policies: 0, links: 0, dscp: 0 };
+  /** `policy\0kind` -> moves counted by noteLinkChange. */
+  private readonly linkChangeCounts = new Map<string, number>();
 
   private readonly dp: DatapathPort;
   private readonly config: AgentConfig;
@@ -353,7 +357,11 @@ export class Engine implements SteeringEngine, SteeringStats {
     const manage = this.policiesSynced;
     const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec })) : [];
     const desired = desiredState(this.linkList.map(linkInput), inputs);
-    for (const p of this.policies.values()) p.choice = desired.choices.get(p.name);
+    for (const p of this.policies.values()) {
+      const before = p.choice;
+      p.choice = desired.choices.get(p.name);
+      if (before && p.choice && before.link !== p.choice.link) this.noteLinkChange(p, before, p.choice);
+    }
     this.resolved.clear();
     const warnings = desired.warnings.join('\n');
     if (warnings !== this.lastWarnings) for (const w of desired.warnings) this.log.warn({}, w);
@@ -377,6 +385,33 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (plan.length > 0) this.log.info({ writes: plan.length, failed }, 'reconciled the datapath');
     this.lastApplied = failed === 0 && manage ? desired : undefined;
     return plan.length;
+  }
+
+  /**
+   * A policy's traffic moved to another link (or to its original path when none is usable):
+   * counted and logged with the reason. Failover: to a link later in its preference (or to no
+   * link); failback: to an earlier one. Policy edits are not counted (their runtime is new).
+   */
+  private noteLinkChange(p: PolicyRuntime, before: PolicyChoice, after: PolicyChoice): void {
+    const prefs = p.spec.action.links;
+    const rank = (link: string | undefined) => (link === undefined ? prefs.length : prefs.indexOf(link));
+    const kind: LinkChangeKind = rank(after.link) > rank(before.link) ? 'failover' : 'failback';
+    const key = `${p.name}\u0000${kind}`;
+    this.linkChangeCounts.set(key, (this.linkChangeCounts.get(key) ?? 0) + 1);
+    const left = before.link !== undefined ? this.linkByName.get(before.link) : undefined;
+    const why = left && !usable(linkInput(left)) ? (left.healthReason ?? left.interfaceProblem ?? 'down') : after.reason;
+    this.log.warn(
+      { policy: p.name, kind, from: before.link ?? 'original path', to: after.link ?? 'original path', reason: why, choice: after.reason },
+      `${kind}: policy ${p.name} moved from ${before.link ?? 'its original path'} to ${after.link ?? 'its original path'}`,
+    );
+  }
+
+  /** Failovers and failbacks per policy since start (read by the metrics at scrape time). */
+  linkChanges(): { policy: string; kind: LinkChangeKind; count: number }[] {
+    return [...this.linkChangeCounts].map(([key, count]) => {
+      const [policy, kind] = key.split('\u0000') as [string, LinkChangeKind];
+      return { policy, kind, count };
+    });
   }
 
   // ---- sessions --------------------------------------------------------------------------
