@@ -5,6 +5,7 @@
  *          ─► route rules (directory or cluster) ─┐
  *          ─► policy store (file or cluster) ─────┼─► steering engine ─► flow ageing
  *                                                 └─► metrics, REST API + HTTP intake, gRPC intake
+ *          ─► link monitor (carrier, probes) ─► engine.setLinkHealth
  *
  * Shutdown (SIGTERM/SIGINT) runs the other way: stop taking reports, stop the engine and the
  * sources, and let go of the datapath without detaching it — traffic keeps its steering while
@@ -24,6 +25,7 @@ import { Datapath, DatapathError, MemoryDatapath, type DatapathPort } from '../d
 import { VirtualServiceInformer } from '../k8s/virtual-service-informer.js';
 import { createClusterPolicyStore } from '../k8s/wan-policy-store.js';
 import { createRegistry } from '../metrics/registry.js';
+import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
 import type { PolicyStore } from '../policies/store.js';
 import { DirectoryRuleSource } from '../routes/directory-source.js';
@@ -120,6 +122,18 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     store.subscribe((policies) => engine.setPolicies([...policies]));
     engine.start();
     closers.push(() => engine.stop());
+
+    // Link health: carrier and probes feed the engine; a change of choice is one policy write.
+    // In dry-run the interfaces are not ours to probe: every link stays up.
+    if (!config.datapath.dryRun) {
+      const monitor = new LinkMonitor({
+        links: config.links,
+        onHealth: (name, health) => engine.setLinkHealth(name, health),
+        logger: logger.child({ part: 'links' }),
+      });
+      await monitor.start();
+      closers.push(() => monitor.stop());
+    }
 
     const ageing = new FlowAgeing({ datapath, idleSeconds: config.datapath.flowIdleSeconds, logger: logger.child({ part: 'ageing' }) });
     ageing.start();
