@@ -10,7 +10,7 @@
  * and the flow key the datapath stores is the one the kernel sees. The hot case (dotted-quad
  * IPv4) is checked in place and returns the very string it was given: no allocation.
  */
-import { isIPv6 } from 'node:net';
+import { formatAddress, parseAddress, writeIPv4 } from '../datapath/addr.js';
 import type { RejectReason, SessionReport } from './types.js';
 
 export interface Endpoint {
@@ -37,91 +37,20 @@ export function emptySession(): ParsedSession {
 
 /** Dotted-quad IPv4 without leading zeros (inet_pton's rule: `010` is not ten). */
 export function isDottedQuad(s: string): boolean {
-  const n = s.length;
-  if (n < 7 || n > 15) return false;
-  let parts = 0;
-  let value = 0;
-  let digits = 0;
-  for (let i = 0; i <= n; i++) {
-    const c = i < n ? s.charCodeAt(i) : 46;
-    if (c === 46) {
-      if (digits === 0 || parts > 3) return false;
-      parts++;
-      value = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && value === 0) return false;
-      value = value * 10 + (c - 48);
-      if (value > 255) return false;
-      digits++;
-    } else {
-      return false;
-    }
-  }
-  return parts === 4;
+  return writeIPv4(s, QUAD, 0);
 }
+const QUAD = new Uint8Array(4);
 
 /**
  * An IP address in canonical text: IPv4 dotted quad, IPv6 per RFC 5952, IPv4-mapped IPv6 as
  * IPv4. Brackets and a zone (`%eth0`) are accepted and dropped. Null when not an address.
+ * The datapath's parser and formatter, so the text is exactly what a flow listing shows.
  */
 export function canonicalIp(text: string): { ip: string; family: 4 | 6 } | null {
   if (isDottedQuad(text)) return { ip: text, family: 4 };
-  let s = text;
-  if (s.length > 1 && s.charCodeAt(0) === 91 /* [ */ && s.charCodeAt(s.length - 1) === 93 /* ] */) s = s.slice(1, -1);
-  const zone = s.indexOf('%');
-  if (zone >= 0) s = s.slice(0, zone);
-  if (isDottedQuad(s)) return { ip: s, family: 4 };
-  if (!isIPv6(s)) return null;
-  const w = ipv6Words(s);
-  if (w[0] === 0 && w[1] === 0 && w[2] === 0 && w[3] === 0 && w[4] === 0 && w[5] === 0xffff) {
-    return { ip: `${w[6]! >> 8}.${w[6]! & 0xff}.${w[7]! >> 8}.${w[7]! & 0xff}`, family: 4 };
-  }
-  return { ip: formatIPv6(w), family: 6 };
-}
-
-/** Eight 16-bit words of an address node:net already called valid IPv6. */
-function ipv6Words(s: string): number[] {
-  const parse = (part: string): number[] => {
-    if (part === '') return [];
-    const out: number[] = [];
-    for (const g of part.split(':')) {
-      if (g.includes('.')) {
-        const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
-        out.push((a << 8) | b, (c << 8) | d);
-      } else {
-        out.push(parseInt(g, 16));
-      }
-    }
-    return out;
-  };
-  const gap = s.indexOf('::');
-  if (gap < 0) return parse(s);
-  const head = parse(s.slice(0, gap));
-  const tail = parse(s.slice(gap + 2));
-  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-}
-
-/** RFC 5952: lower-case hex, no leading zeros, the longest run (≥ 2) of zero words as `::`. */
-function formatIPv6(w: readonly number[]): string {
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: readonly number[]) => xs.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(w);
-  return `${hex(w.slice(0, bestAt))}::${hex(w.slice(bestAt + bestLen))}`;
+  const a = parseAddress(text);
+  if (!a) return null;
+  return { ip: formatAddress(a.family, a.bytes), family: a.family };
 }
 
 function parsePort(s: string, from: number): number {
