@@ -108,12 +108,14 @@ export class LinkMonitor {
     if (!l) return;
     this.log.info({ link: l.config.name, interface: ifname, carrier: up, why }, 'carrier changed');
     l.machine.carrier(up);
+    if (l.prober) l.prober.suspectMode = l.machine.up;
     this.publish(l, up ? undefined : why);
     if (up && l.route) refreshProbeRoute(l.route, this.opts.ip).catch(() => {});
   }
 
   private onSample(l: LinkState, s: ProbeSample): void {
     const changed = l.machine.sample(s);
+    if (changed && l.prober) l.prober.suspectMode = l.machine.up;
     if (changed) this.log.info({ link: l.config.name, up: l.machine.up, reason: l.machine.view().reason }, 'probe health changed');
     this.publish(l);
   }
@@ -162,6 +164,7 @@ export class LinkMonitor {
     }
     l.prober = prober;
     l.route = route;
+    prober.suspectMode = l.machine.up;
     prober.run();
     this.log.info({ link: l.config.name, from: `${local}:${prober.port}`, target: p.target, intervalMs: p.intervalMs }, 'probing');
   }

@@ -50,6 +50,8 @@ export class Prober {
   private rttvar = 0;
   private readonly buf = Buffer.alloc(PACKET_BYTES);
   private stopped = false;
+  private suspectAllowed = true;
+  private lastAnsweredSeq = -1;
 
   constructor(private readonly opts: ProberOptions) {}
 
@@ -104,8 +106,10 @@ export class Prober {
     const o: Outstanding = {
       sentNs,
       weight,
-      timeout: setTimeout(() => this.onTimeout(seq), this.opts.timeoutMs),
-      suspect: this.fast ? undefined : setTimeout(() => this.onSuspect(seq), this.suspectMs()),
+      // The verdict waits for setImmediate: after a stall of the event loop, timers run before
+      // the socket is read, and answers already waiting would be counted as losses.
+      timeout: setTimeout(() => setImmediate(() => this.onTimeout(seq)), this.opts.timeoutMs),
+      suspect: this.fast ? undefined : setTimeout(() => setImmediate(() => this.onSuspect(seq)), this.suspectMs()),
     };
     this.outstanding.set(seq, o);
     encodeSender(seq, ntpNow(), this.buf);
@@ -121,12 +125,25 @@ export class Prober {
   }
 
   private onSuspect(seq: number): void {
-    if (!this.outstanding.has(seq)) return;
+    if (!this.outstanding.has(seq) || seq < this.lastAnsweredSeq) return;
     this.enterFast();
   }
 
+  /**
+   * Suspect mode is for links that are up (to confirm a failure fast). A link that is down
+   * proves itself at the normal pace: `upAfter` answers are `upAfter` intervals of hysteresis.
+   */
+  set suspectMode(allowed: boolean) {
+    this.suspectAllowed = allowed;
+    if (!allowed && this.fast) {
+      this.fast = false;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.send(), this.opts.intervalMs);
+    }
+  }
+
   private enterFast(): void {
-    if (this.stopped || this.fast) return;
+    if (this.stopped || this.fast || !this.suspectAllowed) return;
     this.fast = true;
     clearTimeout(this.timer);
     this.send();
@@ -139,7 +156,8 @@ export class Prober {
     clearTimeout(o.suspect);
     this.stats.lost++;
     this.opts.onSample({ seq, lost: true, weight: o.weight });
-    this.enterFast(); // a miss is suspicious even before any RTT is known
+    // A miss is suspicious even before any RTT is known; not one older than the last answer.
+    if (seq > this.lastAnsweredSeq) this.enterFast();
   }
 
   private onAnswer(msg: Buffer): void {
@@ -152,6 +170,7 @@ export class Prober {
     clearTimeout(o.timeout);
     clearTimeout(o.suspect);
     this.stats.answered++;
+    this.lastAnsweredSeq = Math.max(this.lastAnsweredSeq, r.senderSeq);
     this.stats.bytesIn += msg.length;
     // Round trip minus the reflector's own turnaround (its clocks need no sync with ours).
     const turnaround = ntpDiffNs(r.rxTimestamp, r.timestamp);

@@ -1,0 +1,254 @@
+/**
+ * The failover rig shared by the link tests and bench/failover.ts: the two-link lab, a TWAMP-light
+ * reflector and a UDP sink in the cloud, `wansteer agent` in the edge probing both links with
+ * the default settings, and policies that prefer wan1 (the link the main table does not use).
+ *
+ * Faults: carrier loss (the far end of wan1 set down) and drops on wan1's egress (drop()).
+ * Each steered flow is a 1 kpps UDP stream; the sink reports when its packets change ingress
+ * link (CLOCK_MONOTONIC, shared by every namespace), so "fault -> first packet on the new link"
+ * is measured on the wire, to the millisecond.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLIENT = join(ROOT, 'test/helpers/ns-client.mjs');
+const ARRIVALS = join(ROOT, 'test/links/udp-arrivals.py');
+const MAIN = join(ROOT, 'src/cli/main.ts');
+const AGENT = `http://${EDGE.wan0.v4}:9090`;
+const HOST = 'cloud-service.cloud.svc.cluster.local';
+export const SINK_PORT = 9000;
+
+/** Policies by the end-user header that selects them; every one prefers wan1, then wan0. */
+export const POLICIES: Record<string, { maxRttMs?: number; maxLossPercent?: number; maxJitterMs?: number } | null> = {
+  plain: null,
+  'loss-10': { maxLossPercent: 10 },
+  'rtt-50': { maxRttMs: 50 },
+  'loss-50': { maxLossPercent: 50 },
+};
+
+export interface Arrival {
+  at: bigint;
+  sport: number;
+  dev: string;
+}
+
+export interface LinkView {
+  name: string;
+  up: boolean;
+  rttMs?: number;
+  lossPercent?: number;
+  jitterMs?: number;
+  reason?: string;
+  activeFor: string[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class FailoverLab {
+  readonly arrivals: Arrival[] = [];
+  log = '';
+  private agent: ChildProcess | undefined;
+  private readonly pinDir = `/sys/fs/bpf/wst-${process.pid}-links`;
+
+  private constructor(readonly lab: WanLab, private readonly dir: string) {}
+
+  static async start(tag = 'links'): Promise<FailoverLab> {
+    const lab = WanLab.create(tag);
+    const rig = new FailoverLab(lab, mkdtempSync(join(tmpdir(), 'wansteer-links-')));
+    try {
+      await rig.setUp();
+    } catch (err) {
+      await rig.stop();
+      throw err;
+    }
+    return rig;
+  }
+
+  private async setUp(): Promise<void> {
+    const { lab, dir } = this;
+    mkdirSync(join(dir, 'rules'));
+    writeFileSync(join(dir, 'rules/cloud.yaml'), virtualService());
+    writeFileSync(join(dir, 'policies.yaml'), policyFile());
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      [
+        'links:',
+        `  - { name: wan0, interface: wan0, nextHop4: ${CLOUD.c0.v4}, probe: { target: ${CLOUD.service.v4} } }`,
+        `  - { name: wan1, interface: wan1, nextHop4: ${CLOUD.c1.v4}, probe: { target: ${CLOUD.service.v4} } }`,
+        'defaultLink: wan0',
+        'listen: { http: "0.0.0.0:9090" }',
+        `rules: { source: directory, directory: ${join(dir, 'rules')} }`,
+        `policies: { store: file, file: ${join(dir, 'policies.yaml')} }`,
+        `stateDir: ${join(dir, 'state')}`,
+        `datapath: { pinDir: ${this.pinDir}, flowTableSize: 65536 }`,
+        'log: { level: info }',
+      ].join('\n') + '\n',
+    );
+    const reflector = lab.spawn(lab.cloud, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', `${CLOUD.service.v4}:862`]);
+    const sink = lab.spawn(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)]);
+    await Promise.all([firstLine(reflector, 'reflector'), firstLine(sink, 'sink')]);
+    createInterface({ input: sink.stdout! }).on('line', (line) => {
+      const [at, sport, dev] = line.split(' ');
+      this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
+    });
+    this.agent = lab.spawn(lab.edge, [process.execPath, '--import', 'tsx', MAIN, 'agent', '--config', join(dir, 'config.yaml')]);
+    this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
+    this.agent.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (this.agent.exitCode !== null) throw new Error(`agent exited ${this.agent.exitCode}: ${this.log}`);
+      if (this.http({ path: '/readyz' })[0]?.status === 200) break;
+      await sleep(200);
+    }
+    await this.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 10_000, 'both links up and measured');
+  }
+
+  async stop(): Promise<void> {
+    const a = this.agent;
+    if (a && a.exitCode === null) {
+      const exited = new Promise((r) => a.once('exit', r));
+      a.kill('SIGTERM');
+      await Promise.race([exited, sleep(3000)]);
+    }
+    this.lab.destroy();
+    rmSync(this.pinDir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  http(...reqs: { method?: string; path: string; body?: unknown }[]): { status: number; body: any }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const job = {
+      http: reqs.map((r) => ({
+        method: r.method ?? 'GET',
+        url: AGENT + r.path,
+        headers: r.body !== undefined ? { 'content-type': 'application/json' } : {},
+        body: r.body === undefined ? undefined : JSON.stringify(r.body),
+      })),
+    };
+    return JSON.parse(this.lab.exec(this.lab.edge, [process.execPath, CLIENT], JSON.stringify(job)));
+  }
+
+  links(): LinkView[] {
+    return this.http({ path: '/v1/links' })[0]!.body.items;
+  }
+
+  /** wansteer_link_changes_total{policy,kind}, 0 when absent. */
+  linkChanges(policy: string, kind: 'failover' | 'failback'): number {
+    const text = this.http({ path: '/metrics' })[0]!.body as string;
+    const m = new RegExp(`^wansteer_link_changes_total\\{policy="${policy}",kind="${kind}"\\} (\\d+)`, 'm').exec(text);
+    return m ? Number(m[1]) : 0;
+  }
+
+  async waitLinks(ok: (links: LinkView[]) => boolean, timeoutMs: number, what: string): Promise<LinkView[]> {
+    const deadline = Date.now() + timeoutMs;
+    let last: LinkView[] = [];
+    while (Date.now() < deadline) {
+      last = this.links();
+      if (ok(last)) return last;
+      await sleep(100);
+    }
+    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}\n${this.log.slice(-3000)}`);
+  }
+
+  /** Report a session of user `user` from EDGE.wan0:sport to the sink and start its stream. */
+  steer(sport: number, user: string, seconds: number): ChildProcess {
+    const [answer] = this.http({
+      method: 'POST',
+      path: '/v1/sessions',
+      body: {
+        direction: 'outbound', protocol: 'udp',
+        local: `${EDGE.wan0.v4}:${sport}`, remote: `${CLOUD.service.v4}:${SINK_PORT}`,
+        request: { authority: HOST, path: '/', method: 'GET', headers: { 'end-user': user } },
+      },
+    });
+    if (answer?.body?.status !== 'steered') throw new Error(`session not steered: ${JSON.stringify(answer)}`);
+    return this.lab.spawn(this.lab.edge, ['python3', ARRIVALS, 'send', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(SINK_PORT), String(seconds)]);
+  }
+
+  /** The first time (CLOCK_MONOTONIC ns) after `after` that the flow's packets came in by `dev`. */
+  async arrival(sport: number, dev: 'c0' | 'c1', after: bigint, timeoutMs: number): Promise<bigint> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      // The sink prints changes only; a flow already on `dev` since before `after` counts from `after`.
+      const mine = this.arrivals.filter((a) => a.sport === sport);
+      const hit = mine.find((a) => a.at >= after && a.dev === dev);
+      if (hit) return hit.at;
+      const before = mine.filter((a) => a.at < after).at(-1);
+      if (before?.dev === dev && !mine.some((a) => a.at >= after)) return after;
+      if (Date.now() > deadline) throw new Error(`flow ${sport} never arrived by ${dev}: ${JSON.stringify(mine.map((a) => [String(a.at), a.dev]))}\n${this.log.slice(-3000)}`);
+      await sleep(5);
+    }
+  }
+
+  /** Ingress changes of a flow at or after `after`. */
+  changes(sport: number, after: bigint): Arrival[] {
+    return this.arrivals.filter((a) => a.sport === sport && a.at >= after);
+  }
+
+  // ---- faults ---------------------------------------------------------------------------
+
+  /** Carrier loss on the edge's wan1: its far end set down. Returns when it was issued. */
+  carrier(up: boolean): bigint {
+    const t = process.hrtime.bigint();
+    this.lab.setCloudLink('c1', up);
+    return t;
+  }
+
+  /**
+   * Drop packets leaving the edge by wan1: all of them (a blackhole without carrier loss) or a
+   * random share; null removes the fault. This kernel has no sch_netem, so the drop is an
+   * nftables rule on wan1's netdev egress hook, which steered packets (bpf_redirect_neigh)
+   * pass through too, as they would a netem qdisc.
+   */
+  drop(percent: number | null): bigint {
+    const t = process.hrtime.bigint();
+    const rule = percent === null ? [] : percent >= 100 ? ['add rule netdev wsfault e drop'] : [`add rule netdev wsfault e numgen random mod 100 < ${percent} drop`];
+    const script = [
+      'add table netdev wsfault',
+      'delete table netdev wsfault',
+      ...(percent === null ? [] : ['add table netdev wsfault', 'add chain netdev wsfault e { type filter hook egress device wan1 priority 0; policy accept; }', ...rule]),
+    ];
+    this.lab.exec(this.lab.edge, ['nft', '-f', '-'], script.join('\n') + '\n');
+    return t;
+  }
+}
+
+export const ms = (ns: bigint) => Number(ns) / 1e6;
+
+function firstLine(child: ChildProcess, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${err}`)));
+  });
+}
+
+function virtualService(): string {
+  const routes = Object.keys(POLICIES).map(
+    (user) => `  - name: ${user}\n    match:\n    - headers:\n        end-user:\n          exact: ${user}\n    route:\n    - destination:\n        host: ${HOST}\n`,
+  );
+  return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: cloud-service
+  namespace: default
+spec:
+  hosts:
+  - ${HOST}
+  http:
+${routes.join('')}`;
+}
+
+function policyFile(): string {
+  const items = Object.entries(POLICIES).map(([user, sla], i) => {
+    const action = { links: ['wan1', 'wan0'], mode: 'redirect', ...(sla ? { sla } : {}) };
+    return `- name: ${user}\n  version: ${i + 1}\n  spec: ${JSON.stringify({ match: { route: { virtualService: 'default/cloud-service', route: user } }, action })}\n`;
+  });
+  return `apiVersion: wansteer.io/v1alpha1\nkind: WanPolicyList\nrevision: ${items.length}\nitems:\n${items.join('')}`;
+}

@@ -1,0 +1,107 @@
+/**
+ * Link failover on the wire: `wansteer agent` in the edge of a two-link lab, probing both links
+ * with the default settings; policies prefer wan1; faults on wan1 — carrier loss, a blackhole
+ * without carrier loss, random loss — and recovery. The time from the fault to the first packet
+ * of a steered 1 kpps UDP flow on the other link is measured in the cloud and printed.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describePrivileged } from '../helpers/privilege.js';
+import { FailoverLab, ms } from './failover-lab.js';
+
+const sleep = (n: number) => new Promise((r) => setTimeout(r, n));
+
+describePrivileged('link failover in network namespaces (default probe settings)', () => {
+  let rig: FailoverLab;
+  const streams: ChildProcess[] = [];
+  const steer = (sport: number, user: string, seconds: number) => {
+    const s = rig.steer(sport, user, seconds);
+    streams.push(s);
+    return s;
+  };
+  const wan1 = () => rig.links().find((l) => l.name === 'wan1')!;
+
+  beforeAll(async () => {
+    rig = await FailoverLab.start('links');
+  }, 40_000);
+
+  afterAll(async () => {
+    for (const s of streams) s.kill('SIGKILL');
+    await rig?.stop();
+  });
+
+  it('carrier loss moves the flows at once, and they come back after the hysteresis', async () => {
+    steer(45001, 'plain', 8);
+    await rig.arrival(45001, 'c1', 0n, 10_000);
+    await sleep(200);
+    const fault = rig.carrier(false);
+    const moved = await rig.arrival(45001, 'c0', fault, 3000);
+    console.log(`carrier loss: fault -> first packet on wan0: ${ms(moved - fault).toFixed(1)} ms`);
+    expect(ms(moved - fault)).toBeLessThan(500);
+    expect(wan1()).toMatchObject({ up: false, reason: 'no carrier' });
+    expect(rig.linkChanges('plain', 'failover')).toBe(1);
+
+    const recover = rig.carrier(true);
+    const back = await rig.arrival(45001, 'c1', recover, 5000);
+    console.log(`carrier back: recovery -> first packet on wan1: ${ms(back - recover).toFixed(1)} ms`);
+    // Failback waits for 10 answered probes at 100 ms.
+    expect(ms(back - recover)).toBeGreaterThan(700);
+    expect(rig.linkChanges('plain', 'failback')).toBe(1);
+    expect(rig.log).toMatch(/"kind":"failover","from":"wan1","to":"wan0","reason":"no carrier"/);
+  }, 20_000);
+
+  it('a blackhole without carrier loss moves the flows within a second, and back after the hysteresis', async () => {
+    steer(45002, 'plain', 8);
+    await rig.arrival(45002, 'c1', 0n, 10_000);
+    await sleep(300);
+    const fault = rig.drop(100);
+    const moved = await rig.arrival(45002, 'c0', fault, 3000);
+    console.log(`blackhole: fault -> first packet on wan0: ${ms(moved - fault).toFixed(1)} ms`);
+    expect(ms(moved - fault)).toBeLessThan(1000);
+    expect(wan1()).toMatchObject({ up: false, reason: expect.stringMatching(/probes lost in a row/) });
+
+    const recover = rig.drop(null);
+    const back = await rig.arrival(45002, 'c1', recover, 5000);
+    console.log(`blackhole gone: recovery -> first packet on wan1: ${ms(back - recover).toFixed(1)} ms`);
+    expect(ms(back - recover)).toBeGreaterThan(700);
+  }, 20_000);
+
+  it('30% loss beyond a 10% loss SLA: moved, and back once the window clears; 20% loss under a 50% SLA: no flapping', async () => {
+    // The blackhole's losses leave the window first (50 probes).
+    await rig.waitLinks((ls) => ls.every((l) => l.up && (l.lossPercent ?? 100) < 2), 15_000, 'a clean loss window');
+    steer(45003, 'loss-50', 30);
+    steer(45004, 'loss-10', 30);
+    await rig.arrival(45003, 'c1', 0n, 10_000);
+    await rig.arrival(45004, 'c1', 0n, 10_000);
+    const before = { lenient: rig.linkChanges('loss-50', 'failover'), plain: rig.linkChanges('plain', 'failover') };
+
+    const lossy = rig.drop(30);
+    const moved = await rig.arrival(45004, 'c0', lossy, 15_000);
+    console.log(`30% loss vs a 10% SLA: moved after ${ms(moved - lossy).toFixed(0)} ms (the loss window must fill)`);
+    const clear = rig.drop(null);
+    const back = await rig.arrival(45004, 'c1', clear, 20_000);
+    console.log(`loss gone: back on wan1 after ${ms(back - clear).toFixed(0)} ms`);
+    expect(rig.linkChanges('loss-10', 'failback')).toBeGreaterThanOrEqual(1);
+
+    const start = rig.drop(20);
+    await sleep(6000);
+    const view = wan1();
+    rig.drop(null);
+    console.log(`wan1 after 6 s at 20% drop: ${JSON.stringify(view)}`);
+    expect(view.up).toBe(true);
+    expect(view.lossPercent).toBeGreaterThan(5);
+    expect(rig.changes(45003, lossy)).toEqual([]); // the 50%-SLA flow stayed on wan1 throughout
+    expect(rig.changes(45003, start)).toEqual([]);
+    expect(rig.linkChanges('loss-50', 'failover')).toBe(before.lenient);
+    expect(rig.linkChanges('plain', 'failover')).toBe(before.plain);
+  }, 60_000);
+
+  it('shows live health in GET /v1/links and in the metrics', () => {
+    const links = rig.links();
+    for (const l of links) expect(l).toMatchObject({ up: true, rttMs: expect.any(Number), lossPercent: expect.any(Number), jitterMs: expect.any(Number) });
+    const text = rig.http({ path: '/metrics' })[0]!.body as string;
+    for (const name of ['wansteer_link_up', 'wansteer_link_rtt_seconds', 'wansteer_link_loss_ratio', 'wansteer_link_jitter_seconds', 'wansteer_link_changes_total']) {
+      expect(text).toMatch(new RegExp(`^${name}\\{[^}]*link="wan1"|^${name}\\{policy=`, 'm'));
+    }
+  });
+});
