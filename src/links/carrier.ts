@@ -1,14 +1,22 @@
 /**
- * Carrier of the WAN interfaces, event-driven: one long-lived `ip -o monitor link` child
- * process turns the kernel's RTM_NEWLINK/RTM_DELLINK netlink messages into lines as they happen.
+ * Carrier of the WAN interfaces, from two sources, whichever tells first:
  *
- *   const w = new CarrierWatch(['wan0', 'wan1'], (ifname, up) => ...);
- *   await w.start();    // monitor first, then the current state (`ip -j link show`), so no change is missed
+ * - a poll: one long-lived `ip -o -batch -` child answers `link show dev X` for each interface
+ *   every `pollMs` (default 20 ms). The IFF_LOWER_UP flag it reads is the driver's carrier bit,
+ *   set the moment the carrier goes.
+ * - netlink events: one long-lived `ip -o monitor link` child (RTM_NEWLINK/RTM_DELLINK lines);
+ *   it also sees interfaces that are deleted or renamed.
  *
- * Why netlink and not polling: an event reaches us about a millisecond after `ip link set down`
- * (bench/failover.ts) for no CPU while idle; polling `ip link show` costs a process per poll
- * (~2 ms of CPU each: 4% of a core at 50 ms), and /sys/class/net shows the netns of the sysfs
- * mount, not ours (the agent may run under `nsenter --net`). `ip` is already required (tc).
+ *   const w = new CarrierWatch(['wan0', 'wan1'], (ifname, up, why) => ...);
+ *   await w.start();    // monitor first, then the current state, so no change is missed
+ *
+ * Why both, measured (bench/failover.ts, docs/links.md): the kernel's linkwatch sends the
+ * netlink event of a carrier change late when another link event happened in the last second
+ * (it rate-limits non-urgent events to one per second, system-wide): 4 ms usually, 300-700 ms
+ * at times. The flag itself changes at once. One `ip` process polled over a pipe costs no
+ * fork per poll (a fork per poll would cost ~2 ms of CPU each: 10% of a core at 20 ms);
+ * /sys/class/net would be cheaper still but shows the netns of the sysfs mount, not ours (the
+ * agent may run under `nsenter --net`).
  *
  * Carrier up = the interface is administratively UP and has LOWER_UP (RFC 2863 lower layer up).
  */
@@ -25,6 +33,8 @@ export interface CarrierWatchOptions {
   ip?: string;
   /** Told when the monitor dies unexpectedly (it is restarted). */
   onError?: (err: Error) => void;
+  /** Carrier poll period; 0: netlink events only. Default 20 ms. */
+  pollMs?: number;
 }
 
 const LINE = /^(Deleted )?\d+: ([^:@\s]+)(?:@[^:\s]+)?: <([^>]*)>/;
@@ -47,6 +57,8 @@ function carrierOf(flags: Set<string>): { up: boolean; why: string } {
 
 export class CarrierWatch {
   private child: ChildProcess | undefined;
+  private poller: ChildProcess | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
   private readonly state = new Map<string, boolean>();
   private stopped = false;
   private readonly ip: string;
@@ -67,12 +79,38 @@ export class CarrierWatch {
   async start(): Promise<void> {
     await this.spawnMonitor();
     await this.readAll();
+    const pollMs = this.opts.pollMs ?? 20;
+    if (pollMs > 0) this.startPoll(pollMs);
   }
 
   stop(): void {
     this.stopped = true;
     this.child?.kill('SIGTERM');
     this.child = undefined;
+    clearInterval(this.pollTimer);
+    this.poller?.kill('SIGTERM');
+    this.poller = undefined;
+  }
+
+  private startPoll(pollMs: number): void {
+    const child = spawn(this.ip, ['-o', '-force', '-batch', '-'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.poller = child;
+    child.stdin!.on('error', () => {}); // a dead poller is restarted below
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const e = parseMonitorLine(line);
+      if (e) this.set(e.ifname, e.up, e.why);
+    });
+    const commands = this.interfaces.map((name) => `link show dev ${name}\n`).join('');
+    this.pollTimer = setInterval(() => {
+      if (child.stdin!.writableLength === 0) child.stdin!.write(commands); // skip a beat if ip lags
+    }, pollMs);
+    this.pollTimer.unref();
+    child.on('exit', () => {
+      clearInterval(this.pollTimer);
+      if (this.stopped || this.poller !== child) return;
+      this.opts.onError?.(new Error('carrier poll (ip -batch) exited: restarting'));
+      setTimeout(() => !this.stopped && this.startPoll(pollMs), 1000).unref();
+    });
   }
 
   /** Read every watched interface's state now (also after the monitor was restarted). */

@@ -51,7 +51,11 @@ interface LinkState {
   prober?: Prober;
   route?: ProbeRoute;
   retry?: NodeJS.Timeout;
+  publishedAt: number;
 }
+
+/** Least time between two reports of a link's window figures when its state did not change. */
+const PUBLISH_MS = 500;
 
 const silent: MonitorLogger = { info() {}, warn() {} };
 
@@ -70,7 +74,7 @@ export class LinkMonitor {
         { downAfter: p?.downAfter ?? 3, upAfter: p?.upAfter ?? 10, window: p?.window ?? 50 },
         p !== undefined,
       );
-      const s: LinkState = { id, config, machine };
+      const s: LinkState = { id, config, machine, publishedAt: 0 };
       this.byInterface.set(config.interface, s);
       return s;
     });
@@ -117,11 +121,15 @@ export class LinkMonitor {
     const changed = l.machine.sample(s);
     if (changed && l.prober) l.prober.suspectMode = l.machine.up;
     if (changed) this.log.info({ link: l.config.name, up: l.machine.up, reason: l.machine.view().reason }, 'probe health changed');
+    // Up/down at once; the window figures (for SLAs, which move over seconds) twice a second.
+    const now = performance.now();
+    if (!changed && now - l.publishedAt < PUBLISH_MS) return;
     this.publish(l);
   }
 
   private publish(l: LinkState, carrierWhy?: string): void {
     if (this.stopped) return;
+    l.publishedAt = performance.now();
     const v = l.machine.view();
     const report: LinkHealthReport = { up: v.up, reason: carrierWhy ?? v.reason };
     if (v.rttMs !== undefined) report.rttMs = v.rttMs;

@@ -109,6 +109,11 @@ export class FailoverLab {
     await this.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 10_000, 'both links up and measured');
   }
 
+  /** The agent's process id (nsenter execs it: the child is the agent itself). */
+  get agentPid(): number {
+    return this.agent!.pid!;
+  }
+
   async stop(): Promise<void> {
     const a = this.agent;
     if (a && a.exitCode === null) {

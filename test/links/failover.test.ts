@@ -37,7 +37,7 @@ describePrivileged('link failover in network namespaces (default probe settings)
     const fault = rig.carrier(false);
     const moved = await rig.arrival(45001, 'c0', fault, 3000);
     console.log(`carrier loss: fault -> first packet on wan0: ${ms(moved - fault).toFixed(1)} ms`);
-    expect(ms(moved - fault)).toBeLessThan(500);
+    expect(ms(moved - fault)).toBeLessThan(250);
     expect(wan1()).toMatchObject({ up: false, reason: 'no carrier' });
     expect(rig.linkChanges('plain', 'failover')).toBe(1);
 
