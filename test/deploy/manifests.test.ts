@@ -10,6 +10,7 @@ import { resolveConfig } from '../../src/config/load.js';
 import {
   DEPLOY_DIR,
   deployYamlFiles,
+  environment,
   hasSchema,
   idOf,
   isNamespaced,
@@ -18,6 +19,7 @@ import {
   loadDocuments,
   relativeToDeploy,
   schemaProblems,
+  type EnvContainer,
   type Json,
   type KubeObject,
 } from './helpers/manifests.js';
@@ -33,9 +35,8 @@ const patchFiles = new Set(
     .flatMap((f) => (((loadDocuments(f)[0] as Json).patches ?? []) as { path: string }[]).map((p) => join(dirname(f), p.path))),
 );
 
-interface Container extends Json {
+interface Container extends EnvContainer {
   name: string;
-  env?: { name: string; value?: string; valueFrom?: Json }[];
   ports?: { name?: string; containerPort: number }[];
   securityContext?: Json & { capabilities?: { add?: string[]; drop?: string[] } };
   volumeMounts?: { name: string; mountPath: string; mountPropagation?: string; readOnly?: boolean }[];
@@ -48,16 +49,6 @@ interface Container extends Json {
 const find = (objects: KubeObject[], kind: string, name?: string): KubeObject[] => objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
 const podSpecOf = (ds: KubeObject): Json => ((ds.spec as Json).template as Json).spec as Json;
 const containerOf = (ds: KubeObject): Container => (podSpecOf(ds).containers as Container[])[0]!;
-
-/** A container's environment as the kubelet makes it: $(VAR) expanded from earlier entries and the downward API. */
-function environment(c: Container, downward: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const e of c.env ?? []) {
-    if (e.valueFrom) env[e.name] = downward[((e.valueFrom.fieldRef as Json).fieldPath as string)] ?? '';
-    else env[e.name] = (e.value ?? '').replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string) => env[name] ?? m);
-  }
-  return env;
-}
 
 const BYTES: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
 const quantity = (q: string): number => {

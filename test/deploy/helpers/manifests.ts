@@ -124,6 +124,20 @@ export function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+export interface EnvContainer extends Json {
+  env?: { name: string; value?: string; valueFrom?: Json }[];
+}
+
+/** A container's environment as the kubelet makes it: $(VAR) expanded from earlier entries, fieldRefs from `downward`. */
+export function environment(c: EnvContainer, downward: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    if (e.valueFrom) env[e.name] = downward[(e.valueFrom.fieldRef as Json).fieldPath as string] ?? '';
+    else env[e.name] = (e.value ?? '').replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string) => env[name] ?? m);
+  }
+  return env;
+}
+
 // ---- schemas --------------------------------------------------------------------------------
 
 interface Model {
