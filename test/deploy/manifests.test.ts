@@ -82,7 +82,7 @@ describe('every YAML file under deploy/', () => {
   it('the schema checks catch what they are for: a mistyped field, a wrong type, a missing field', () => {
     const ds = structuredClone(find(kustomizeBuild(BASE), 'DaemonSet')[0]!);
     const c = containerOf(ds);
-    c.volumeMounts![0]!.mountPropogation = 'HostToContainer' as never;
+    (c.volumeMounts![0] as Json).mountPropogation = 'HostToContainer';
     expect(schemaProblems(ds).join('\n')).toMatch(/mountPropogation: unknown field/);
     const port = structuredClone(find(kustomizeBuild(BASE), 'DaemonSet')[0]!);
     containerOf(port).ports![0]!.containerPort = '9090' as never;
