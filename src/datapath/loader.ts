@@ -111,22 +111,31 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
 }
 
 function preparePinDir(pinDir: string): void {
-  const root = dirname(pinDir);
-  let fsType: number;
+  // Check the mount before creating anything: a recursive mkdir on sysfs (bpffs not mounted,
+  // or hidden by `ip netns exec`) loops forever instead of failing. The nearest directory that
+  // exists must be on bpffs; below it, creating directories is safe.
+  let existing = pinDir;
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  let fsType: number | null = null;
   try {
-    mkdirSync(pinDir, { recursive: true });
-    fsType = Number(statfsSync(root).type);
-  } catch (err) {
-    throw new DatapathError(DatapathErrorCode.PIN, `pin dir ${pinDir}`, (err as NodeJS.ErrnoException).errno ? -(err as NodeJS.ErrnoException).errno! : 0,
-      `${(err as Error).message}`);
+    fsType = Number(statfsSync(existing).type);
+  } catch {
+    /* unreadable: reported below */
   }
   if (fsType !== BPF_FS_MAGIC) {
+    const mount = existing === pinDir ? dirname(pinDir) : existing;
     throw new DatapathError(
       DatapathErrorCode.PIN,
       `pin dir ${pinDir}`,
       0,
-      `${root} is not a bpffs mount: mount it with \`mount -t bpf bpf ${root}\``,
+      `${existing} is not on a bpffs mount: mount one with \`mount -t bpf bpf ${mount}\` (under \`ip netns exec\`, /sys is remounted: use nsenter --net instead)`,
     );
+  }
+  try {
+    mkdirSync(pinDir, { recursive: true });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new DatapathError(DatapathErrorCode.PIN, `pin dir ${pinDir}`, e.errno ? -e.errno : 0, e.message);
   }
 }
 
