@@ -12,7 +12,7 @@
  * the agent is away, and the next agent adopts the pins.
  */
 import { readFile } from 'node:fs/promises';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import { buildApp } from '../api/app.js';
 import { startGrpc, type GrpcIntake } from '../api/grpc.js';
@@ -22,8 +22,6 @@ import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { Datapath, DatapathError, MemoryDatapath, type DatapathPort } from '../datapath/index.js';
-import { VirtualServiceInformer } from '../k8s/virtual-service-informer.js';
-import { createClusterPolicyStore } from '../k8s/wan-policy-store.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
@@ -111,7 +109,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     const rules = await startRuleSource(config, ruleSet, logger);
     closers.push(rules.stop);
 
-    const store = createPolicyStore(config, logger);
+    const store = await createPolicyStore(config, logger);
     closers.push(() => store.close());
     await store.ready();
 
@@ -204,23 +202,27 @@ async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Lo
     log.info({ files: report.files, virtualServices: report.virtualServices, broken: report.brokenFiles.length }, 'route rules loaded');
     return { stop: () => source.stop() };
   }
-  const informer = VirtualServiceInformer.fromKubeConfig(kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
+  // Loaded only in cluster mode: the Kubernetes client costs tens of MB of memory.
+  const { VirtualServiceInformer } = await import('../k8s/virtual-service-informer.js');
+  const informer = VirtualServiceInformer.fromKubeConfig(await kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
   informer.start();
   return { stop: () => informer.stop() };
 }
 
-function createPolicyStore(config: AgentConfig, logger: Logger): PolicyStore {
+async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {
   const links = config.links.map((l) => l.name);
   const log = logger.child({ part: 'policies' });
   if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, logger: log });
-  return createClusterPolicyStore(kubeConfig(), { namespace: config.policies.namespace, links, logger: log });
+  const { createClusterPolicyStore } = await import('../k8s/wan-policy-store.js');
+  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, logger: log });
 }
 
 let kube: KubeConfig | undefined;
 
 /** In cluster: the pod's service account; by hand: KUBECONFIG or ~/.kube/config. */
-function kubeConfig(): KubeConfig {
+async function kubeConfig(): Promise<KubeConfig> {
   if (!kube) {
+    const { KubeConfig } = await import('@kubernetes/client-node');
     kube = new KubeConfig();
     kube.loadFromDefault();
   }

@@ -3,23 +3,23 @@
  * To add one, add a row; nothing else here needs to change.
  */
 import { pathToFileURL } from 'node:url';
-import { runAgent } from './agent.js';
-import { runDemo } from './demo.js';
-import { runExplain, type CliIo } from './explain.js';
-import { runReflector } from './reflector.js';
-import { runRender } from './render.js';
+import type { CliIo } from './explain.js';
 
 export interface Command {
   readonly summary: string;
   readonly run: (argv: readonly string[], io: CliIo) => Promise<number>;
 }
 
+/**
+ * Each command's module is loaded only when it runs: the agent should not carry the Kubernetes
+ * client (tens of MB) in standalone mode because `explain --cluster` needs it.
+ */
 export const commands: Readonly<Record<string, Command>> = {
-  agent: { summary: 'run the node agent (REST API, session intake, steering, metrics)', run: runAgent },
-  explain: { summary: 'show which VirtualService route a request matches, and why', run: runExplain },
-  render: { summary: 'render the EnvoyFilter manifests (Lua filter, mark-mode IP_TOS patches)', run: runRender },
-  reflector: { summary: 'answer the link probes of agents (TWAMP-light reflector)', run: runReflector },
-  demo: { summary: 'a dual-WAN edge site in network namespaces, steered live (root)', run: runDemo },
+  agent: { summary: 'run the node agent (REST API, session intake, steering, metrics)', run: async (a, io) => (await import('./agent.js')).runAgent(a, io) },
+  explain: { summary: 'show which VirtualService route a request matches, and why', run: async (a, io) => (await import('./explain.js')).runExplain(a, io) },
+  render: { summary: 'render the EnvoyFilter manifests (Lua filter, mark-mode IP_TOS patches)', run: async (a, io) => (await import('./render.js')).runRender(a, io) },
+  reflector: { summary: 'answer the link probes of agents (TWAMP-light reflector)', run: async (a, io) => (await import('./reflector.js')).runReflector(a, io) },
+  demo: { summary: 'a dual-WAN edge site in network namespaces, steered live (root)', run: async (a, io) => (await import('./demo.js')).runDemo(a, io) },
 };
 
 export function usage(): string {

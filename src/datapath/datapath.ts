@@ -320,6 +320,24 @@ export class Datapath implements DatapathPort {
   }
 
   /** How many flow entries the tables hold (a full walk: for metrics, not per packet). */
+  /**
+   * Flow entries per policy id, read straight from the values in batched walks: no key is
+   * decoded and nothing is allocated per entry, so a metrics scrape stays cheap.
+   */
+  countFlowsByPolicy(): Map<number, number> {
+    const counts = new Map<number, number>();
+    const V = Layout.flowVal.size;
+    for (const [, map] of this.flowMaps()) {
+      map.forEachChunk((_k, values, n) => {
+        for (let i = 0; i < n; i++) {
+          const id = values.readUInt32LE(i * V + Layout.flowVal.policyId);
+          counts.set(id, (counts.get(id) ?? 0) + 1);
+        }
+      }, FLOW_CHUNK);
+    }
+    return counts;
+  }
+
   countFlows(): number {
     let total = 0;
     for (const [, map] of this.flowMaps()) {

@@ -142,6 +142,12 @@ export class MemoryDatapath implements DatapathPort {
     return out;
   }
 
+  countFlowsByPolicy(): Map<number, number> {
+    const counts = new Map<number, number>();
+    for (const v of this.flows.values()) counts.set(v.policyId, (counts.get(v.policyId) ?? 0) + 1);
+    return counts;
+  }
+
   countFlows(): number {
     return this.flows.size;
   }

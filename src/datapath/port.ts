@@ -25,6 +25,8 @@ export interface DatapathPort {
   deleteFlows(keys: ReadonlyArray<FlowKey>): number;
   listFlows(filter?: { policyId?: number }): FlowEntry[];
   countFlows(): number;
+  /** Flow entries per policy id, without decoding keys (for metrics). */
+  countFlowsByPolicy(): Map<number, number>;
   ageFlows(maxIdleNs: bigint, now?: bigint): number;
   counters(): Counters;
   close(): void;

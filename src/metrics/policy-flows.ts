@@ -22,7 +22,7 @@ export interface PolicyFlowsOptions {
 export function registerPolicyFlows(
   registry: Registry,
   engine: Pick<SteeringStats, 'policyNames'>,
-  datapath: Pick<DatapathPort, 'listFlows'>,
+  datapath: Pick<DatapathPort, 'countFlowsByPolicy'>,
   scrape: ScrapeCache,
   opts: PolicyFlowsOptions = {},
 ): void {
@@ -40,9 +40,7 @@ export function registerPolicyFlows(
       counts = undefined;
       return;
     }
-    const byId = new Map<number, number>();
-    for (const f of datapath.listFlows()) byId.set(f.policyId, (byId.get(f.policyId) ?? 0) + 1);
-    counts = byId;
+    counts = datapath.countFlowsByPolicy();
   };
 
   new Gauge({

@@ -31,7 +31,7 @@ import { registerWriteErrors } from './write-errors.js';
 export interface MetricsSources {
   /** The steering engine (src/steering/engine.ts Engine). */
   engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource>;
-  datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'listFlows' | 'flowTableSize'>;
+  datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'countFlowsByPolicy' | 'flowTableSize'>;
   ageing?: Pick<FlowAgeing, 'aged' | 'errors'>;
   /** Bounds on the per-policy flow walk (see policy-flows.ts). */
   policyFlows?: PolicyFlowsOptions;

@@ -56,6 +56,7 @@ function script(dp: DatapathPort): unknown {
     flows: sortFlows,
     policy2Flows: dp.listFlows({ policyId: 2 }).length,
     count: dp.countFlows(),
+    byPolicy: [...dp.countFlowsByPolicy()].sort(),
     deleted,
     aged,
     errors,

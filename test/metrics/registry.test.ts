@@ -93,10 +93,10 @@ describe('createRegistry', () => {
     const engine = startedEngine(dp, state.dir, { policies: [BOSS] });
     let now = 0;
     let walks = 0;
-    const listFlows = dp.listFlows.bind(dp);
-    dp.listFlows = (f) => {
+    const countFlowsByPolicy = dp.countFlowsByPolicy.bind(dp);
+    dp.countFlowsByPolicy = () => {
       walks++;
-      return listFlows(f);
+      return countFlowsByPolicy();
     };
     const registry = createRegistry({ engine, datapath: dp, now: () => now, policyFlows: { intervalMs: 60_000, maxEntries: 2 } });
     engine.reportSessions([boss(1)], '10.0.0.5');
