@@ -124,7 +124,7 @@ const FIX_HINTS: Record<string, string> = {
   'links[].interface': 'give the interface name as `ip link` shows it, e.g. eth1 (at most 15 characters, no "/", ":" or spaces)',
   'links[].nextHop4': 'give the IPv4 address of the next-hop router on this link, e.g. 192.0.2.1, or leave nextHop4 out',
   'links[].nextHop6': 'give the IPv6 address of the next-hop router on this link, e.g. fe80::1, or leave nextHop6 out',
-  'links[].probe.target': 'give the address of a host that answers ICMP echo over this link',
+  'links[].probe.target': 'give the address of a host running `wansteer reflector` (TWAMP-light, UDP 862) reached over this link',
   defaultLink: 'name the link unsteered traffic takes: one of links[].name',
   'listen.http': 'write host:port, e.g. 0.0.0.0:9440 or [::]:9440',
   'listen.grpc': 'write host:port, e.g. 0.0.0.0:9441 or [::]:9441',

@@ -20,7 +20,7 @@ const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IP
 
 export const ProbeConfig = Type.Object(
   {
-    /** Address probed over this link (a reflector or any host that answers ICMP echo). */
+    /** Address probed over this link: a host running `wansteer reflector` (TWAMP-light, UDP 862). */
     target: IpAddress,
     intervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 100 }),
     timeoutMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 300 }),
