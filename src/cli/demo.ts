@@ -1,171 +1,362 @@
 /**
- * `wansteer demo`: a dual-WAN edge site in network namespaces, live.
+ * `wansteer demo`: the dual-WAN demo (issue 7), live, with the real agent.
  *
- * wan0 is the fibre (the default route), wan1 the LTE link. Two users stream to a cloud
- * service, after Clovisor's demo: "boss" sessions stay on the fibre marked EF (DSCP 46),
- * "minion" sessions are steered to LTE. Then a policy change moves boss to LTE too, and then
- * LTE fails and every session falls back to the fibre. The table shows what the cloud
- * receives, per user and per link, every second.
+ * An edge site and a cloud site in network namespaces, joined by two WAN links: wan0 "fibre"
+ * (the default route) and wan1 "LTE". `wansteer agent` runs in the edge with the example
+ * VirtualService (examples/rules: routes `boss` and `minion` by the end-user header, after
+ * Clovisor's demo), probing both links against a TWAMP-light reflector in the cloud. An HTTP
+ * service runs in the cloud; each user sends real, long requests to it from known source ports.
  *
- * The demo writes flow entries itself, standing in for the Envoy sidecar's session reports,
- * and marks the failed link down itself (automatic detection is the link monitor's job).
+ *   1. policies posted over REST: minion -> LTE, boss -> fibre marked EF (DSCP 46)
+ *   2. the boss policy replaced over REST (If-Match): boss -> LTE too
+ *   3. LTE fails (carrier loss); the agent's link monitor moves both users to the fibre;
+ *      the time from the fault to both users' first bytes on the fibre is measured in the cloud
  *
- * Two processes: this one builds the lab and cleans it up (also on Ctrl-C); a second one,
- * started inside the edge namespace, runs the datapath, as the agent would on an edge node.
+ * The demo reports each session to the agent over the same HTTP API the Envoy filter uses,
+ * standing in for the sidecar. The table shows what the cloud receives, per user and link,
+ * every second (nftables counters on the cloud's ingress). Everything is removed on exit and on
+ * Ctrl-C: namespaces, processes, bpffs pins, the temporary directory.
+ *
+ * WANSTEER_DEMO_PHASE_SECONDS (default 4) sets the length of each phase.
  */
-import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { Datapath } from '../datapath/index.js';
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fromRoot } from '../config/paths.js';
 import type { CliIo } from './explain.js';
-import { CLOUD, EDGE, IngressCounters, TRAFFIC_TOOL, WanLab, sh } from './lab.js';
+import { CLOUD, EDGE, IngressCounters, WanLab } from './lab.js';
 
+const NS_HTTP = fromRoot('scripts/ns-http.mjs');
 const PORT = 8080;
-const PHASE_SECONDS = 4;
-const USERS = {
-  boss: { sports: [42001, 42002], policy: 1 },
-  minion: { sports: [43001, 43002], policy: 2 },
-} as const;
+const AGENT = `http://${EDGE.wan0.v4}:9090`;
+const HOST = 'cloud-service.cloud.svc.cluster.local';
+const VS = 'default/cloud-service';
+const TOKEN = `demo-${process.pid}-${Math.random().toString(36).slice(2, 12)}`;
+const USERS = { boss: [42001, 42002], minion: [43001, 43002] } as const;
 type User = keyof typeof USERS;
+const USER_NAMES = Object.keys(USERS) as User[];
+const LINK_LABEL = { wan0: 'fibre', wan1: 'LTE' } as const;
+const DEVS = { wan0: 'c0', wan1: 'c1' } as const; // the cloud's end of each link
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface HttpAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+interface Req {
+  method?: string;
+  path: string;
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+interface LinkView {
+  name: string;
+  up: boolean;
+  rttMs?: number;
+  reason?: string;
+  activeFor: string[];
+}
 
 export async function runDemo(argv: readonly string[], io: CliIo): Promise<number> {
-  if (argv[0] === '--inside') return inside(argv[1]!, argv[2]!, argv[3]!, io);
-  if (argv.includes('--help')) {
-    io.stdout('Usage: wansteer demo\n\nBuilds a two-link edge site in network namespaces and shows steering live. Needs root.\n');
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout(
+      'Usage: wansteer demo\n\n' +
+        'Builds an edge and a cloud site in network namespaces with two WAN links, runs the agent,\n' +
+        'and shows sessions of two users steered live: policy change over REST, link failure and\n' +
+        'failover. Needs root. Cleans up on exit and Ctrl-C.\n' +
+        'WANSTEER_DEMO_PHASE_SECONDS (default 4) sets the length of each phase.\n',
+    );
     return 0;
+  }
+  if (argv.length > 0) {
+    io.stderr(`wansteer demo: unexpected argument ${JSON.stringify(argv[0])} (see wansteer demo --help)\n`);
+    return 2;
   }
   if (process.getuid?.() !== 0) {
     io.stderr('wansteer demo: needs root (it creates network namespaces and loads BPF): run it with sudo\n');
     return 2;
   }
-
-  const lab = WanLab.create('demo');
-  const pinDir = `/sys/fs/bpf/wansteer-demo-${process.pid}`;
-  let cleaned = false;
-  const cleanup = () => {
-    if (cleaned) return;
-    cleaned = true;
-    lab.destroy();
-    rmSync(pinDir, { recursive: true, force: true });
-  };
-  const onSignal = () => {
-    io.stderr('\ninterrupted: cleaning up\n');
-    cleanup();
-    process.exit(130);
+  const demo = new Demo(io);
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    io.stderr(`\n${signal === 'SIGINT' ? 'interrupted' : signal}: cleaning up\n`);
+    void demo.cleanup(true).finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let ok = false;
   try {
-    const server = lab.spawn(lab.cloud, ['python3', TRAFFIC_TOOL, 'tcp-server', String(PORT)]);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.once('data', () => resolve());
-      server.once('exit', (c) => reject(new Error(`cloud server exited (${c})`)));
-    });
-    io.stdout(
-      [
-        'wansteer demo — a dual-WAN edge site in network namespaces',
-        `  edge  ${lab.edge}: wan0 ${EDGE.wan0.v4} "fibre" (default route), wan1 ${EDGE.wan1.v4} "LTE"`,
-        `  cloud ${lab.cloud}: service ${CLOUD.service.v4}:${PORT}`,
-        '  session reports are written by the demo itself, standing in for the Envoy sidecar',
-        '',
-      ].join('\n') + '\n',
-    );
-    // Run the datapath half inside the edge namespace (network namespace only: bpffs stays).
-    const child = spawn(
-      'nsenter',
-      [`--net=/run/netns/${lab.edge}`, '--', process.execPath, ...process.execArgv, process.argv[1]!, 'demo', '--inside', lab.edge, lab.cloud, pinDir],
-      { stdio: 'inherit' },
-    );
-    const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
-    return code;
+    await demo.run();
+    ok = true;
+    return 0;
+  } catch (err) {
+    if (interrupted) return 130;
+    io.stderr(`\nwansteer demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   } finally {
+    if (!interrupted) await demo.cleanup(ok);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    cleanup();
   }
 }
 
-/** The edge side: datapath, sessions, live table. */
-async function inside(edge: string, cloud: string, pinDir: string, io: CliIo): Promise<number> {
-  const lab = WanLab.existing(edge, cloud);
-  const dp = Datapath.open({ pinDir, flowTableSize: 65536 });
-  const streams: ReturnType<typeof spawn>[] = [];
-  const stop = () => {
-    for (const s of streams) s.kill('SIGKILL');
-    dp.destroy();
-  };
-  process.on('SIGINT', () => {
-    stop();
-    process.exit(130);
-  });
-  try {
-    dp.attach('wan0');
-    dp.attach('wan1');
-    dp.setLink(0, { ifindex: dp.ifindex('wan0'), up: true, nextHop4: CLOUD.c0.v4 });
-    dp.setLink(1, { ifindex: dp.ifindex('wan1'), up: true, nextHop4: CLOUD.c1.v4 });
-    dp.setPolicy(USERS.boss.policy, { redirectLink: 0, dscp: 46 });
-    dp.setPolicy(USERS.minion.policy, { redirectLink: 1 });
-    io.stdout('datapath: steer.bpf.o attached to wan0 and wan1 egress\n');
-    io.stdout('policy boss   -> wan0 (fibre), DSCP 46 (EF)\npolicy minion -> wan1 (LTE)\n\n');
+class Demo {
+  private readonly phaseSeconds = phaseSeconds();
+  private readonly dir = mkdtempSync(join(tmpdir(), `wansteer-demo-${process.pid}-`));
+  private readonly pinDir = `/sys/fs/bpf/wansteer-demo-${process.pid}`;
+  private readonly logFile = join(this.dir, 'agent.log');
+  private lab: WanLab | undefined;
+  private agent: ChildProcess | undefined;
+  private log: WriteStream | undefined;
+  private counters!: IngressCounters;
+  private cleaning: Promise<void> | undefined;
+  private readonly uploads: ChildProcess[] = [];
 
-    const counters = IngressCounters.install(
+  constructor(private readonly io: CliIo) {}
+
+  private say(text = ''): void {
+    this.io.stdout(text + '\n');
+  }
+
+  async run(): Promise<void> {
+    const P = this.phaseSeconds;
+    this.say('wansteer demo: a dual-WAN edge site in network namespaces, steered by the agent');
+    const lab = (this.lab = WanLab.create('demo'));
+    this.say(`  edge  ${lab.edge}: wan0 ${EDGE.wan0.v4} "fibre" (default route), wan1 ${EDGE.wan1.v4} "LTE"`);
+    this.say(`  cloud ${lab.cloud}: HTTP service ${HOST} at ${CLOUD.service.v4}:${PORT}, link-probe reflector`);
+
+    const server = lab.spawn(lab.cloud, [process.execPath, NS_HTTP, 'serve', String(PORT)]);
+    const reflector = lab.spawn(lab.cloud, [...this.self(), 'reflector', '--listen', `${CLOUD.service.v4}:862`]);
+    await Promise.all([firstLine(server, 'the cloud HTTP service'), firstLine(reflector, 'the reflector')]);
+
+    this.writeConfig();
+    await this.startAgent();
+    this.say(`  agent in the edge: rules from examples/rules (VirtualService ${VS}: routes boss, minion), API ${AGENT}`);
+    await this.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 15_000, 'both links up and probed');
+    const rtt = (n: string) => this.links().find((l) => l.name === n)?.rttMs?.toFixed(2) ?? '?';
+    this.say(`  link health: wan0 up (rtt ${rtt('wan0')} ms), wan1 up (rtt ${rtt('wan1')} ms)`);
+
+    // ---- policies over REST ------------------------------------------------------------------
+    this.say('\n>>> policies, posted over REST (POST /v1/policies):');
+    const posted = this.http(
+      { method: 'POST', path: '/v1/policies', headers: this.auth(), body: policy('minion-lte', 'minion', ['wan1', 'wan0'], 'redirect') },
+      { method: 'POST', path: '/v1/policies', headers: this.auth(), body: policy('boss-ef', 'boss', ['wan0', 'wan1'], 'both', 46) },
+    );
+    for (const a of posted) if (a.status !== 201) throw new Error(`POST /v1/policies answered ${a.status}: ${JSON.stringify(a.body)}`);
+    this.say('    minion-lte: route minion -> links [wan1 LTE, wan0 fibre], redirect');
+    this.say('    boss-ef:    route boss   -> links [wan0 fibre, wan1 LTE], DSCP 46 (EF), redirect + mark');
+
+    // ---- sessions, reported as the sidecar would, and real requests ---------------------------
+    this.counters = IngressCounters.install(
       lab,
-      (Object.keys(USERS) as User[]).map((u) => ({ name: u, match: `tcp sport { ${USERS[u].sports.join(', ')} }` })),
+      USER_NAMES.map((u) => ({ name: u, match: `tcp sport { ${USERS[u].join(', ')} }` })),
       [46],
     );
-    const total = PHASE_SECONDS * 3 * 1000 + 1500;
-    for (const user of Object.keys(USERS) as User[]) {
-      for (const sport of USERS[user].sports) {
-        // What the sidecar's session report would make the agent write:
-        dp.upsertFlow({ protocol: 'tcp', src: EDGE.wan0.v4, sport, dst: CLOUD.service.v4, dport: PORT }, USERS[user].policy);
-        const s = spawn('python3', [TRAFFIC_TOOL, 'tcp-stream', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(PORT), String(total)], {
-          stdio: 'ignore',
+    this.say('\n>>> requests: each user POSTs long uploads to the cloud service, two connections each');
+    this.say('    reporting sessions as the Envoy sidecar would (POST /v1/sessions): the demo stands in for the sidecar');
+    const streamMs = (3 * P + 6) * 1000;
+    for (const user of USER_NAMES) {
+      for (const sport of USERS[user]) {
+        const [a] = this.http({ method: 'POST', path: '/v1/sessions', body: session(sport, user) });
+        if (a?.body?.status !== 'steered') throw new Error(`session of ${user} not steered: ${JSON.stringify(a?.body)}`);
+        this.say(`    ${user.padEnd(6)} ${EDGE.wan0.v4}:${sport} -> ${CLOUD.service.v4}:${PORT}  end-user: ${user.padEnd(6)}  => ${a.body.policy}, link ${a.body.link}`);
+        const upload = lab.spawn(lab.edge, [process.execPath, NS_HTTP, 'upload', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(PORT), HOST, user, String(streamMs)]);
+        this.uploads.push(upload);
+        upload.stderr!.on('data', (d: Buffer) => {
+          if (!this.cleaning) this.io.stderr(d.toString());
         });
-        streams.push(s);
       }
     }
 
-    const table = new LiveTable(counters, io);
+    const table = new LiveTable(this.counters, this.io);
     table.header();
-    await table.run(PHASE_SECONDS);
+    const phase1 = await table.run(P);
 
-    io.stdout('\n>>> policy change: boss -> wan1 (LTE), still EF — one policy-table write\n');
-    dp.setPolicy(USERS.boss.policy, { redirectLink: 1, dscp: 46 });
-    await table.run(PHASE_SECONDS);
+    // ---- policy change over REST --------------------------------------------------------------
+    const [current] = this.http({ path: '/v1/policies/boss-ef' });
+    const tag = current?.headers.etag;
+    if (current?.status !== 200 || !tag) throw new Error(`GET /v1/policies/boss-ef answered ${current?.status}`);
+    this.say(`\n>>> policy change over REST: PUT /v1/policies/boss-ef (If-Match: ${tag}) links [wan1 LTE, wan0 fibre], still EF`);
+    const [put] = this.http({
+      method: 'PUT',
+      path: '/v1/policies/boss-ef',
+      headers: { ...this.auth(), 'if-match': tag },
+      body: { spec: policy('boss-ef', 'boss', ['wan1', 'wan0'], 'both', 46).spec },
+    });
+    if (put?.status !== 200) throw new Error(`PUT /v1/policies/boss-ef answered ${put?.status}: ${JSON.stringify(put?.body)}`);
+    this.say(`    200, new ETag ${put.headers.etag}; the boss's running sessions follow: one policy-table write`);
+    await sleep(100);
+    table.mark();
+    const phase2 = await table.run(P);
 
-    io.stdout('\n>>> LTE fails: carrier lost on wan1; the datapath marks link 1 down — one link-table write\n');
-    sh('ip', ['-n', cloud, 'link', 'set', 'c1', 'down']);
+    // ---- link failure -------------------------------------------------------------------------
+    this.say('\n>>> LTE fails: carrier lost on wan1 (ip -n cloud link set c1 down); nobody tells the agent');
+    const before = this.counters.readBoth().bytes;
     const fault = process.hrtime.bigint();
-    dp.setLinkUp(1, false);
-    const before = counters.readBoth().bytes;
-    let movedMs: number | null = null;
-    while (movedMs === null && process.hrtime.bigint() - fault < 2_000_000_000n) {
-      const now = counters.readBoth().bytes;
-      const moved = (Object.keys(USERS) as User[]).every((u) => (now[`${u}|c0`] ?? 0) > (before[`${u}|c0`] ?? 0));
-      if (moved) movedMs = Number(process.hrtime.bigint() - fault) / 1e6;
-    }
-    io.stdout(
-      movedMs === null
-        ? 'failover: no traffic seen on wan0 within 2 s\n'
-        : `failover: both users' traffic arriving over wan0 ${movedMs.toFixed(0)} ms after the fault\n`,
-    );
-    await table.run(PHASE_SECONDS - 1);
+    lab.setCloudLink('c1', false);
+    const movedNs = await this.firstBytesOnFibre(before, fault, 3000);
+    const movedMs = Number(movedNs - fault) / 1e6;
+    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${movedMs.toFixed(0)} ms after the fault (measured in the cloud)`);
+    const wan1 = await this.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down');
+    const w1 = wan1.find((l) => l.name === 'wan1')!;
+    const w0 = wan1.find((l) => l.name === 'wan0')!;
+    this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}"; wan0 now carries [${w0.activeFor.join(', ')}]`);
+    table.mark();
+    const phase3 = await table.run(Math.max(2, P - 1));
 
-    const r = dp.counters().reasons;
-    io.stdout(
-      `\ndatapath counters: redirected ${r.redirected.packets}, on_link ${r.on_link.packets}, ` +
-        `link_down ${r.link_down.packets}, dscp_rewritten ${r.dscp_rewritten.packets}, no_match ${r.no_match.packets}\n`,
+    // ---- summary ------------------------------------------------------------------------------
+    this.say('\nsummary: kB the cloud received per user and link in each phase');
+    this.say('  phase                      boss fibre   boss LTE   minion fibre   minion LTE   boss EF');
+    const row = (label: string, s: PhaseTotals) =>
+      this.say(
+        `  ${label.padEnd(26)} ${kb(s.bytes['boss|c0']).padStart(10)} ${kb(s.bytes['boss|c1']).padStart(10)} ` +
+          `${kb(s.bytes['minion|c0']).padStart(14)} ${kb(s.bytes['minion|c1']).padStart(12)} ${s.efPercent.toFixed(0).padStart(8)}%`,
+      );
+    row('1 policies as posted', phase1);
+    row('2 boss moved to LTE', phase2);
+    row('3 after LTE failed', phase3);
+    this.say(`  failover time (fault -> both users on fibre): ${movedMs.toFixed(0)} ms`);
+
+    const on = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.bytes[`${user}|${DEVS[link]}`] ?? 0) > 0;
+    const problems = [
+      !(on(phase1, 'minion', 'wan1') && !on(phase1, 'minion', 'wan0')) && 'phase 1: minion not on LTE only',
+      !(on(phase1, 'boss', 'wan0') && !on(phase1, 'boss', 'wan1')) && 'phase 1: boss not on fibre only',
+      !(on(phase2, 'boss', 'wan1') && !on(phase2, 'boss', 'wan0')) && 'phase 2: boss not on LTE only',
+      !(on(phase3, 'boss', 'wan0') && on(phase3, 'minion', 'wan0') && !on(phase3, 'boss', 'wan1') && !on(phase3, 'minion', 'wan1')) &&
+        'phase 3: traffic not on fibre only',
+    ].filter((p): p is string => typeof p === 'string');
+    if (problems.length > 0) throw new Error(problems.join('; '));
+    this.say('result: ok — minion on LTE, boss moved to LTE by the policy change, both on fibre after the failure');
+  }
+
+  /** Stop everything this demo started; idempotent. `ok` false (a failure) keeps the agent's log. */
+  cleanup(ok: boolean): Promise<void> {
+    this.cleaning ??= (async () => {
+      for (const u of this.uploads) u.kill('SIGKILL'); // before the service, so nothing sees a reset
+      const a = this.agent;
+      if (a && a.exitCode === null && a.signalCode === null) {
+        const exited = new Promise((r) => a.once('exit', r));
+        a.kill('SIGTERM');
+        await Promise.race([exited, sleep(3000)]);
+      }
+      this.lab?.destroy();
+      rmSync(this.pinDir, { recursive: true, force: true });
+      await new Promise<void>((r) => (this.log ? this.log.end(r) : r()));
+      if (ok) {
+        rmSync(this.dir, { recursive: true, force: true });
+        this.say('cleaned up: namespaces, processes, pins and the temporary directory are removed');
+      } else {
+        for (const f of ['config.yaml', 'policies.yaml', 'token', 'rules', 'state']) rmSync(join(this.dir, f), { recursive: true, force: true });
+        this.io.stderr(`cleaned up; the agent's log is kept in ${this.logFile}\n`);
+      }
+    })();
+    return this.cleaning;
+  }
+
+  /** argv that runs this CLI again: from source (execArgv carries --import tsx), dist or bin. */
+  private self(): string[] {
+    return [process.execPath, ...process.execArgv, process.argv[1] ?? fromRoot('bin/wansteer.js')];
+  }
+
+  private auth(): Record<string, string> {
+    return { authorization: `Bearer ${TOKEN}` };
+  }
+
+  private writeConfig(): void {
+    const { dir } = this;
+    writeFileSync(join(dir, 'token'), TOKEN + '\n', { mode: 0o600 });
+    const probe = `probe: { target: ${CLOUD.service.v4} }`;
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      [
+        'links:',
+        `  - { name: wan0, interface: wan0, nextHop4: ${CLOUD.c0.v4}, ${probe} }`,
+        `  - { name: wan1, interface: wan1, nextHop4: ${CLOUD.c1.v4}, ${probe} }`,
+        'defaultLink: wan0',
+        `listen: { http: "${EDGE.wan0.v4}:9090" }`,
+        `auth: { tokenFile: ${join(dir, 'token')} }`,
+        `rules: { source: directory, directory: ${fromRoot('examples/rules')} }`,
+        `policies: { store: file, file: ${join(dir, 'policies.yaml')} }`,
+        `stateDir: ${join(dir, 'state')}`,
+        `datapath: { pinDir: ${this.pinDir}, flowTableSize: 65536 }`,
+        'log: { level: warn }',
+      ].join('\n') + '\n',
     );
-    io.stdout('done: namespaces, pins and tc hooks are removed\n');
-    return 0;
-  } finally {
-    stop();
+  }
+
+  private async startAgent(): Promise<void> {
+    const lab = this.lab!;
+    this.log = createWriteStream(this.logFile);
+    const agent = (this.agent = lab.spawn(lab.edge, [...this.self(), 'agent', '--config', join(this.dir, 'config.yaml')]));
+    agent.stdout!.pipe(this.log, { end: false });
+    agent.stderr!.pipe(this.log, { end: false });
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      if (agent.exitCode !== null) throw new Error(`the agent exited (${agent.exitCode}); its log: ${this.logFile}`);
+      if (this.http({ path: '/readyz' })[0]?.status === 200) return;
+      await sleep(200);
+    }
+    throw new Error(`the agent was not ready in 30 s; its log: ${this.logFile}`);
+  }
+
+  /** HTTP requests to the agent from inside the edge namespace (source address: wan0's). */
+  private http(...reqs: Req[]): HttpAnswer[] {
+    const lab = this.lab!;
+    const job = {
+      http: reqs.map((r) => ({
+        method: r.method ?? 'GET',
+        url: AGENT + r.path,
+        headers: { ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}), ...r.headers },
+        body: r.body === undefined ? undefined : JSON.stringify(r.body),
+      })),
+    };
+    return JSON.parse(lab.exec(lab.edge, [process.execPath, NS_HTTP, 'call'], JSON.stringify(job))) as HttpAnswer[];
+  }
+
+  private links(): LinkView[] {
+    return (this.http({ path: '/v1/links' })[0]?.body?.items ?? []) as LinkView[];
+  }
+
+  private async waitLinks(ok: (links: LinkView[]) => boolean, timeoutMs: number, what: string): Promise<LinkView[]> {
+    const deadline = Date.now() + timeoutMs;
+    let last: LinkView[] = [];
+    while (Date.now() < deadline) {
+      last = this.links();
+      if (ok(last)) return last;
+      await sleep(100);
+    }
+    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}; the agent's log: ${this.logFile}`);
+  }
+
+  /** When both users' bytes first arrive over the fibre after `fault` (polling the counters). */
+  private async firstBytesOnFibre(before: Record<string, number>, fault: bigint, timeoutMs: number): Promise<bigint> {
+    const seen: Partial<Record<User, bigint>> = {};
+    while (process.hrtime.bigint() - fault < BigInt(timeoutMs) * 1_000_000n) {
+      const now = this.counters.readBoth().bytes;
+      const t = process.hrtime.bigint();
+      for (const u of USER_NAMES) if (seen[u] === undefined && (now[`${u}|c0`] ?? 0) > (before[`${u}|c0`] ?? 0)) seen[u] = t;
+      if (USER_NAMES.every((u) => seen[u] !== undefined)) return USER_NAMES.map((u) => seen[u]!).reduce((a, b) => (a > b ? a : b));
+      await sleep(2);
+    }
+    throw new Error(`no failover seen within ${timeoutMs} ms (first bytes on wan0: ${JSON.stringify(Object.keys(seen))}); the agent's log: ${this.logFile}`);
   }
 }
 
-/** Prints, every second, the kB/s the cloud received per user and link (and boss's EF share). */
+interface PhaseTotals {
+  bytes: Record<string, number>;
+  efPercent: number;
+}
+
+/** Prints, every second, the kB/s the cloud receives per user and link, and boss's EF share. */
 class LiveTable {
-  private last: Record<string, number> = {};
-  private t = 0;
+  private last: { packets: Record<string, number>; bytes: Record<string, number> } = { packets: {}, bytes: {} };
+  private lastAt = process.hrtime.bigint();
+  private readonly t0 = process.hrtime.bigint();
 
   constructor(
     private readonly counters: IngressCounters,
@@ -173,23 +364,73 @@ class LiveTable {
   ) {}
 
   header(): void {
-    this.io.stdout('  time   boss@wan0   boss@wan1   minion@wan0   minion@wan1   boss EF-marked\n');
+    this.io.stdout('\n  time   boss@fibre    boss@LTE   minion@fibre   minion@LTE   boss EF-marked\n');
+    this.mark();
   }
 
-  async run(seconds: number): Promise<void> {
-    for (let i = 0; i < seconds; i++) {
-      await new Promise((r) => setTimeout(r, 1000));
-      this.t++;
-      const { bytes, packets } = this.counters.readBoth();
-      const rate = (k: string) => `${(((bytes[k] ?? 0) - (this.last[k] ?? 0)) / 1024).toFixed(0)} kB/s`;
-      const bossPkts = (packets['boss|c0'] ?? 0) + (packets['boss|c1'] ?? 0);
-      const ef = (packets['boss|c0|dscp46'] ?? 0) + (packets['boss|c1|dscp46'] ?? 0);
-      this.io.stdout(
-        `  ${String(this.t).padStart(3)}s ${rate('boss|c0').padStart(11)} ${rate('boss|c1').padStart(11)} ` +
-          `${rate('minion|c0').padStart(13)} ${rate('minion|c1').padStart(13)} ` +
-          `${(bossPkts ? (100 * ef) / bossPkts : 0).toFixed(0).padStart(14)}%\n`,
-      );
-      this.last = bytes;
-    }
+  /** Start counting from now (the next row and the next phase's totals). */
+  mark(): void {
+    this.last = this.counters.readBoth();
+    this.lastAt = process.hrtime.bigint();
   }
+
+  /** Print one row a second for `seconds`; the totals of the phase. */
+  async run(seconds: number): Promise<PhaseTotals> {
+    const start = this.last;
+    for (let i = 0; i < seconds; i++) {
+      await sleep(Math.max(0, 1000 - Number(process.hrtime.bigint() - this.lastAt) / 1e6));
+      const now = this.counters.readBoth();
+      const at = process.hrtime.bigint();
+      const secs = Number(at - this.lastAt) / 1e9;
+      const rate = (k: string) => `${Math.max(0, ((now.bytes[k] ?? 0) - (this.last.bytes[k] ?? 0)) / 1024 / secs).toFixed(0)} kB/s`;
+      const ef = efShare(now.packets, this.last.packets);
+      this.io.stdout(
+        `  ${(Number(at - this.t0) / 1e9).toFixed(0).padStart(3)}s ${rate('boss|c0').padStart(11)} ${rate('boss|c1').padStart(11)} ` +
+          `${rate('minion|c0').padStart(14)} ${rate('minion|c1').padStart(12)} ${ef.toFixed(0).padStart(15)}%\n`,
+      );
+      this.last = now;
+      this.lastAt = at;
+    }
+    const bytes: Record<string, number> = {};
+    for (const k of Object.keys(this.last.bytes)) bytes[k] = (this.last.bytes[k] ?? 0) - (start.bytes[k] ?? 0);
+    return { bytes, efPercent: efShare(this.last.packets, start.packets) };
+  }
+}
+
+function efShare(now: Record<string, number>, then: Record<string, number>): number {
+  const d = (k: string) => (now[k] ?? 0) - (then[k] ?? 0);
+  const all = d('boss|c0') + d('boss|c1');
+  return all > 0 ? (100 * (d('boss|c0|dscp46') + d('boss|c1|dscp46'))) / all : 0;
+}
+
+const kb = (bytes: number | undefined) => ((bytes ?? 0) / 1024).toFixed(0);
+
+function phaseSeconds(): number {
+  const n = Number(process.env.WANSTEER_DEMO_PHASE_SECONDS ?? 4);
+  return Number.isInteger(n) && n >= 2 && n <= 60 ? n : 4;
+}
+
+function policy(name: string, route: User, links: string[], mode: 'redirect' | 'both', dscp?: number) {
+  return {
+    name,
+    spec: { match: { route: { virtualService: VS, route } }, action: { links, mode, ...(dscp !== undefined ? { dscp } : {}) } },
+  };
+}
+
+function session(sport: number, user: User) {
+  return {
+    direction: 'outbound',
+    local: `${EDGE.wan0.v4}:${sport}`,
+    remote: `${CLOUD.service.v4}:${PORT}`,
+    request: { authority: HOST, path: '/', method: 'POST', headers: { 'end-user': user } },
+  };
+}
+
+function firstLine(child: ChildProcess, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${err.trim()}`)));
+  });
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// HTTP for `wansteer demo`, run inside a lab namespace under nsenter (plain JavaScript so it
+// starts fast; the demo must not depend on the test helpers).
+//   ns-http.mjs call                  reads {"http": [{method, url, headers, body(string)}...]}
+//                                     from stdin, prints [{status, headers, body}] (one line)
+//   ns-http.mjs serve PORT            the cloud service: HTTP on all addresses, reads each
+//                                     request's body to its end; prints "ready"
+//   ns-http.mjs upload SRC SPORT DST DPORT HOST USER MS
+//                                     one real request: POST / with `end-user: USER`, its
+//                                     chunked body 1 KiB every 5 ms for MS ms, from SRC:SPORT
+import http from 'node:http';
+import net from 'node:net';
+
+const [mode, ...args] = process.argv.slice(2);
+
+function request({ method = 'GET', url, headers = {}, body }) {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let parsed = text;
+        try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, headers: res.headers, body: parsed });
+      });
+    });
+    req.on('error', (e) => resolve({ status: 0, error: e.message }));
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+if (mode === 'call') {
+  let input = '';
+  for await (const chunk of process.stdin) input += chunk;
+  const out = [];
+  for (const r of JSON.parse(input).http) out.push(await request(r));
+  console.log(JSON.stringify(out));
+} else if (mode === 'serve') {
+  const server = http.createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (d) => (bytes += d.length));
+    req.on('end', () => res.end(`received ${bytes} bytes from ${req.headers['end-user'] ?? 'nobody'}\n`));
+    req.on('error', () => {});
+  });
+  server.listen({ port: Number(args[0]), host: '::', ipv6Only: false }, () => console.log('ready'));
+} else if (mode === 'upload') {
+  const [src, sport, dst, dport, host, user, ms] = args;
+  const socket = net.connect({ host: dst, port: Number(dport), localAddress: src, localPort: Number(sport) });
+  socket.setNoDelay(true);
+  socket.on('error', (e) => {
+    console.error(`upload ${user} ${sport}: ${e.message}`);
+    process.exit(1);
+  });
+  socket.on('connect', () => {
+    socket.write(`POST / HTTP/1.1\r\nhost: ${host}\r\nend-user: ${user}\r\ntransfer-encoding: chunked\r\n\r\n`);
+    const chunk = `400\r\n${'u'.repeat(1024)}\r\n`;
+    const end = Date.now() + Number(ms);
+    const timer = setInterval(() => {
+      if (Date.now() < end) return void socket.write(chunk);
+      clearInterval(timer);
+      socket.end('0\r\n\r\n');
+    }, 5);
+  });
+  socket.on('data', () => {});
+  socket.on('close', () => process.exit(0));
+} else {
+  console.error('usage: ns-http.mjs call | serve PORT | upload SRC SPORT DST DPORT HOST USER MS');
+  process.exit(2);
+}
