@@ -355,7 +355,7 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (!this.started) return 0;
     for (const link of this.linkList) if (link.ifindex === null && !link.configProblem) this.resolveLink(link);
     const manage = this.policiesSynced;
-    const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec })) : [];
+    const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec, ...(p.choice?.link ? { current: p.choice.link } : {}) })) : [];
     const desired = desiredState(this.linkList.map(linkInput), inputs);
     for (const p of this.policies.values()) {
       const before = p.choice;

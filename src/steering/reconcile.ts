@@ -9,7 +9,9 @@
  *   applyChanges(datapath, plan)                            (the one place that writes)
  *
  * The link a policy takes: the first link of its preference that is usable (interface found,
- * health up) and meets the policy's SLA; failing that, the usable one that breaks the fewest
+ * health up) and meets the policy's SLA — a link ahead of the one carrying the policy now must
+ * meet it with a margin (SLA_MARGIN), so measurements hovering at a bound do not move every
+ * session back and forth; failing that, the usable one that breaks the fewest
  * of the SLA's bounds, the first in preference on a tie (a degraded link beats none); failing that, the policy still names its first preferred link, whose entry is
  * down or unset, so the datapath passes the packets on their original path (counted as
  * link_down / link_unset) — sessions are never black-holed, and a DSCP the policy sets is
@@ -40,6 +42,8 @@ export interface PolicyInput {
   /** Datapath id; null when none could be assigned (then the policy gets no entry). */
   id: number | null;
   spec: WanPolicySpec;
+  /** The link carrying the policy's traffic now (the last choice), if any. */
+  current?: string;
 }
 
 /** What a policy gets now, and why. */
@@ -71,13 +75,22 @@ export function usable(link: LinkInput): boolean {
   return link.up && link.ifindex !== null;
 }
 
-/** Unknown measurements meet any SLA: link health arrives with the health monitor. */
-export function meetsSla(link: LinkInput, sla: Sla | undefined): boolean {
+/**
+ * The share of each SLA bound a link must stay under to take a policy back from a link behind
+ * it in the preference: with a 50 ms RTT bound, a link that lost the policy at 51 ms wins it
+ * back under 45 ms. The link carrying the policy keeps it up to the bound itself.
+ */
+export const SLA_MARGIN = 0.1;
+
+/**
+ * Whether the link's measurements are within the SLA's bounds, each shrunk by `margin` (a
+ * share of the bound). Unknown measurements meet any SLA: a link is not judged before it is
+ * measured.
+ */
+export function meetsSla(link: LinkInput, sla: Sla | undefined, margin = 0): boolean {
   if (!sla) return true;
-  if (sla.maxRttMs !== undefined && link.rttMs !== undefined && link.rttMs > sla.maxRttMs) return false;
-  if (sla.maxLossPercent !== undefined && link.lossPercent !== undefined && link.lossPercent > sla.maxLossPercent) return false;
-  if (sla.maxJitterMs !== undefined && link.jitterMs !== undefined && link.jitterMs > sla.maxJitterMs) return false;
-  return true;
+  const within = (value: number | undefined, bound: number | undefined) => bound === undefined || value === undefined || value <= bound * (1 - margin);
+  return within(link.rttMs, sla.maxRttMs) && within(link.lossPercent, sla.maxLossPercent) && within(link.jitterMs, sla.maxJitterMs);
 }
 
 /** How many of the SLA's bounds (RTT, loss, jitter) the link's measurements break. */
@@ -150,7 +163,8 @@ function choose(p: PolicyInput, links: ReadonlyMap<string, LinkInput>): PolicyCh
   }
   const prefs = p.spec.action.links.map((n) => links.get(n)).filter((l): l is LinkInput => l !== undefined);
   const withDscp = (a: DatapathAction): DatapathAction => (dscp !== undefined ? { ...a, dscp } : a);
-  const good = prefs.find((l) => usable(l) && meetsSla(l, sla));
+  const at = p.current === undefined ? -1 : prefs.findIndex((l) => l.name === p.current);
+  const good = prefs.find((l, i) => usable(l) && meetsSla(l, sla, i < at ? SLA_MARGIN : 0));
   if (good) return { ...base, action: withDscp({ redirectLink: good.id }), link: good.name, slaMet: true, reason: `first usable link of its preference: ${good.name}` };
   const degraded = bestAvailable(prefs, sla);
   if (degraded) {

@@ -242,6 +242,29 @@ describe('policies and links', () => {
     expect(engine.policyStatus()[0]).toMatchObject({ link: 'lte', slaMet: false });
   });
 
+  it('takes a policy back to its preferred link only once that link is under the SLA by a margin', () => {
+    // Proves SLA hysteresis through the engine: the last choice is the "current" link of the next reconcile.
+    const dp = memoryDatapath();
+    const sla = policy('video', {
+      match: { route: { virtualService: 'default/plain' } },
+      action: { links: ['lte', 'fibre'], mode: 'redirect', sla: { maxRttMs: 50 } },
+    });
+    const engine = startedEngine(dp, state.dir, { policies: [sla] });
+    const id = idFile().ids.video!;
+    engine.setLinkHealth('fibre', { up: true, rttMs: 10 });
+    engine.setLinkHealth('lte', { up: true, rttMs: 49 });
+    expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 1 });
+    engine.setLinkHealth('lte', { up: true, rttMs: 51 });
+    expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 0 });
+    for (const rttMs of [49, 47, 45.5]) {
+      engine.setLinkHealth('lte', { up: true, rttMs });
+      expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 0 });
+    }
+    engine.setLinkHealth('lte', { up: true, rttMs: 44 });
+    expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 1 });
+    expect(engine.linkChanges()).toEqual(expect.arrayContaining([expect.objectContaining({ policy: 'video', kind: 'failback' })]));
+  });
+
   it('deletes a removed policy\'s entry and flows, and does not hand its id to the next policy', () => {
     // Proves policy removal and the round-robin id assignment.
     const dp = memoryDatapath();

@@ -57,6 +57,41 @@ describe('desiredState: the link a policy takes', () => {
   });
 });
 
+describe('desiredState: SLA hysteresis (a margin to win a policy back)', () => {
+  const spec = redirect(['a', 'b'], { sla: { maxRttMs: 50, maxLossPercent: 10 } });
+  const choose = (a: Partial<LinkInput>, current?: string) =>
+    desiredState([link(0, 'a', a), link(1, 'b', { rttMs: 5, lossPercent: 0 })], [{ name: 'p', id: 7, spec, ...(current ? { current } : {}) }]).choices.get('p')?.link;
+
+  it('the link carrying the policy keeps it up to the bound itself', () => {
+    // Proves no margin applies to the current link: 50 ms meets a 50 ms bound.
+    expect(choose({ rttMs: 50, lossPercent: 10 }, 'a')).toBe('a');
+    expect(choose({ rttMs: 50.5 }, 'a')).toBe('b');
+    expect(choose({ lossPercent: 12 }, 'a')).toBe('b');
+  });
+
+  it('a preferred link takes the policy back only under the bound less the margin', () => {
+    // Proves failback to an earlier link needs 10% headroom on every bound: 46 ms is not enough, 45 is.
+    expect(choose({ rttMs: 46 }, 'b')).toBe('b');
+    expect(choose({ rttMs: 45 }, 'b')).toBe('a');
+    expect(choose({ rttMs: 20, lossPercent: 9.5 }, 'b')).toBe('b');
+    expect(choose({ rttMs: 20, lossPercent: 8 }, 'b')).toBe('a');
+  });
+
+  it('without a current link (first choice, or a new policy) the plain bound decides', () => {
+    // Proves the margin is hysteresis only: it never keeps a fresh policy off its first link.
+    expect(choose({ rttMs: 48 })).toBe('a');
+  });
+
+  it('a link behind the current one is judged by the plain bound', () => {
+    // Proves failover away from a failing current link is not made harder by the margin.
+    const d = desiredState(
+      [link(0, 'a', { rttMs: 90 }), link(1, 'b', { rttMs: 49 })],
+      [{ name: 'p', id: 7, spec, current: 'a' }],
+    );
+    expect(d.choices.get('p')).toMatchObject({ link: 'b', slaMet: true });
+  });
+});
+
 describe('planChanges: only the differences', () => {
   const desired = desiredState([link(0, 'a'), link(1, 'b', { ifindex: null })], [
     { name: 'p', id: 1, spec: redirect(['a']) },
