@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// HTTP for `wansteer demo`, run inside a lab namespace under nsenter (plain JavaScript so it
-// starts fast; the demo must not depend on the test helpers).
-//   ns-http.mjs call                  reads {"http": [{method, url, headers, body(string)}...]}
-//                                     from stdin, prints [{status, headers, body}] (one line)
+// HTTP and gRPC from inside a lab namespace, run under nsenter by `wansteer demo` and the tests
+// (plain JavaScript so it starts fast; the demo must not depend on the test helpers).
+//   ns-http.mjs [call]                reads one JSON job from stdin, prints one JSON answer (one line):
+//                                       {"http": [{method, url, headers, body(string)}...]}
+//                                         -> [{status, headers, body} | {status: 0, error}]
+//                                       {"grpc": {target, method: "report"|"reportBatch", request}}
+//                                         -> {ok: true, response} | {ok: false, code, details, metadata}
+//                                     `call` is the default when stdin is not a terminal
 //   ns-http.mjs serve PORT            the cloud service: HTTP on all addresses, reads each
 //                                     request's body to its end; prints "ready"
 //   ns-http.mjs upload SRC SPORT DST DPORT HOST USER MS
@@ -10,8 +14,11 @@
 //                                     chunked body 1 KiB every 5 ms for MS ms, from SRC:SPORT
 import http from 'node:http';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 
-const [mode, ...args] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const mode = argv[0] ?? (process.stdin.isTTY ? undefined : 'call');
+const args = argv.slice(1);
 
 function request({ method = 'GET', url, headers = {}, body }) {
   return new Promise((resolve) => {
@@ -21,7 +28,7 @@ function request({ method = 'GET', url, headers = {}, body }) {
       res.on('data', (d) => (text += d));
       res.on('end', () => {
         let parsed = text;
-        try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+        try { parsed = JSON.parse(text); } catch { /* not JSON (metrics) */ }
         resolve({ status: res.statusCode, headers: res.headers, body: parsed });
       });
     });
@@ -31,12 +38,33 @@ function request({ method = 'GET', url, headers = {}, body }) {
   });
 }
 
+/** One unary call to the agent's SessionIntake; grpc-js loads only for such a job. */
+async function grpcCall({ target, method, request: message }) {
+  const grpc = await import('@grpc/grpc-js');
+  const loader = await import('@grpc/proto-loader');
+  const proto = fileURLToPath(new URL('../proto/wansteer/v1/intake.proto', import.meta.url));
+  const def = loader.loadSync(proto, { keepCase: false, longs: Number, enums: String, defaults: false, oneofs: true });
+  const Service = grpc.loadPackageDefinition(def).wansteer.v1.SessionIntake;
+  const client = new Service(target, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client[method](message, (err, response) => {
+      client.close();
+      resolve(err ? { ok: false, code: err.code, details: err.details, metadata: err.metadata?.getMap() } : { ok: true, response });
+    });
+  });
+}
+
 if (mode === 'call') {
   let input = '';
   for await (const chunk of process.stdin) input += chunk;
-  const out = [];
-  for (const r of JSON.parse(input).http) out.push(await request(r));
-  console.log(JSON.stringify(out));
+  const job = JSON.parse(input);
+  if (job.grpc) {
+    console.log(JSON.stringify(await grpcCall(job.grpc)));
+  } else {
+    const out = [];
+    for (const r of job.http) out.push(await request(r));
+    console.log(JSON.stringify(out));
+  }
 } else if (mode === 'serve') {
   const server = http.createServer((req, res) => {
     let bytes = 0;
@@ -66,6 +94,6 @@ if (mode === 'call') {
   socket.on('data', () => {});
   socket.on('close', () => process.exit(0));
 } else {
-  console.error('usage: ns-http.mjs call | serve PORT | upload SRC SPORT DST DPORT HOST USER MS');
+  console.error('usage: ns-http.mjs [call] < JOB | serve PORT | upload SRC SPORT DST DPORT HOST USER MS');
   process.exit(2);
 }

@@ -15,7 +15,8 @@ import { CLOUD, EDGE, IngressCounters, TRAFFIC_TOOL, WanLab } from '../helpers/n
 import { describePrivileged } from '../helpers/privilege.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLIENT = join(ROOT, 'test/helpers/ns-client.mjs');
+/** HTTP and gRPC calls from inside a namespace: one JSON job on stdin (scripts/ns-http.mjs). */
+const NS_CALL = [process.execPath, join(ROOT, 'scripts/ns-http.mjs'), 'call'];
 const PORT = 8080;
 const TOKEN = 'e2e-token-0123456789';
 const AGENT = `http://${EDGE.wan0.v4}:9090`;
@@ -39,7 +40,7 @@ describePrivileged('wansteer agent: end to end in network namespaces', () => {
     JSON.parse(
       lab.exec(
         lab.edge,
-        [process.execPath, CLIENT],
+        NS_CALL,
         JSON.stringify({
           http: reqs.map((r) => ({
             method: r.method ?? 'GET',
@@ -51,7 +52,7 @@ describePrivileged('wansteer agent: end to end in network namespaces', () => {
       ),
     );
   const grpc = (method: string, request: unknown) =>
-    JSON.parse(lab.exec(lab.edge, [process.execPath, CLIENT], JSON.stringify({ grpc: { target: `${EDGE.wan0.v4}:9091`, method, request } })));
+    JSON.parse(lab.exec(lab.edge, NS_CALL, JSON.stringify({ grpc: { target: `${EDGE.wan0.v4}:9091`, method, request } })));
   const auth = { authorization: `Bearer ${TOKEN}` };
   const report = (sport: number, user: string) => ({
     direction: 'outbound',
@@ -224,7 +225,7 @@ describePrivileged('wansteer agent: end to end in network namespaces', () => {
         headers: { ...auth, 'content-type': 'application/json' },
         body: JSON.stringify({ name: `burst-${round}-${i}`, spec: { match: { dscp: (round * 40 + i) % 60 + 1 }, action: { links: ['wan1'], mode: 'redirect' } } }),
       }));
-      const burst = lab.spawn(lab.edge, [process.execPath, CLIENT]);
+      const burst = lab.spawn(lab.edge, NS_CALL);
       burst.stdin!.end(JSON.stringify({ http: writes }));
       await new Promise((r) => setTimeout(r, 150 + round * 100));
       await stopAgent('SIGKILL');
