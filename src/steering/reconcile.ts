@@ -93,6 +93,23 @@ export function meetsSla(link: LinkInput, sla: Sla | undefined, margin = 0): boo
   return within(link.rttMs, sla.maxRttMs) && within(link.lossPercent, sla.maxLossPercent) && within(link.jitterMs, sla.maxJitterMs);
 }
 
+/** For people: which of the SLA's bounds (shrunk by `margin`) the link breaks, e.g. `RTT 81 ms > 50 ms`. */
+export function slaBreaches(link: LinkInput, sla: Sla | undefined, margin = 0): string[] {
+  if (!sla) return [];
+  const out: string[] = [];
+  const check = (what: string, value: number | undefined, bound: number | undefined, unit: string) => {
+    if (bound === undefined || value === undefined) return;
+    const limit = bound * (1 - margin);
+    if (value > limit) out.push(`${what} ${value}${unit} > ${round(limit)}${unit}${margin > 0 ? ` (${bound}${unit} less the ${margin * 100}% margin)` : ''}`);
+  };
+  check('RTT', link.rttMs, sla.maxRttMs, ' ms');
+  check('loss', link.lossPercent, sla.maxLossPercent, '%');
+  check('jitter', link.jitterMs, sla.maxJitterMs, ' ms');
+  return out;
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
 /** How many of the SLA's bounds (RTT, loss, jitter) the link's measurements break. */
 export function slaMisses(link: LinkInput, sla: Sla | undefined): number {
   if (!sla) return 0;
@@ -164,11 +181,22 @@ function choose(p: PolicyInput, links: ReadonlyMap<string, LinkInput>): PolicyCh
   const prefs = p.spec.action.links.map((n) => links.get(n)).filter((l): l is LinkInput => l !== undefined);
   const withDscp = (a: DatapathAction): DatapathAction => (dscp !== undefined ? { ...a, dscp } : a);
   const at = p.current === undefined ? -1 : prefs.findIndex((l) => l.name === p.current);
-  const good = prefs.find((l, i) => usable(l) && meetsSla(l, sla, i < at ? SLA_MARGIN : 0));
-  if (good) return { ...base, action: withDscp({ redirectLink: good.id }), link: good.name, slaMet: true, reason: `first usable link of its preference: ${good.name}` };
+  const marginOf = (i: number) => (i < at ? SLA_MARGIN : 0);
+  const goodAt = prefs.findIndex((l, i) => usable(l) && meetsSla(l, sla, marginOf(i)));
+  // Why each link ahead of the choice was passed over: down, or the SLA bounds it breaks.
+  const passed = (upTo: number) =>
+    prefs
+      .slice(0, upTo)
+      .map((l, i) => `${l.name}: ${usable(l) ? slaBreaches(l, sla, marginOf(i)).join(', ') : 'not usable'}`)
+      .join('; ');
+  if (goodAt >= 0) {
+    const good = prefs[goodAt]!;
+    const reason = goodAt === 0 ? `first usable link of its preference: ${good.name}` : `${good.name}, first of its preference that is usable and meets its SLA (${passed(goodAt)})`;
+    return { ...base, action: withDscp({ redirectLink: good.id }), link: good.name, slaMet: true, reason };
+  }
   const degraded = bestAvailable(prefs, sla);
   if (degraded) {
-    return { ...base, action: withDscp({ redirectLink: degraded.id }), link: degraded.name, slaMet: false, reason: `no link meets the SLA; best usable: ${degraded.name}` };
+    return { ...base, action: withDscp({ redirectLink: degraded.id }), link: degraded.name, slaMet: false, reason: `no link meets the SLA (${passed(prefs.length)}); best usable: ${degraded.name}` };
   }
   const first = prefs[0];
   if (first) {

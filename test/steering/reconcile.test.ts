@@ -88,7 +88,18 @@ describe('desiredState: SLA hysteresis (a margin to win a policy back)', () => {
       [link(0, 'a', { rttMs: 90 }), link(1, 'b', { rttMs: 49 })],
       [{ name: 'p', id: 7, spec, current: 'a' }],
     );
-    expect(d.choices.get('p')).toMatchObject({ link: 'b', slaMet: true });
+    expect(d.choices.get('p')).toMatchObject({ link: 'b', slaMet: true, reason: 'b, first of its preference that is usable and meets its SLA (a: RTT 90 ms > 50 ms)' });
+  });
+
+  it('says why a preferred link was passed over, margin included', () => {
+    // Proves the failover/failback log line can name the bound that moved the sessions.
+    const d = desiredState(
+      [link(0, 'a', { rttMs: 46, lossPercent: 12 }), link(1, 'b', { rttMs: 5 })],
+      [{ name: 'p', id: 7, spec, current: 'b' }],
+    );
+    expect(d.choices.get('p')?.reason).toBe('b, first of its preference that is usable and meets its SLA (a: RTT 46 ms > 45 ms (50 ms less the 10% margin), loss 12% > 9% (10% less the 10% margin))');
+    const none = desiredState([link(0, 'a', { rttMs: 60 }), link(1, 'b', { up: false })], [{ name: 'p', id: 7, spec }]);
+    expect(none.choices.get('p')).toMatchObject({ link: 'a', slaMet: false, reason: 'no link meets the SLA (a: RTT 60 ms > 50 ms; b: not usable); best usable: a' });
   });
 });
 
