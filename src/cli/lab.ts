@@ -13,11 +13,15 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
 
 /** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
 export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');
+/** The delay line (scripts/delay-line.py) and the tc program it turns frames around with. */
+const DELAY_TOOL = fromRoot('scripts/delay-line.py');
+const DELAY_PROGRAM = fromRoot('build/bpf/lab_delay.bpf.o');
 
 export const EDGE = {
   wan0: { v4: '10.10.1.1', v6: 'fd10:1::1' },
@@ -151,6 +155,17 @@ export class WanLab {
     return child;
   }
 
+  /**
+   * A delay line on the frames a device sends (this kernel has no sch_netem): see
+   * scripts/delay-line.py. Resolves once it is ready; killed with the lab.
+   */
+  async delayLine(ns: string, dev: string): Promise<DelayLine> {
+    const child = this.spawn(ns, ['python3', DELAY_TOOL, dev, DELAY_PROGRAM]);
+    const line = new DelayLine(child);
+    await line.ready;
+    return line;
+  }
+
   /** Set a link down or up from the cloud side (carrier loss on the edge's wanN). */
   setCloudLink(dev: 'c0' | 'c1', up: boolean): void {
     sh('ip', ['-n', this.cloud, 'link', 'set', dev, up ? 'up' : 'down']);
@@ -228,5 +243,48 @@ export class IngressCounters {
       bytes[r.comment] = (bytes[r.comment] ?? 0) + (c?.bytes ?? 0);
     }
     return { packets, bytes };
+  }
+}
+
+/**
+ * Added delay and jitter on one device's outgoing frames, set while the lab runs:
+ *
+ *   const wan1Back = await lab.delayLine(lab.cloud, 'c1');   // the cloud -> edge half of wan1
+ *   await wan1Back.set(80);        // +80 ms
+ *   await wan1Back.set(0, 40);     // + uniform(0, 40) ms, in order
+ *   await wan1Back.set(0);         // no fault (frames held already still wait their time)
+ */
+export class DelayLine {
+  readonly ready: Promise<void>;
+  private readonly acks: (() => void)[] = [];
+  private err = '';
+
+  constructor(private readonly child: ChildProcess) {
+    child.stderr!.on('data', (d: Buffer) => (this.err += d.toString()));
+    this.ready = new Promise((resolve, reject) => {
+      child.once('exit', (code) => {
+        const why = new Error(`delay line exited ${code}: ${this.err}`);
+        reject(why);
+        for (const ack of this.acks.splice(0)) ack();
+      });
+      let first = true;
+      createInterface({ input: child.stdout! }).on('line', () => {
+        if (first) {
+          first = false;
+          resolve();
+        } else {
+          this.acks.shift()?.();
+        }
+      });
+    });
+  }
+
+  /** Set the delay; resolves when the delay line has (de)attached its program. */
+  async set(delayMs: number, jitterMs = 0): Promise<void> {
+    await this.ready;
+    if (this.child.exitCode !== null) throw new Error(`delay line exited ${this.child.exitCode}: ${this.err}`);
+    const acked = new Promise<void>((resolve) => this.acks.push(resolve));
+    this.child.stdin!.write(`${delayMs} ${jitterMs}\n`);
+    await acked;
   }
 }

@@ -3,7 +3,8 @@
  * reflector and a UDP sink in the cloud, `wansteer agent` in the edge probing both links with
  * the default settings, and policies that prefer wan1 (the link the main table does not use).
  *
- * Faults: carrier loss (the far end of wan1 set down) and drops on wan1's egress (drop()).
+ * Faults: carrier loss (the far end of wan1 set down), drops on wan1's egress (drop()), and
+ * delay and jitter on wan1's way back, the cloud's c1 (delay(): a delay line, no netem here).
  * Each steered flow is a 1 kpps UDP stream; the sink reports when its packets change ingress
  * link (CLOCK_MONOTONIC, shared by every namespace), so "fault -> first packet on the new link"
  * is measured on the wire, to the millisecond.
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { DelayLine } from '../../src/cli/lab.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,6 +31,7 @@ export const POLICIES: Record<string, { maxRttMs?: number; maxLossPercent?: numb
   plain: null,
   'loss-10': { maxLossPercent: 10 },
   'rtt-50': { maxRttMs: 50 },
+  'jitter-10': { maxJitterMs: 10 },
   'loss-50': { maxLossPercent: 50 },
 };
 
@@ -54,6 +57,7 @@ export class FailoverLab {
   readonly arrivals: Arrival[] = [];
   log = '';
   private agent: ChildProcess | undefined;
+  private wan1Back: DelayLine | undefined;
   private readonly pinDir = `/sys/fs/bpf/wst-${process.pid}-links`;
 
   private constructor(readonly lab: WanLab, private readonly dir: string) {}
@@ -92,7 +96,7 @@ export class FailoverLab {
     );
     const reflector = lab.spawn(lab.cloud, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', `${CLOUD.service.v4}:862`]);
     const sink = lab.spawn(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)]);
-    await Promise.all([firstLine(reflector, 'reflector'), firstLine(sink, 'sink')]);
+    [this.wan1Back] = await Promise.all([lab.delayLine(lab.cloud, 'c1'), firstLine(reflector, 'reflector'), firstLine(sink, 'sink')]);
     createInterface({ input: sink.stdout! }).on('line', (line) => {
       const [at, sport, dev] = line.split(' ');
       this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
@@ -220,6 +224,15 @@ export class FailoverLab {
     ];
     this.lab.exec(this.lab.edge, ['nft', '-f', '-'], script.join('\n') + '\n');
     return t;
+  }
+
+  /**
+   * Added delay (and jitter: uniform 0..jitterMs, no reordering) on every frame the cloud sends
+   * by c1, i.e. on wan1's way back; 0 removes the fault. Returns when it took effect.
+   */
+  async delay(ms: number, jitterMs = 0): Promise<bigint> {
+    await this.wan1Back!.set(ms, jitterMs);
+    return process.hrtime.bigint();
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Link failover on the wire: `wansteer agent` in the edge of a two-link lab, probing both links
  * with the default settings; policies prefer wan1; faults on wan1 — carrier loss, a blackhole
- * without carrier loss, random loss — and recovery. The time from the fault to the first packet
+ * without carrier loss, random loss, added delay and jitter — and recovery. The time from the fault to the first packet
  * of a steered 1 kpps UDP flow on the other link is measured in the cloud and printed.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -94,6 +94,47 @@ describePrivileged('link failover in network namespaces (default probe settings)
     expect(rig.changes(45003, start)).toEqual([]);
     expect(rig.linkChanges('loss-50', 'failover')).toBe(before.lenient);
     expect(rig.linkChanges('plain', 'failover')).toBe(before.plain);
+  }, 60_000);
+
+  it('delay beyond a 50 ms RTT SLA moves that policy only, and it comes back once under the SLA by the margin', async () => {
+    steer(45005, 'rtt-50', 30);
+    steer(45006, 'plain', 30);
+    await rig.arrival(45005, 'c1', 0n, 10_000);
+    await rig.arrival(45006, 'c1', 0n, 10_000);
+    const plainBefore = rig.linkChanges('plain', 'failover');
+
+    const fault = await rig.delay(80);
+    const moved = await rig.arrival(45005, 'c0', fault, 15_000);
+    console.log(`+80 ms on wan1 vs a 50 ms RTT SLA: moved after ${ms(moved - fault).toFixed(0)} ms (the RTT window must fill)`);
+    const slow = wan1();
+    expect(slow).toMatchObject({ up: true });
+    expect(slow.rttMs).toBeGreaterThan(50);
+    expect(slow.activeFor).toContain('plain'); // still up: only the SLA policy left it
+
+    const clear = await rig.delay(0);
+    const back = await rig.arrival(45005, 'c1', clear, 20_000);
+    console.log(`delay gone: back on wan1 after ${ms(back - clear).toFixed(0)} ms`);
+    expect(rig.linkChanges('rtt-50', 'failback')).toBeGreaterThanOrEqual(1);
+    expect(rig.log).toMatch(/"kind":"failback"[^\n]*"policy":"rtt-50"|"policy":"rtt-50"[^\n]*"kind":"failback"/);
+    expect(rig.changes(45006, fault)).toEqual([]);
+    expect(rig.linkChanges('plain', 'failover')).toBe(plainBefore);
+  }, 60_000);
+
+  it('jitter beyond a 10 ms jitter SLA moves that policy; its RTT-SLA neighbour stays', async () => {
+    await rig.waitLinks((ls) => ls.every((l) => l.up && (l.rttMs ?? 100) < 5), 20_000, 'the delay out of the RTT window');
+    steer(45007, 'jitter-10', 30);
+    steer(45008, 'rtt-50', 30);
+    await rig.arrival(45007, 'c1', 0n, 10_000);
+    await rig.arrival(45008, 'c1', 0n, 10_000);
+
+    const fault = await rig.delay(0, 40);
+    const moved = await rig.arrival(45007, 'c0', fault, 15_000);
+    console.log(`0-40 ms jitter on wan1 vs a 10 ms jitter SLA: moved after ${ms(moved - fault).toFixed(0)} ms`);
+    const view = wan1();
+    expect(view.jitterMs).toBeGreaterThan(10);
+    expect(view.rttMs).toBeLessThan(50);
+    expect(rig.changes(45008, fault)).toEqual([]);
+    await rig.delay(0);
   }, 60_000);
 
   it('shows live health in GET /v1/links and in the metrics', () => {
