@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
 import type { CliIo } from './explain.js';
-import { CLOUD, EDGE, IngressCounters, WanLab } from './lab.js';
+import { CLOUD, EDGE, IngressCounters, LabAgentClient, WanLab } from './lab.js';
 
 const NS_HTTP = fromRoot('scripts/ns-http.mjs');
 const PORT = 8080;
@@ -41,24 +41,6 @@ const DEVS = { wan0: 'c0', wan1: 'c1' } as const; // the cloud's end of each lin
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface HttpAnswer {
-  status: number;
-  headers: Record<string, string>;
-  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
-interface Req {
-  method?: string;
-  path: string;
-  headers?: Record<string, string>;
-  body?: unknown;
-}
-interface LinkView {
-  name: string;
-  up: boolean;
-  rttMs?: number;
-  reason?: string;
-  activeFor: string[];
-}
 
 export async function runDemo(argv: readonly string[], io: CliIo): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -111,6 +93,7 @@ class Demo {
   private readonly pinDir = `/sys/fs/bpf/wansteer-demo-${process.pid}`;
   private readonly logFile = join(this.dir, 'agent.log');
   private lab: WanLab | undefined;
+  private api!: LabAgentClient;
   private agent: ChildProcess | undefined;
   private log: WriteStream | undefined;
   private counters!: IngressCounters;
@@ -127,6 +110,7 @@ class Demo {
     const P = this.phaseSeconds;
     this.say('wansteer demo: a dual-WAN edge site in network namespaces, steered by the agent');
     const lab = (this.lab = WanLab.create('demo'));
+    this.api = new LabAgentClient(lab, lab.edge, AGENT, () => `the agent's log: ${this.logFile}`);
     this.say(`  edge  ${lab.edge}: wan0 ${EDGE.wan0.v4} "fibre" (default route), wan1 ${EDGE.wan1.v4} "LTE"`);
     this.say(`  cloud ${lab.cloud}: HTTP service ${HOST} at ${CLOUD.service.v4}:${PORT}, link-probe reflector`);
 
@@ -137,13 +121,13 @@ class Demo {
     this.writeConfig();
     await this.startAgent();
     this.say(`  agent in the edge: rules from examples/rules (VirtualService ${VS}: routes boss, minion), API ${AGENT}`);
-    await this.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 15_000, 'both links up and probed');
-    const rtt = (n: string) => this.links().find((l) => l.name === n)?.rttMs?.toFixed(2) ?? '?';
+    await this.api.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 15_000, 'both links up and probed');
+    const rtt = (n: string) => this.api.links().find((l) => l.name === n)?.rttMs?.toFixed(2) ?? '?';
     this.say(`  link health: wan0 up (rtt ${rtt('wan0')} ms), wan1 up (rtt ${rtt('wan1')} ms)`);
 
     // ---- policies over REST ------------------------------------------------------------------
     this.say('\n>>> policies, posted over REST (POST /v1/policies):');
-    const posted = this.http(
+    const posted = this.api.http(
       { method: 'POST', path: '/v1/policies', headers: this.auth(), body: policy('minion-lte', 'minion', ['wan1', 'wan0'], 'redirect') },
       { method: 'POST', path: '/v1/policies', headers: this.auth(), body: policy('boss-ef', 'boss', ['wan0', 'wan1'], 'both', 46) },
     );
@@ -162,7 +146,7 @@ class Demo {
     const streamMs = (3 * P + 6) * 1000;
     for (const user of USER_NAMES) {
       for (const sport of USERS[user]) {
-        const [a] = this.http({ method: 'POST', path: '/v1/sessions', body: session(sport, user) });
+        const [a] = this.api.http({ method: 'POST', path: '/v1/sessions', body: session(sport, user) });
         if (a?.body?.status !== 'steered') throw new Error(`session of ${user} not steered: ${JSON.stringify(a?.body)}`);
         this.say(`    ${user.padEnd(6)} ${EDGE.wan0.v4}:${sport} -> ${CLOUD.service.v4}:${PORT}  end-user: ${user.padEnd(6)}  => ${a.body.policy}, link ${a.body.link}`);
         const upload = lab.spawn(lab.edge, [process.execPath, NS_HTTP, 'upload', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(PORT), HOST, user, String(streamMs)]);
@@ -178,18 +162,18 @@ class Demo {
     const phase1 = await table.run(P);
 
     // ---- policy change over REST --------------------------------------------------------------
-    const [current] = this.http({ path: '/v1/policies/boss-ef' });
-    const tag = current?.headers.etag;
+    const [current] = this.api.http({ path: '/v1/policies/boss-ef' });
+    const tag = current?.headers?.etag;
     if (current?.status !== 200 || !tag) throw new Error(`GET /v1/policies/boss-ef answered ${current?.status}`);
     this.say(`\n>>> policy change over REST: PUT /v1/policies/boss-ef (If-Match: ${tag}) links [wan1 LTE, wan0 fibre], still EF`);
-    const [put] = this.http({
+    const [put] = this.api.http({
       method: 'PUT',
       path: '/v1/policies/boss-ef',
       headers: { ...this.auth(), 'if-match': tag },
       body: { spec: policy('boss-ef', 'boss', ['wan1', 'wan0'], 'both', 46).spec },
     });
     if (put?.status !== 200) throw new Error(`PUT /v1/policies/boss-ef answered ${put?.status}: ${JSON.stringify(put?.body)}`);
-    this.say(`    200, new ETag ${put.headers.etag}; the boss's running sessions follow: one policy-table write`);
+    this.say(`    200, new ETag ${put.headers?.etag}; the boss's running sessions follow: one policy-table write`);
     await sleep(100);
     table.mark();
     const phase2 = await table.run(P);
@@ -202,7 +186,7 @@ class Demo {
     const movedNs = await this.firstBytesOnFibre(before, fault, 3000);
     const movedMs = Number(movedNs - fault) / 1e6;
     this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${movedMs.toFixed(0)} ms after the fault (measured in the cloud)`);
-    const wan1 = await this.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down');
+    const wan1 = await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down');
     const w1 = wan1.find((l) => l.name === 'wan1')!;
     const w0 = wan1.find((l) => l.name === 'wan0')!;
     this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}"; wan0 now carries [${w0.activeFor.join(', ')}]`);
@@ -295,42 +279,7 @@ class Demo {
     const agent = (this.agent = lab.spawn(lab.edge, [...this.self(), 'agent', '--config', join(this.dir, 'config.yaml')]));
     agent.stdout!.pipe(this.log, { end: false });
     agent.stderr!.pipe(this.log, { end: false });
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      if (agent.exitCode !== null) throw new Error(`the agent exited (${agent.exitCode}); its log: ${this.logFile}`);
-      if (this.http({ path: '/readyz' })[0]?.status === 200) return;
-      await sleep(200);
-    }
-    throw new Error(`the agent was not ready in 30 s; its log: ${this.logFile}`);
-  }
-
-  /** HTTP requests to the agent from inside the edge namespace (source address: wan0's). */
-  private http(...reqs: Req[]): HttpAnswer[] {
-    const lab = this.lab!;
-    const job = {
-      http: reqs.map((r) => ({
-        method: r.method ?? 'GET',
-        url: AGENT + r.path,
-        headers: { ...(r.body !== undefined ? { 'content-type': 'application/json' } : {}), ...r.headers },
-        body: r.body === undefined ? undefined : JSON.stringify(r.body),
-      })),
-    };
-    return JSON.parse(lab.exec(lab.edge, [process.execPath, NS_HTTP, 'call'], JSON.stringify(job))) as HttpAnswer[];
-  }
-
-  private links(): LinkView[] {
-    return (this.http({ path: '/v1/links' })[0]?.body?.items ?? []) as LinkView[];
-  }
-
-  private async waitLinks(ok: (links: LinkView[]) => boolean, timeoutMs: number, what: string): Promise<LinkView[]> {
-    const deadline = Date.now() + timeoutMs;
-    let last: LinkView[] = [];
-    while (Date.now() < deadline) {
-      last = this.links();
-      if (ok(last)) return last;
-      await sleep(100);
-    }
-    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}; the agent's log: ${this.logFile}`);
+    await this.api.waitReady(agent, 30_000);
   }
 
   /** When both users' bytes first arrive over the fibre after `fault` (polling the counters). */

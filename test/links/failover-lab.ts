@@ -15,11 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { DelayLine } from '../../src/cli/lab.js';
+import { LabAgentClient, type DelayLine, type LabLinkView, type LabRequest } from '../../src/cli/lab.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLIENT = join(ROOT, 'test/helpers/ns-client.mjs');
 const ARRIVALS = join(ROOT, 'test/links/udp-arrivals.py');
 const MAIN = join(ROOT, 'src/cli/main.ts');
 const AGENT = `http://${EDGE.wan0.v4}:9090`;
@@ -41,15 +40,7 @@ export interface Arrival {
   dev: string;
 }
 
-export interface LinkView {
-  name: string;
-  up: boolean;
-  rttMs?: number;
-  lossPercent?: number;
-  jitterMs?: number;
-  reason?: string;
-  activeFor: string[];
-}
+export type LinkView = LabLinkView;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -58,9 +49,12 @@ export class FailoverLab {
   log = '';
   private agent: ChildProcess | undefined;
   private wan1Back: DelayLine | undefined;
+  private readonly api: LabAgentClient;
   private readonly pinDir = `/sys/fs/bpf/wst-${process.pid}-links`;
 
-  private constructor(readonly lab: WanLab, private readonly dir: string) {}
+  private constructor(readonly lab: WanLab, private readonly dir: string) {
+    this.api = new LabAgentClient(lab, lab.edge, AGENT, () => `the agent's log:\n${this.log.slice(-3000)}`);
+  }
 
   static async start(tag = 'links'): Promise<FailoverLab> {
     const lab = WanLab.create(tag);
@@ -104,12 +98,7 @@ export class FailoverLab {
     this.agent = lab.spawn(lab.edge, [process.execPath, '--import', 'tsx', MAIN, 'agent', '--config', join(dir, 'config.yaml')]);
     this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
     this.agent.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (this.agent.exitCode !== null) throw new Error(`agent exited ${this.agent.exitCode}: ${this.log}`);
-      if (this.http({ path: '/readyz' })[0]?.status === 200) break;
-      await sleep(200);
-    }
+    await this.api.waitReady(this.agent, 20_000);
     await this.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 10_000, 'both links up and measured');
   }
 
@@ -130,20 +119,12 @@ export class FailoverLab {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  http(...reqs: { method?: string; path: string; body?: unknown }[]): { status: number; body: any }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
-    const job = {
-      http: reqs.map((r) => ({
-        method: r.method ?? 'GET',
-        url: AGENT + r.path,
-        headers: r.body !== undefined ? { 'content-type': 'application/json' } : {},
-        body: r.body === undefined ? undefined : JSON.stringify(r.body),
-      })),
-    };
-    return JSON.parse(this.lab.exec(this.lab.edge, [process.execPath, CLIENT], JSON.stringify(job)));
+  http(...reqs: LabRequest[]): { status: number; body: any }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+    return this.api.http(...reqs);
   }
 
   links(): LinkView[] {
-    return this.http({ path: '/v1/links' })[0]!.body.items;
+    return this.api.links();
   }
 
   /** wansteer_link_changes_total{policy,kind}, 0 when absent. */
@@ -153,15 +134,8 @@ export class FailoverLab {
     return m ? Number(m[1]) : 0;
   }
 
-  async waitLinks(ok: (links: LinkView[]) => boolean, timeoutMs: number, what: string): Promise<LinkView[]> {
-    const deadline = Date.now() + timeoutMs;
-    let last: LinkView[] = [];
-    while (Date.now() < deadline) {
-      last = this.links();
-      if (ok(last)) return last;
-      await sleep(100);
-    }
-    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}\n${this.log.slice(-3000)}`);
+  waitLinks(ok: (links: LinkView[]) => boolean, timeoutMs: number, what: string): Promise<LinkView[]> {
+    return this.api.waitLinks(ok, timeoutMs, what);
   }
 
   /** Report a session of user `user` from EDGE.wan0:sport to the sink and start its stream. */
