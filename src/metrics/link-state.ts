@@ -6,21 +6,13 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { PolicyStatus } from '../steering/engine.js';
 import type { SteeringEngine } from '../steering/types.js';
+import { linkGauge } from './per-link.js';
 
 export function registerLinkState(
   registry: Registry,
   engine: Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] },
 ): void {
-  new Gauge({
-    name: 'wansteer_link_up',
-    help: 'Whether the WAN link can carry traffic (1) or not (0).',
-    labelNames: ['link'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const l of engine.links()) this.set({ link: l.name }, l.up ? 1 : 0);
-    },
-  });
+  linkGauge(registry, 'wansteer_link_up', 'Whether the WAN link can carry traffic (1) or not (0).', () => engine.links().map((l) => [l.name, l.up ? 1 : 0] as const));
   new Gauge({
     name: 'wansteer_link_active',
     help: 'Whether the link carries the policy\'s traffic now (1), or is a standby in its preference (0).',

@@ -87,6 +87,26 @@ describe('createRegistry', () => {
     expect(dp.counterReads).toBe(1); // three families, one read of the BPF counters
   });
 
+  it('exports the link monitor\'s figures in seconds and ratios, with no series for a figure not measured', async () => {
+    // Proves wansteer_link_rtt_seconds, _loss_ratio and _jitter_seconds: units, labels, absence.
+    const dp = new CountingDatapath(4096, IFINDEX);
+    const engine = startedEngine(dp, state.dir);
+    const registry = createRegistry({ engine, datapath: dp });
+    expect([...samples(await registry.metrics()).keys()].filter((k) => /^wansteer_link_(rtt|loss|jitter)/.test(k))).toEqual([]);
+    engine.setLinkHealth('fibre', { up: true, rttMs: 12.5, lossPercent: 2, jitterMs: 1.5 });
+    engine.setLinkHealth('lte', { up: false, rttMs: 80 });
+    const text = await registry.metrics();
+    const s = samples(text);
+    expect(s.get('wansteer_link_rtt_seconds{link="fibre"}')).toBe(0.0125);
+    expect(s.get('wansteer_link_rtt_seconds{link="lte"}')).toBe(0.08);
+    expect(s.get('wansteer_link_loss_ratio{link="fibre"}')).toBe(0.02);
+    expect(s.get('wansteer_link_jitter_seconds{link="fibre"}')).toBe(0.0015);
+    expect(s.has('wansteer_link_loss_ratio{link="lte"}')).toBe(false);
+    expect(s.has('wansteer_link_jitter_seconds{link="lte"}')).toBe(false);
+    expect(text).toContain('# TYPE wansteer_link_rtt_seconds gauge');
+    expect(text).toContain('# HELP wansteer_link_loss_ratio Share of probes lost over the probe window (0..1).');
+  });
+
   it('bounds the per-policy flow walk: at most once per interval, never above the size limit', async () => {
     // Proves the cost bound of wansteer_policy_flows.
     const dp = new CountingDatapath(4096, IFINDEX);
