@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 // HTTP and gRPC from inside a lab namespace, run under nsenter by `wansteer demo` and the tests
 // (plain JavaScript so it starts fast; the demo must not depend on the test helpers).
-//   ns-http.mjs [call]                reads one JSON job from stdin, prints one JSON answer (one line):
+//   ns-http.mjs call                  reads one JSON job from stdin, prints one JSON answer (one line):
 //                                       {"http": [{method, url, headers, body(string)}...]}
 //                                         -> [{status, headers, body} | {status: 0, error}]
 //                                       {"grpc": {target, method: "report"|"reportBatch", request}}
 //                                         -> {ok: true, response} | {ok: false, code, details, metadata}
-//                                     `call` is the default when stdin is not a terminal
 //   ns-http.mjs serve PORT            the cloud service: HTTP on all addresses, reads each
 //                                     request's body to its end; prints "ready"
 //   ns-http.mjs upload SRC SPORT DST DPORT HOST USER MS
@@ -16,9 +15,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const argv = process.argv.slice(2);
-const mode = argv[0] ?? (process.stdin.isTTY ? undefined : 'call');
-const args = argv.slice(1);
+const [mode, ...args] = process.argv.slice(2);
 
 function request({ method = 'GET', url, headers = {}, body }) {
   return new Promise((resolve) => {
@@ -94,6 +91,6 @@ if (mode === 'call') {
   socket.on('data', () => {});
   socket.on('close', () => process.exit(0));
 } else {
-  console.error('usage: ns-http.mjs [call] < JOB | serve PORT | upload SRC SPORT DST DPORT HOST USER MS');
+  console.error('usage: ns-http.mjs call < JOB | serve PORT | upload SRC SPORT DST DPORT HOST USER MS');
   process.exit(2);
 }
