@@ -9,8 +9,10 @@
  *
  *   1. policies posted over REST: minion -> LTE, boss -> fibre marked EF (DSCP 46)
  *   2. the boss policy replaced over REST (If-Match): boss -> LTE too
- *   3. LTE fails (carrier loss); the agent's link monitor moves both users to the fibre;
- *      the time from the fault to both users' first bytes on the fibre is measured in the cloud
+ *   3. LTE goes dark (every packet dropped, carrier up): the probes notice, both users move to
+ *      the fibre; 4. LTE heals: both move back after the hysteresis; 5. LTE loses its carrier:
+ *      both move to the fibre at once. The time from each fault (or recovery) to both users'
+ *      first bytes on the other link is measured in the cloud.
  *
  * The demo reports each session to the agent over the same HTTP API the Envoy filter uses,
  * standing in for the sidecar. The table shows what the cloud receives, per user and link,
@@ -40,6 +42,7 @@ const LINK_LABEL = { wan0: 'fibre', wan1: 'LTE' } as const;
 const DEVS = { wan0: 'c0', wan1: 'c1' } as const; // the cloud's end of each link
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ms = (ns: bigint) => Number(ns) / 1e6;
 
 
 export async function runDemo(argv: readonly string[], io: CliIo): Promise<number> {
@@ -143,7 +146,7 @@ class Demo {
     );
     this.say('\n>>> requests: each user POSTs long uploads to the cloud service, two connections each');
     this.say('    reporting sessions as the Envoy sidecar would (POST /v1/sessions): the demo stands in for the sidecar');
-    const streamMs = (3 * P + 6) * 1000;
+    const streamMs = (5 * P + 12) * 1000;
     for (const user of USER_NAMES) {
       for (const sport of USERS[user]) {
         const [a] = this.api.http({ method: 'POST', path: '/v1/sessions', body: session(sport, user) });
@@ -178,20 +181,39 @@ class Demo {
     table.mark();
     const phase2 = await table.run(P);
 
-    // ---- link failure -------------------------------------------------------------------------
-    this.say('\n>>> LTE fails: carrier lost on wan1 (ip -n cloud link set c1 down); nobody tells the agent');
-    const before = this.counters.readBoth().bytes;
-    const fault = process.hrtime.bigint();
-    lab.setCloudLink('c1', false);
-    const movedNs = await this.firstBytesOnFibre(before, fault, 3000);
-    const movedMs = Number(movedNs - fault) / 1e6;
-    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${movedMs.toFixed(0)} ms after the fault (measured in the cloud)`);
-    const wan1 = await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down');
-    const w1 = wan1.find((l) => l.name === 'wan1')!;
-    const w0 = wan1.find((l) => l.name === 'wan0')!;
-    this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}"; wan0 now carries [${w0.activeFor.join(', ')}]`);
+    // ---- LTE goes dark: carrier up, nothing gets through ------------------------------------
+    this.say('\n>>> LTE goes dark: every packet into wan1 vanishes, its carrier stays up (nft drop on wan1); nobody tells the agent');
+    let before = this.counters.readBoth().bytes;
+    const dark = lab.drop('wan1', 100);
+    const darkMs = ms((await this.firstBytesOn('c0', before, dark, 3000)) - dark);
+    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${darkMs.toFixed(0)} ms after the fault (measured in the cloud)`);
+    let w1 = (await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down')).find((l) => l.name === 'wan1')!;
+    this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}": the probes noticed`);
     table.mark();
     const phase3 = await table.run(Math.max(2, P - 1));
+
+    // ---- LTE comes back: failback after the hysteresis ---------------------------------------
+    this.say('\n>>> LTE comes back (drop removed): the agent waits for 10 answered probes in a row, then moves both users back');
+    before = this.counters.readBoth().bytes;
+    const healed = lab.drop('wan1', null);
+    const backMs = ms((await this.firstBytesOn('c1', before, healed, 5000)) - healed);
+    this.say(`    failback: both users' traffic back on wan1 (LTE) ${backMs.toFixed(0)} ms after the link healed`);
+    table.mark();
+    const phase4 = await table.run(Math.max(2, P - 1));
+
+    // ---- LTE fails: carrier loss -------------------------------------------------------------
+    this.say('\n>>> LTE fails: carrier lost on wan1 (ip -n cloud link set c1 down); nobody tells the agent');
+    before = this.counters.readBoth().bytes;
+    const fault = process.hrtime.bigint();
+    lab.setCloudLink('c1', false);
+    const movedMs = ms((await this.firstBytesOn('c0', before, fault, 3000)) - fault);
+    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${movedMs.toFixed(0)} ms after the fault (measured in the cloud)`);
+    const links = await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down');
+    w1 = links.find((l) => l.name === 'wan1')!;
+    const w0 = links.find((l) => l.name === 'wan0')!;
+    this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}"; wan0 now carries [${w0.activeFor.join(', ')}]`);
+    table.mark();
+    const phase5 = await table.run(Math.max(2, P - 1));
 
     // ---- summary ------------------------------------------------------------------------------
     this.say('\nsummary: kB the cloud received per user and link in each phase');
@@ -203,19 +225,25 @@ class Demo {
       );
     row('1 policies as posted', phase1);
     row('2 boss moved to LTE', phase2);
-    row('3 after LTE failed', phase3);
+    row('3 LTE dark, carrier up', phase3);
+    row('4 LTE back', phase4);
+    row('5 LTE carrier lost', phase5);
+    this.say(`  blackhole: fault -> both users on fibre ${darkMs.toFixed(0)} ms; healed -> both back on LTE ${backMs.toFixed(0)} ms`);
     this.say(`  failover time (fault -> both users on fibre): ${movedMs.toFixed(0)} ms`);
 
     const on = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.bytes[`${user}|${DEVS[link]}`] ?? 0) > 0;
+    const fibreOnly = (s: PhaseTotals) => on(s, 'boss', 'wan0') && on(s, 'minion', 'wan0') && !on(s, 'boss', 'wan1') && !on(s, 'minion', 'wan1');
     const problems = [
       !(on(phase1, 'minion', 'wan1') && !on(phase1, 'minion', 'wan0')) && 'phase 1: minion not on LTE only',
       !(on(phase1, 'boss', 'wan0') && !on(phase1, 'boss', 'wan1')) && 'phase 1: boss not on fibre only',
       !(on(phase2, 'boss', 'wan1') && !on(phase2, 'boss', 'wan0')) && 'phase 2: boss not on LTE only',
-      !(on(phase3, 'boss', 'wan0') && on(phase3, 'minion', 'wan0') && !on(phase3, 'boss', 'wan1') && !on(phase3, 'minion', 'wan1')) &&
-        'phase 3: traffic not on fibre only',
+      !fibreOnly(phase3) && 'phase 3: traffic not on fibre only',
+      !(on(phase4, 'boss', 'wan1') && on(phase4, 'minion', 'wan1') && !on(phase4, 'boss', 'wan0') && !on(phase4, 'minion', 'wan0')) &&
+        'phase 4: traffic not back on LTE only',
+      !fibreOnly(phase5) && 'phase 5: traffic not on fibre only',
     ].filter((p): p is string => typeof p === 'string');
     if (problems.length > 0) throw new Error(problems.join('; '));
-    this.say('result: ok — minion on LTE, boss moved to LTE by the policy change, both on fibre after the failure');
+    this.say('result: ok — minion on LTE, boss moved to LTE by the policy change, both on fibre while LTE was dark, back on LTE once it healed, on fibre again after its carrier was lost');
   }
 
   /** Stop everything this demo started; idempotent. `ok` false (a failure) keeps the agent's log. */
@@ -282,17 +310,18 @@ class Demo {
     await this.api.waitReady(agent, 30_000);
   }
 
-  /** When both users' bytes first arrive over the fibre after `fault` (polling the counters). */
-  private async firstBytesOnFibre(before: Record<string, number>, fault: bigint, timeoutMs: number): Promise<bigint> {
+  /** When both users' bytes first arrive by the cloud's `dev` after `fault` (polling the counters). */
+  private async firstBytesOn(dev: 'c0' | 'c1', before: Record<string, number>, fault: bigint, timeoutMs: number): Promise<bigint> {
     const seen: Partial<Record<User, bigint>> = {};
     while (process.hrtime.bigint() - fault < BigInt(timeoutMs) * 1_000_000n) {
       const now = this.counters.readBoth().bytes;
       const t = process.hrtime.bigint();
-      for (const u of USER_NAMES) if (seen[u] === undefined && (now[`${u}|c0`] ?? 0) > (before[`${u}|c0`] ?? 0)) seen[u] = t;
+      for (const u of USER_NAMES) if (seen[u] === undefined && (now[`${u}|${dev}`] ?? 0) > (before[`${u}|${dev}`] ?? 0)) seen[u] = t;
       if (USER_NAMES.every((u) => seen[u] !== undefined)) return USER_NAMES.map((u) => seen[u]!).reduce((a, b) => (a > b ? a : b));
       await sleep(2);
     }
-    throw new Error(`no failover seen within ${timeoutMs} ms (first bytes on wan0: ${JSON.stringify(Object.keys(seen))}); the agent's log: ${this.logFile}`);
+    const link = dev === 'c0' ? 'wan0' : 'wan1';
+    throw new Error(`no move to ${link} seen within ${timeoutMs} ms (first bytes on ${link}: ${JSON.stringify(Object.keys(seen))}); the agent's log: ${this.logFile}`);
   }
 }
 

@@ -168,6 +168,24 @@ export class WanLab {
     return line;
   }
 
+  /**
+   * Drop packets leaving the edge by `link`: all of them (a blackhole without carrier loss) or a
+   * random share; null removes the fault. This kernel has no sch_netem, so the drop is an
+   * nftables rule on the link's netdev egress hook, which steered packets (bpf_redirect_neigh)
+   * pass through too, as they would a netem qdisc. Returns when the fault took effect.
+   */
+  drop(link: 'wan0' | 'wan1', percent: number | null): bigint {
+    const table = `wsfault_${link}`;
+    const verdict = percent === null ? [] : percent >= 100 ? [`add rule netdev ${table} e drop`] : [`add rule netdev ${table} e numgen random mod 100 < ${percent} drop`];
+    const script = [
+      `add table netdev ${table}`,
+      `delete table netdev ${table}`,
+      ...(percent === null ? [] : [`add table netdev ${table}`, `add chain netdev ${table} e { type filter hook egress device ${link} priority 0; policy accept; }`, ...verdict]),
+    ];
+    this.exec(this.edge, ['nft', '-f', '-'], script.join('\n') + '\n');
+    return process.hrtime.bigint();
+  }
+
   /** Set a link down or up from the cloud side (carrier loss on the edge's wanN). */
   setCloudLink(dev: 'c0' | 'c1', up: boolean): void {
     sh('ip', ['-n', this.cloud, 'link', 'set', dev, up ? 'up' : 'down']);

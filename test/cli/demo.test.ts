@@ -1,8 +1,8 @@
 /**
  * `wansteer demo` as a person runs it: a child process, run twice in a row (it must be
  * re-runnable), phases shortened. What it prints must show the steering of issue 7 — minion on
- * LTE, boss moved to LTE by the REST policy change, both on the fibre after LTE fails within a
- * second — and it must leave no namespace, pin or temporary directory behind.
+ * LTE, boss moved to LTE by the REST policy change, both on the fibre while LTE is dark, back on
+ * LTE after it heals, on the fibre within a second of LTE's carrier loss — and it must leave no namespace, pin or temporary directory behind.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -66,19 +66,29 @@ describePrivileged('wansteer demo', () => {
       expect(two.boss[1]).toBeGreaterThan(100);
       expect(two.minion[0]).toBe(0);
 
-      const three = phase(out, '3 after LTE failed');
-      expect(three.boss[1]).toBe(0);
-      expect(three.minion[1]).toBe(0);
       // Both users arrive over the fibre; a connection may sit in TCP loss recovery for part of
-      // the phase (segments dropped on the dead link), so only "some" traffic is asserted.
-      expect(three.boss[0], out).toBeGreaterThan(0);
-      expect(three.minion[0], out).toBeGreaterThan(0);
+      // a phase (segments dropped on the dead link), so only "some" traffic is asserted.
+      for (const label of ['3 LTE dark, carrier up', '5 LTE carrier lost']) {
+        const p = phase(out, label);
+        expect([p.boss[1], p.minion[1]], `${label}: nothing on LTE\n${out}`).toEqual([0, 0]);
+        expect(p.boss[0], out).toBeGreaterThan(0);
+        expect(p.minion[0], out).toBeGreaterThan(0);
+      }
+      const four = phase(out, '4 LTE back');
+      expect([four.boss[0], four.minion[0]], `after the failback nothing on the fibre\n${out}`).toEqual([0, 0]);
+      expect(four.boss[1]).toBeGreaterThan(0);
+      expect(four.minion[1]).toBeGreaterThan(0);
 
+      const dark = /blackhole: fault -> both users on fibre (\d+) ms; healed -> both back on LTE (\d+) ms/.exec(out);
+      expect(dark, out).not.toBeNull();
+      expect(Number(dark![1])).toBeLessThan(1500); // probes: ~0.55 s, plus a TCP retransmission
+      expect(Number(dark![2])).toBeGreaterThan(800); // failback waits for 10 answered probes, 100 ms apart
+      expect(out).toMatch(/wan1 up=false reason "\d+ probes lost in a row/);
       const failover = /failover time \(fault -> both users on fibre\): (\d+) ms/.exec(out);
       expect(failover, out).not.toBeNull();
       expect(Number(failover![1])).toBeLessThan(1000);
       expect(out).toMatch(/wan1 up=false reason "no carrier"/);
-      console.log(`demo round ${round}: failover ${failover![1]} ms`);
+      console.log(`demo round ${round}: blackhole failover ${dark![1]} ms, failback ${dark![2]} ms, carrier failover ${failover![1]} ms`);
 
       // Nothing left behind by that process.
       expect(sh('ip', ['netns', 'list'])).not.toContain(`wst${run.pid}-`);

@@ -182,21 +182,10 @@ export class FailoverLab {
     return t;
   }
 
-  /**
-   * Drop packets leaving the edge by wan1: all of them (a blackhole without carrier loss) or a
-   * random share; null removes the fault. This kernel has no sch_netem, so the drop is an
-   * nftables rule on wan1's netdev egress hook, which steered packets (bpf_redirect_neigh)
-   * pass through too, as they would a netem qdisc.
-   */
+  /** Drop all (a blackhole) or a random share of the packets leaving the edge by wan1; null: none. */
   drop(percent: number | null): bigint {
     const t = process.hrtime.bigint();
-    const rule = percent === null ? [] : percent >= 100 ? ['add rule netdev wsfault e drop'] : [`add rule netdev wsfault e numgen random mod 100 < ${percent} drop`];
-    const script = [
-      'add table netdev wsfault',
-      'delete table netdev wsfault',
-      ...(percent === null ? [] : ['add table netdev wsfault', 'add chain netdev wsfault e { type filter hook egress device wan1 priority 0; policy accept; }', ...rule]),
-    ];
-    this.lab.exec(this.lab.edge, ['nft', '-f', '-'], script.join('\n') + '\n');
+    this.lab.drop('wan1', percent);
     return t;
   }
 
