@@ -226,15 +226,20 @@ describe('policies and links', () => {
     expect(dp.listPolicies().get(idFile().ids['minion-to-lte']!)).toEqual({ redirectLink: 0, dscp: 10 });
   });
 
-  it('prefers a link that meets the SLA, and falls back to the first usable one', () => {
-    // Proves the simple SLA rule on the link choice.
+  /** A started engine with one policy, `video`: LTE first, then fibre, within 50 ms RTT. */
+  const videoOverLte = () => {
     const dp = memoryDatapath();
-    const sla = policy('video', {
+    const video = policy('video', {
       match: { route: { virtualService: 'default/plain' } },
       action: { links: ['lte', 'fibre'], mode: 'redirect', sla: { maxRttMs: 50 } },
     });
-    const engine = startedEngine(dp, state.dir, { policies: [sla] });
-    const id = idFile().ids.video!;
+    const engine = startedEngine(dp, state.dir, { policies: [video] });
+    return { dp, engine, id: idFile().ids.video! };
+  };
+
+  it('prefers a link that meets the SLA, and falls back to the first usable one', () => {
+    // Proves the simple SLA rule on the link choice.
+    const { dp, engine, id } = videoOverLte();
     engine.setLinkHealth('lte', { up: true, rttMs: 120 });
     expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 0 });
     engine.setLinkHealth('fibre', { up: true, rttMs: 80 });
@@ -244,13 +249,7 @@ describe('policies and links', () => {
 
   it('takes a policy back to its preferred link only once that link is under the SLA by a margin', () => {
     // Proves SLA hysteresis through the engine: the last choice is the "current" link of the next reconcile.
-    const dp = memoryDatapath();
-    const sla = policy('video', {
-      match: { route: { virtualService: 'default/plain' } },
-      action: { links: ['lte', 'fibre'], mode: 'redirect', sla: { maxRttMs: 50 } },
-    });
-    const engine = startedEngine(dp, state.dir, { policies: [sla] });
-    const id = idFile().ids.video!;
+    const { dp, engine, id } = videoOverLte();
     engine.setLinkHealth('fibre', { up: true, rttMs: 10 });
     engine.setLinkHealth('lte', { up: true, rttMs: 49 });
     expect(dp.listPolicies().get(id)).toEqual({ redirectLink: 1 });
