@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { runRender } from '../../src/cli/render.js';
 import { fromRoot } from '../../src/config/paths.js';
-import { eventsOf, luajitMissing, reportsOf, runFilter } from '../envoy/driver.js';
+import { eventsOf, LUAJIT, reportsOf, runFilter } from '../envoy/driver.js';
+import { requireTool } from '../helpers/tools.js';
 
 const RULES = fromRoot('examples/rules');
 const POLICIES = fromRoot('examples/policies.yaml');
@@ -54,7 +55,7 @@ describe('wansteer render envoyfilter', () => {
     expect(typed.default_source_code.inline_string).not.toContain('require(');
   });
 
-  it.skipIf(luajitMissing())('ships Lua that runs on its own in LuaJIT and reports the headers the rules match on', async () => {
+  requireTool('luajit', LUAJIT).it('ships Lua that runs on its own in LuaJIT and reports the headers the rules match on', async () => {
     const r = await render(['--rules', RULES]);
     const source = named(r.docs, 'wansteer-session-report-sidecar-inbound').spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string;
     const events = await runFilter({

@@ -6,22 +6,21 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../../src/cli/agent.js';
 import { filterSource, readFilterFiles } from '../../src/cli/render/lua-source.js';
 import { loadConfig } from '../../src/config/load.js';
 import { fromRoot } from '../../src/config/paths.js';
-import { eventsOf, luajitMissing, runFilter } from './driver.js';
+import { eventsOf, LUAJIT, runFilter } from './driver.js';
 import { Datapath } from '../../src/datapath/index.js';
 import { privilegeProblem } from '../helpers/privilege.js';
+import { requireTool } from '../helpers/tools.js';
 
 // The links' interfaces do not exist here, so nothing is attached: only the maps are used.
 const kernel = !privilegeProblem;
 const pinDir = `/sys/fs/bpf/wst-${process.pid}-envoy`;
 
-const skip = luajitMissing();
-
-describe.skipIf(skip)(`Lua filter → agent → datapath${skip ? ` (skipped: ${skip})` : ''}`, () => {
+requireTool('luajit', LUAJIT).describe('Lua filter → agent → datapath', () => {
   let dir: string;
   let agent: RunningAgent;
 

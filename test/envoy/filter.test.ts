@@ -2,11 +2,10 @@
 // Envoy's stream handle API: the exact report it sends per placement and address family, that it
 // sends nothing and breaks nothing when fields are missing or Envoy calls fail, that it never
 // blocks or alters the request, and that it reports a connection once.
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { filterSource, readFilterFiles, type FilterConfig, type Placement } from '../../src/cli/render/lua-source.js';
-import { eventsOf, luajitMissing, reportsOf, runFilter, type HarnessEvent, type RequestScenario } from './driver.js';
-
-const skip = luajitMissing();
+import { requireTool } from '../helpers/tools.js';
+import { eventsOf, LUAJIT, reportsOf, runFilter, type HarnessEvent, type RequestScenario } from './driver.js';
 
 function config(placement: Placement, headers = ['end-user', 'x-tier']): FilterConfig {
   return { placement, cluster: 'wansteer-agent', authority: 'wansteer-agent', path: '/v1/sessions', timeout_ms: 200, headers };
@@ -43,7 +42,7 @@ function expectUntouched(events: HarnessEvent[]): void {
   expect(eventsOf(events, 'globals')).toEqual([{ event: 'globals', added: ['envoy_on_request'] }]);
 }
 
-describe.skipIf(skip)(`wansteer Lua filter in LuaJIT${skip ? ` (skipped: ${skip})` : ''}`, () => {
+requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
   it('sends the exact IPv4 inbound report, fire and forget, to the agent cluster', async () => {
     const events = await runFilter({ config: config('sidecar-inbound'), requests: [request()] });
     const calls = eventsOf(events, 'httpCall');
