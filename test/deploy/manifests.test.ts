@@ -109,12 +109,16 @@ describe.each([
     expect(find(objects, 'CustomResourceDefinition').map((n) => n.metadata.name)).toEqual(['wanpolicies.wansteer.io']);
   });
 
+  // Optional, under CI too: scripts/setup.sh installs no kubectl, because Debian 12's only one
+  // (kubernetes-client, kubectl 1.20) embeds kustomize v2.0.3, which cannot build these
+  // kustomizations (a directory such as ../crds under `resources:`, the `patches:` field); a
+  // current kubectl (1.32 checked) can. Where one is installed, its build must equal the test's own.
   it('as kubectl kustomize builds it', (ctx) => {
     let out: string;
     try {
       out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
-      if ((err as { code?: string }).code === 'ENOENT') return ctx.skip('kubectl is not installed: the test\'s own kustomize stands alone');
+      if ((err as { code?: string }).code === 'ENOENT') return ctx.skip('kubectl is not installed (optional: Debian 12\'s is too old to build these): the test\'s own kustomize stands alone');
       throw err;
     }
     const theirs = loadAllFromString(out);
