@@ -3,7 +3,6 @@
  * event per line of the harness's output. Scenarios are plain objects, written as a Lua table.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,10 +12,6 @@ import { fromRoot } from '../../src/config/paths.js';
 export const LUAJIT = '/usr/bin/luajit';
 export const HARNESS = fromRoot('test/envoy/harness.lua');
 export const FILTER = fromRoot('envoy-filters/wansteer.lua');
-
-export function luajitMissing(): string | undefined {
-  return existsSync(LUAJIT) ? undefined : `${LUAJIT} is not installed (apt-get install luajit)`;
-}
 
 export interface RequestScenario {
   connection?: number;

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { LabAgentClient, type DelayLine, type LabLinkView, type LabRequest } from '../../src/cli/lab.js';
+import { LabAgentClient, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/cli/lab.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -119,7 +119,7 @@ export class FailoverLab {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  http(...reqs: LabRequest[]): { status: number; body: any }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+  http(...reqs: LabRequest[]): LabAnswer[] {
     return this.api.http(...reqs);
   }
 
