@@ -20,8 +20,10 @@ const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IP
 
 export const ProbeConfig = Type.Object(
   {
-    /** Address probed over this link: a host running `wansteer reflector` (TWAMP-light, UDP 862). */
+    /** Address probed over this link: a host running `wansteer reflector` (TWAMP-light). */
     target: IpAddress,
+    /** The reflector's UDP port; each link may probe its own reflector (default 862, TWAMP's). */
+    port: Type.Integer({ minimum: 1, maximum: 65_535, default: 862 }),
     intervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 100 }),
     timeoutMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 300 }),
     /** Down after this many consecutive misses; up after `upAfter` consecutive successes. */

@@ -37,8 +37,6 @@ export interface LinkMonitorOptions {
   links: readonly LinkConfig[];
   onHealth: (link: string, health: LinkHealthReport) => void;
   logger?: MonitorLogger;
-  /** The reflectors' UDP port (default 862, TWAMP's). */
-  probePort?: number;
   /** Retry a link's probe set-up this often when its interface or address is missing. */
   retryMs?: number;
   ip?: string;
@@ -150,7 +148,8 @@ export class LinkMonitor {
       return;
     }
     const prober = new Prober({
-      local, target: p.target, port: this.opts.probePort ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs,
+      // Each link's own reflector port (probe.port); the config loader fills in 862.
+      local, target: p.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs,
       onSample: (s) => this.onSample(l, s),
     });
     await prober.start();
@@ -174,6 +173,6 @@ export class LinkMonitor {
     l.route = route;
     prober.suspectMode = l.machine.up;
     prober.run();
-    this.log.info({ link: l.config.name, from: `${local}:${prober.port}`, target: p.target, intervalMs: p.intervalMs }, 'probing');
+    this.log.info({ link: l.config.name, from: `${local}:${prober.port}`, target: p.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs }, 'probing');
   }
 }

@@ -23,6 +23,8 @@ policies: { store: file, file: /tmp/p.yaml }
 `;
 
 const minimal = () => ({ links: [{ name: 'fibre', interface: 'eth1' }], defaultLink: 'fibre' });
+/** One link probing 192.0.2.7 with extra probe fields. */
+const probing = (probe: Record<string, unknown>) => ({ links: [{ name: 'a', interface: 'e0', probe: { target: '192.0.2.7', ...probe } }], defaultLink: 'a' });
 
 /** The ConfigError that resolving `doc` throws. */
 function errorOf(doc: unknown, argv: string[] = [], env: Record<string, string> = {}): ConfigError {
@@ -47,7 +49,7 @@ describe('loadConfig: good input', () => {
     const file = join(dir, 'good.yaml');
     await writeFile(file, GOOD);
     const config = await loadConfig({ file, hostname });
-    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', intervalMs: 200, timeoutMs: 300, downAfter: 3, upAfter: 10, window: 50 });
+    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', port: 862, intervalMs: 200, timeoutMs: 300, downAfter: 3, upAfter: 10, window: 50 });
     expect(config.datapath).toEqual({ pinDir: '/sys/fs/bpf/wansteer', flowTableSize: 1 << 20, flowIdleSeconds: 300, dryRun: false });
     expect(config.rules).toEqual({ source: 'directory', directory: '/etc/wansteer/rules' });
     expect(config.policies).toEqual({ store: 'file', file: '/tmp/p.yaml' });
@@ -66,6 +68,18 @@ describe('loadConfig: good input', () => {
     const config = resolveConfig({ ...minimal(), policies: { store: 'cluster' }, rules: { source: 'cluster' } }, { hostname });
     expect(config.policies).toEqual({ store: 'cluster', namespace: 'wansteer-system' });
     expect(config.rules).toEqual({ source: 'cluster', namespaces: [] });
+  });
+
+  it('takes each link\'s own reflector port (a YAML string converted), 862 where none is given', () => {
+    const doc = {
+      links: [
+        { name: 'a', interface: 'e0', probe: { target: '192.0.2.7', port: 8620 } },
+        { name: 'b', interface: 'e1', probe: { target: '2001:db8::7', port: '9862' } },
+        { name: 'c', interface: 'e2', probe: { target: '192.0.2.7' } },
+      ],
+      defaultLink: 'a',
+    };
+    expect(resolveConfig(doc, { hostname }).links.map((l) => l.probe?.port)).toEqual([8620, 9862, 862]);
   });
 
   it('takes flags over environment variables over the file', () => {
@@ -101,6 +115,10 @@ describe('loadConfig: bad input names its field and the fix', () => {
     { what: 'bad listen address', doc: { ...minimal(), listen: { http: '9440' } }, code: 'WS_CONFIG_INVALID', field: 'listen.http', says: /not of the expected form; fix: write host:port/ },
     { what: 'port out of range', doc: { ...minimal(), listen: { http: '0.0.0.0:99999' } }, code: 'WS_CONFIG_INVALID', field: 'listen.http', says: /port 99999 is out of range/ },
     { what: 'probe target not an address', doc: { links: [{ name: 'a', interface: 'e0', probe: { target: 'gw.example' } }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].probe.target', says: /not an IP address/ },
+    { what: 'probe port 0', doc: probing({ port: 0 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /links\[0\]\.probe\.port: 0 is below the minimum 1; fix: give the UDP port the reflector answers on .*from 1 to 65535/ },
+    { what: 'probe port over 65535', doc: probing({ port: 70000 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /70000 is above the maximum 65535; fix: give the UDP port/ },
+    { what: 'probe port negative', doc: probing({ port: -862 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /-862 is below the minimum 1/ },
+    { what: 'probe port a name', doc: probing({ port: 'twamp' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /must be a whole number, got "twamp"; fix: give the UDP port/ },
     { what: 'top level a list', doc: ['links'], code: 'WS_CONFIG_SYNTAX', field: '(top level)', says: /not a mapping/ },
     { what: 'unknown flag', doc: minimal(), argv: ['--pin-dri', '/x'], code: 'WS_CONFIG_FLAG', field: '--pin-dri', says: /not a known flag; fix: use one of --config, .*--pin-dir/ },
     { what: 'flag without value', doc: minimal(), argv: ['--token-file'], code: 'WS_CONFIG_FLAG', field: '--token-file', says: /has no value/ },
