@@ -9,7 +9,8 @@
  *   await m.stop();       // probes stop, probe rules and tables are removed
  *
  * Links without a `probe` are judged by carrier alone. A link whose interface or address is
- * missing at start is retried every few seconds (its carrier already says it is down).
+ * missing at start, or whose IPv6 address is still in duplicate address detection, is retried
+ * every few seconds (until then its carrier alone judges it).
  */
 import { isIPv6 } from 'node:net';
 import type { LinkConfig } from '../config/schema.js';
@@ -136,15 +137,21 @@ export class LinkMonitor {
     this.opts.onHealth(l.config.name, report);
   }
 
+  private retryProbe(l: LinkState): void {
+    if (this.stopped) return;
+    l.retry = setTimeout(() => void this.startProbe(l), this.opts.retryMs ?? 3000);
+    l.retry.unref();
+  }
+
   private async startProbe(l: LinkState): Promise<void> {
     const p = l.config.probe!;
     const v6 = isIPv6(p.target);
     const local = await interfaceAddress(l.config.interface, v6, this.opts.ip);
     if (this.stopped) return;
     if (!local) {
-      this.log.warn({ link: l.config.name, interface: l.config.interface }, `no IPv${v6 ? 6 : 4} address on the interface to probe from: retrying`);
-      l.retry = setTimeout(() => void this.startProbe(l), this.opts.retryMs ?? 3000);
-      l.retry.unref();
+      const none = `no usable IPv${v6 ? 6 : 4} address on the interface to probe from${v6 ? ' (none, or still in duplicate address detection)' : ''}: retrying`;
+      this.log.warn({ link: l.config.name, interface: l.config.interface }, none);
+      this.retryProbe(l);
       return;
     }
     const prober = new Prober({
@@ -152,7 +159,15 @@ export class LinkMonitor {
       local, target: p.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs,
       onSample: (s) => this.onSample(l, s),
     });
-    await prober.start();
+    try {
+      await prober.start();
+    } catch (err) {
+      // The address went (or turned tentative) between the lookup and the bind.
+      prober.stop();
+      this.log.warn({ link: l.config.name, local, err }, 'could not bind the probe socket: retrying');
+      this.retryProbe(l);
+      return;
+    }
     const nextHop = v6 ? l.config.nextHop6 : l.config.nextHop4;
     const route: ProbeRoute = { linkId: l.id, interface: l.config.interface, local, sport: prober.port, ...(nextHop ? { nextHop } : {}) };
     try {
@@ -160,8 +175,7 @@ export class LinkMonitor {
     } catch (err) {
       prober.stop();
       this.log.warn({ link: l.config.name, err }, 'could not install the probe route: retrying');
-      l.retry = setTimeout(() => void this.startProbe(l), this.opts.retryMs ?? 3000);
-      l.retry.unref();
+      this.retryProbe(l);
       return;
     }
     if (this.stopped) {

@@ -66,13 +66,34 @@ export async function removeProbeRoute(r: Pick<ProbeRoute, 'linkId' | 'local'>, 
   await run(ip, [fam, 'route', 'flush', 'table', table]).catch(() => {});
 }
 
-/** The first address of `family` on an interface (the probe's source), or undefined. */
+/** One address as `ip -j addr show` lists it (the flags are present only when set). */
+export interface AddrInfo {
+  local?: string;
+  tentative?: boolean;
+  optimistic?: boolean;
+  dadfailed?: boolean;
+  deprecated?: boolean;
+}
+
+/**
+ * A global address of `family` on an interface that a socket can bind (the probe's source), or
+ * undefined. An IPv6 address still in duplicate address detection (tentative, ~1 s after it is
+ * added or its interface comes up) or that failed it cannot be bound (EADDRNOTAVAIL): skipped,
+ * so the monitor retries until DAD is done. Optimistic addresses (RFC 4429) can be bound.
+ * A preferred address wins over a deprecated one.
+ */
 export async function interfaceAddress(ifname: string, v6: boolean, ip = 'ip'): Promise<string | undefined> {
   try {
     const { stdout } = await run(ip, ['-j', v6 ? '-6' : '-4', 'addr', 'show', 'dev', ifname, 'scope', 'global']);
-    const list = JSON.parse(stdout || '[]') as { addr_info?: { local?: string }[] }[];
-    return list[0]?.addr_info?.[0]?.local;
+    const list = JSON.parse(stdout || '[]') as { addr_info?: AddrInfo[] }[];
+    return pickSourceAddress(list.flatMap((l) => l.addr_info ?? []));
   } catch {
     return undefined;
   }
+}
+
+/** The address to probe from among an interface's (exported for tests). */
+export function pickSourceAddress(addresses: readonly AddrInfo[]): string | undefined {
+  const usable = addresses.filter((a) => a.local !== undefined && !a.dadfailed && (!a.tentative || a.optimistic));
+  return (usable.find((a) => !a.deprecated) ?? usable[0])?.local;
 }

@@ -66,9 +66,13 @@ export class Prober {
     // Unreachable errors (ICMP) when the path is gone: the probe counts as lost at its timeout.
     socket.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
+      const failed = (err: Error) => {
+        socket.close(); // e.g. EADDRNOTAVAIL: the address is gone, or IPv6 and still tentative
+        reject(err);
+      };
+      socket.once('error', failed);
       socket.bind(0, this.opts.local, () => {
-        socket.off('error', reject);
+        socket.off('error', failed);
         resolve();
       });
     });

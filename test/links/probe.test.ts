@@ -1,8 +1,10 @@
 // Proves the probe round trip against the real reflector on loopback: TWAMP-light packets in
-// the RFC 5357 layout, RTT measured, loss declared at the timeout, suspect mode on silence.
+// the RFC 5357 layout, RTT measured, loss declared at the timeout, suspect mode on silence;
+// and the probe's source address choice.
 import { createSocket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProbeSample } from '../../src/links/health.js';
+import { pickSourceAddress } from '../../src/links/probe-route.js';
 import { Prober } from '../../src/links/prober.js';
 import { startReflector, type Reflector } from '../../src/links/reflector.js';
 import { decodeReflected, encodeSender, ntpDiffNs, ntpNow, PACKET_BYTES } from '../../src/links/twamp.js';
@@ -94,4 +96,20 @@ describe('parsing', () => {
     expect(parseListen('nope')).toBeNull();
     expect(parseListen('1.2.3.4:70000')).toBeNull();
   });
+});
+
+describe('probe source address', () => {
+  // `ip -j addr show` flags: an IPv6 address in duplicate address detection cannot be bound yet.
+  const cases: [string, Parameters<typeof pickSourceAddress>[0], string | undefined][] = [
+    ['the first address', [{ local: '10.10.2.1' }, { local: '10.10.2.9' }], '10.10.2.1'],
+    ['none', [], undefined],
+    ['not a tentative one (DAD running)', [{ local: 'fd10:2::1', tentative: true }, { local: 'fd10:2::9' }], 'fd10:2::9'],
+    ['nothing while the only one is tentative', [{ local: 'fd10:2::1', tentative: true }], undefined],
+    ['an optimistic one (RFC 4429: bindable during DAD)', [{ local: 'fd10:2::1', tentative: true, optimistic: true }], 'fd10:2::1'],
+    ['never one that failed DAD', [{ local: 'fd10:2::1', dadfailed: true, tentative: true }], undefined],
+    ['a preferred one before a deprecated one', [{ local: 'fd10:2::1', deprecated: true }, { local: 'fd10:2::9' }], 'fd10:2::9'],
+    ['a deprecated one when it is all there is', [{ local: 'fd10:2::1', deprecated: true }], 'fd10:2::1'],
+    ['skipping empty entries', [{}, { local: '10.10.2.1' }], '10.10.2.1'],
+  ];
+  for (const [what, addresses, want] of cases) it(what, () => expect(pickSourceAddress(addresses)).toBe(want));
 });
