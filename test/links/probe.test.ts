@@ -1,8 +1,9 @@
 // Proves the probe round trip against the real reflector on loopback: TWAMP-light packets in
 // the RFC 5357 layout, RTT measured, loss declared at the timeout, suspect mode on silence;
-// and the probe's source address choice.
+// the probe's source address choice; and (root) each link's probe.port used on the wire.
 import { createSocket } from 'node:dgram';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { LinkConfig } from '../../src/config/schema.js';
 import type { ProbeSample } from '../../src/links/health.js';
 import { pickSourceAddress } from '../../src/links/probe-route.js';
 import { Prober } from '../../src/links/prober.js';
@@ -10,6 +11,9 @@ import { startReflector, type Reflector } from '../../src/links/reflector.js';
 import { decodeReflected, encodeSender, ntpDiffNs, ntpNow, PACKET_BYTES } from '../../src/links/twamp.js';
 import { parseMonitorLine } from '../../src/links/carrier.js';
 import { parseListen } from '../../src/cli/reflector.js';
+import { CLOUD, IngressCounters, WanLab } from '../helpers/netns.js';
+import { describePrivileged } from '../helpers/privilege.js';
+import { MonitorDriver, spawnReflector } from './monitor-driver.js';
 
 let reflector: Reflector | undefined;
 let prober: Prober | undefined;
@@ -112,4 +116,42 @@ describe('probe source address', () => {
     ['skipping empty entries', [{}, { local: '10.10.2.1' }], '10.10.2.1'],
   ];
   for (const [what, addresses, want] of cases) it(what, () => expect(pickSourceAddress(addresses)).toBe(want));
+});
+
+describePrivileged('LinkMonitor: each link probes its reflector on its own probe.port', () => {
+  // Two reflectors on non-default ports, one per link; counted on the wire in the cloud by port
+  // and ingress link. Nothing may go to TWAMP's 862.
+  let lab: WanLab;
+  let monitor: MonitorDriver | undefined;
+  let counters: IngressCounters;
+  const probe = (port: number) => ({ target: CLOUD.service.v4, port, intervalMs: 100, timeoutMs: 300, downAfter: 3, upAfter: 10, window: 50 });
+  const links: LinkConfig[] = [
+    { name: 'wan0', interface: 'wan0', nextHop4: CLOUD.c0.v4, probe: probe(8620) },
+    { name: 'wan1', interface: 'wan1', nextHop4: CLOUD.c1.v4, probe: probe(9862) },
+  ];
+
+  beforeAll(async () => {
+    lab = WanLab.create('probeport');
+    await spawnReflector(lab, lab.cloud, `${CLOUD.service.v4}:8620`);
+    await spawnReflector(lab, lab.cloud, `${CLOUD.service.v4}:9862`);
+    counters = IngressCounters.install(lab, [8620, 9862, 862].map((port) => ({ name: `port${port}`, match: `ip daddr ${CLOUD.service.v4} udp dport ${port}` })));
+    monitor = await MonitorDriver.start(lab, lab.edge, links);
+  }, 30_000);
+
+  afterAll(async () => {
+    await monitor?.stop().catch(() => {});
+    lab?.destroy();
+  });
+
+  it('both links come up with an RTT, each measured against its own port', async () => {
+    await monitor!.waitFor((h) => ['wan0', 'wan1'].every((l) => h[l]?.up && h[l]?.rttMs !== undefined), 5000, 'both links up with an RTT');
+    await wait(500);
+    const n = counters.read();
+    expect(n['port8620|c0']).toBeGreaterThanOrEqual(5);
+    expect(n['port9862|c1']).toBeGreaterThanOrEqual(5);
+    expect(n['port8620|c1'] ?? 0).toBe(0);
+    expect(n['port9862|c0'] ?? 0).toBe(0);
+    expect((n['port862|c0'] ?? 0) + (n['port862|c1'] ?? 0)).toBe(0);
+    expect(monitor!.log).toMatch(/"message":"probing","link":"wan1".*"port":9862/);
+  });
 });
