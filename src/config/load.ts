@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, type ConfigProblem } from './errors.js';
 import { parseOverrides, type OverrideOrigins } from './overrides.js';
 import { AgentConfig } from './schema.js';
-import { schemaProblems } from './schema-errors.js';
+import { fractionalIntegers, schemaProblems } from './schema-errors.js';
 import { semanticProblems } from './semantic.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/wansteer/config.yaml';
@@ -55,6 +55,9 @@ export function resolveConfig(document: unknown, options: ResolveConfigOptions =
   const origins = overrides.apply(raw);
   raw.nodeName ??= (options.hostname ?? hostname)();
   // Convert first: YAML hands `flowTableSize: "2048"` or a link named `1` over with the other type.
+  // Convert truncates fractions where a whole number is wanted: those are reported, not rounded.
+  const fractions = fractionalIntegers(AgentConfig, raw, fixHint);
+  if (fractions.length > 0) throw new ConfigError('WS_CONFIG_INVALID', fractions.map((p) => tagOrigin(p, origins)), options.source);
   const candidate = withDefaults(Value.Convert(AgentConfig, raw));
   const shapeProblems = schemaProblems(AgentConfig, candidate, fixHint);
   if (shapeProblems.length > 0) throw new ConfigError('WS_CONFIG_INVALID', shapeProblems.map((p) => tagOrigin(p, origins)), options.source);

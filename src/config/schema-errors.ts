@@ -33,6 +33,30 @@ export function schemaProblems(schema: TSchema, value: unknown, hints: FixHints 
   return out;
 }
 
+/**
+ * Whole-number fields given a fraction: `Value.Convert` would truncate `port: 862.5` to 862
+ * without a word, so the loader asks for these first. Numeric strings count (YAML may quote).
+ */
+export function fractionalIntegers(schema: TSchema, value: unknown, hints: FixHints = () => undefined, field = ''): SchemaProblem[] {
+  const kind = schema[Kind];
+  if (kind === 'Integer') {
+    const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isFinite(n) || Number.isInteger(n)) return [];
+    return [{ field, problem: `${JSON.stringify(value)} is not a whole number`, fix: hints(patternOf(field)) ?? 'give a whole number' }];
+  }
+  if (kind === 'Object' && typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([key, s]) =>
+      key in value ? fractionalIntegers(s, (value as Record<string, unknown>)[key], hints, field ? `${field}.${key}` : key) : [],
+    );
+  }
+  if (kind === 'Array' && Array.isArray(value)) return value.flatMap((v, i) => fractionalIntegers(schema.items as TSchema, v, hints, `${field}[${i}]`));
+  if (kind === 'Union') {
+    const seen = new Set<string>();
+    return (schema.anyOf as TSchema[]).flatMap((v) => fractionalIntegers(v, value, hints, field)).filter((p) => !seen.has(p.field) && seen.add(p.field));
+  }
+  return [];
+}
+
 /** `/links/1/nextHop4` → `links[1].nextHop4`. */
 export function fieldOf(pointer: string): string {
   let out = '';

@@ -32,7 +32,7 @@ export function semanticProblems(config: AgentConfig): ConfigProblem[] {
       problems.push({ field: `${at}.nextHop6`, problem: `"${link.nextHop6}" is not an IPv6 address`, fix: 'give the IPv6 address of the next-hop router on this link, e.g. fe80::1 or 2001:db8::1, or leave nextHop6 out' });
     }
     if (link.probe && isIP(link.probe.target) === 0) {
-      problems.push({ field: `${at}.probe.target`, problem: `"${link.probe.target}" is not an IP address`, fix: 'give the IPv4 or IPv6 address of a host running `wansteer reflector` (TWAMP-light, UDP 862) reached over this link' });
+      problems.push({ field: `${at}.probe.target`, problem: `"${link.probe.target}" is not an IP address`, fix: 'give the IPv4 or IPv6 address of a host running `wansteer reflector` (TWAMP-light, UDP `probe.port`, 862 by default) reached over this link' });
     }
   });
   if (!names.has(config.defaultLink)) {

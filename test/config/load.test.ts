@@ -118,6 +118,8 @@ describe('loadConfig: bad input names its field and the fix', () => {
     { what: 'probe port 0', doc: probing({ port: 0 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /links\[0\]\.probe\.port: 0 is below the minimum 1; fix: give the UDP port the reflector answers on .*from 1 to 65535/ },
     { what: 'probe port over 65535', doc: probing({ port: 70000 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /70000 is above the maximum 65535; fix: give the UDP port/ },
     { what: 'probe port negative', doc: probing({ port: -862 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /-862 is below the minimum 1/ },
+    { what: 'probe port with a fraction', doc: probing({ port: 862.5 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /links\[0\]\.probe\.port: 862.5 is not a whole number; fix: give the UDP port/ },
+    { what: 'interval as a fractional string', doc: probing({ intervalMs: '100.7' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.intervalMs', says: /"100.7" is not a whole number; fix: give a whole number/ },
     { what: 'probe port a name', doc: probing({ port: 'twamp' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /must be a whole number, got "twamp"; fix: give the UDP port/ },
     { what: 'top level a list', doc: ['links'], code: 'WS_CONFIG_SYNTAX', field: '(top level)', says: /not a mapping/ },
     { what: 'unknown flag', doc: minimal(), argv: ['--pin-dri', '/x'], code: 'WS_CONFIG_FLAG', field: '--pin-dri', says: /not a known flag; fix: use one of --config, .*--pin-dir/ },
