@@ -117,9 +117,10 @@ class Demo {
     this.say(`  edge  ${lab.edge}: wan0 ${EDGE.wan0.v4} "fibre" (default route), wan1 ${EDGE.wan1.v4} "LTE"`);
     this.say(`  cloud ${lab.cloud}: HTTP service ${HOST} at ${CLOUD.service.v4}:${PORT}, link-probe reflector`);
 
-    const server = lab.spawn(lab.cloud, [process.execPath, NS_HTTP, 'serve', String(PORT)]);
-    const reflector = lab.spawn(lab.cloud, [...this.self(), 'reflector', '--listen', `${CLOUD.service.v4}:862`]);
-    await Promise.all([firstLine(server, 'the cloud HTTP service'), firstLine(reflector, 'the reflector')]);
+    await Promise.all([
+      lab.spawnReady(lab.cloud, [process.execPath, NS_HTTP, 'serve', String(PORT)], 'the cloud HTTP service'),
+      lab.spawnReady(lab.cloud, [...this.self(), 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'the reflector'),
+    ]);
 
     this.writeConfig();
     await this.startAgent();
@@ -404,11 +405,3 @@ function session(sport: number, user: User) {
   };
 }
 
-function firstLine(child: ChildProcess, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${err.trim()}`)));
-  });
-}

@@ -158,6 +158,21 @@ export class WanLab {
   }
 
   /**
+   * Start a server in a namespace and resolve once it has printed its first output (its
+   * "ready"); fails with its stderr if it exits first. Killed by destroy().
+   */
+  async spawnReady(ns: string, argv: string[], what: string): Promise<ChildProcess> {
+    const child = this.spawn(ns, argv);
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${err.trim()}`)));
+    });
+    return child;
+  }
+
+  /**
    * A delay line on the frames a device sends (this kernel has no sch_netem): see
    * scripts/delay-line.py. Resolves once it is ready; killed with the lab.
    */

@@ -111,8 +111,7 @@ describePrivileged('wansteer agent: end to end in network namespaces', () => {
         'log: { level: warn }',
       ].join('\n') + '\n',
     );
-    const server = lab.spawn(lab.cloud, ['python3', TRAFFIC_TOOL, 'tcp-server', String(PORT)]);
-    await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+    await lab.spawnReady(lab.cloud, ['python3', TRAFFIC_TOOL, 'tcp-server', String(PORT)], 'tcp-server');
     const flows = [];
     for (let p = 44000; p < 44020; p++) flows.push({ name: `p${p}`, match: `tcp sport ${p}` });
     counters = IngressCounters.install(lab, flows, [46]);

@@ -33,11 +33,7 @@ describePrivileged('datapath: real traffic between namespaces', () => {
 
   /** Start a server in the cloud and wait until it listens. */
   async function serve(mode: string, port: number): Promise<void> {
-    const child = lab.spawn(lab.cloud, ['python3', TRAFFIC, mode, String(port)]);
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.once('data', () => resolve());
-      child.once('exit', (code) => reject(new Error(`${mode} exited ${code}`)));
-    });
+    await lab.spawnReady(lab.cloud, ['python3', TRAFFIC, mode, String(port)], mode);
   }
 
   async function openDatapath(): Promise<{ adopted: boolean }> {

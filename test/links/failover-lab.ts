@@ -88,9 +88,13 @@ export class FailoverLab {
         'log: { level: info }',
       ].join('\n') + '\n',
     );
-    const reflector = lab.spawn(lab.cloud, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', `${CLOUD.service.v4}:862`]);
-    const sink = lab.spawn(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)]);
-    [this.wan1Back] = await Promise.all([lab.delayLine(lab.cloud, 'c1'), firstLine(reflector, 'reflector'), firstLine(sink, 'sink')]);
+
+    const [wan1Back, , sink] = await Promise.all([
+      lab.delayLine(lab.cloud, 'c1'),
+      lab.spawnReady(lab.cloud, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'reflector'),
+      lab.spawnReady(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)], 'sink'),
+    ]);
+    this.wan1Back = wan1Back;
     createInterface({ input: sink.stdout! }).on('line', (line) => {
       const [at, sport, dev] = line.split(' ');
       this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
@@ -201,14 +205,6 @@ export class FailoverLab {
 
 export const ms = (ns: bigint) => Number(ns) / 1e6;
 
-function firstLine(child: ChildProcess, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${err}`)));
-  });
-}
 
 function virtualService(): string {
   const routes = Object.keys(POLICIES).map(

@@ -23,15 +23,8 @@ const DRIVER = fileURLToPath(import.meta.url);
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 /** `wansteer reflector --listen <listen>` in `ns`; resolves once it answers (killed with the lab). */
-export async function spawnReflector(lab: WanLab, ns: string, listen: string): Promise<ChildProcess> {
-  const child = lab.spawn(ns, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', listen]);
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`reflector on ${listen} exited ${code}: ${err}`)));
-  });
-  return child;
+export function spawnReflector(lab: WanLab, ns: string, listen: string): Promise<ChildProcess> {
+  return lab.spawnReady(ns, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', listen], `reflector on ${listen}`);
 }
 
 export interface HealthEvent {
