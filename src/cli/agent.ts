@@ -21,7 +21,7 @@ import { startServer } from '../api/server.js';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
-import { Datapath, DatapathError, MemoryDatapath, type DatapathPort } from '../datapath/index.js';
+import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, type DatapathPort } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
@@ -124,10 +124,13 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // Link health: carrier and probes feed the engine; a change of choice is one policy write.
     // In dry-run the interfaces are not ours to probe: every link stays up.
     if (!config.datapath.dryRun) {
+      const carrier = openCarrierReader();
+      closers.push(() => carrier.close());
       const monitor = new LinkMonitor({
         links: config.links,
         onHealth: (name, health) => engine.setLinkHealth(name, health),
         logger: logger.child({ part: 'links' }),
+        readCarrier: (ifname) => carrier.read(ifname),
       });
       await monitor.start();
       closers.push(() => monitor.stop());

@@ -31,6 +31,8 @@ export const DatapathErrorCode = {
   PERMISSION: 'WS_DATAPATH_PERMISSION',
   /** BPF_PROG_TEST_RUN failed. */
   TEST_RUN: 'WS_DATAPATH_TEST_RUN',
+  /** The rtnetlink socket for the carrier poll could not be opened. */
+  NETLINK: 'WS_DATAPATH_NETLINK',
 } as const;
 export type DatapathErrorCode = (typeof DatapathErrorCode)[keyof typeof DatapathErrorCode];
 

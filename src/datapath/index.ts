@@ -8,3 +8,4 @@ export { Reasons, type Reason, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT } from '.
 export { testRun, type TestRun } from './test-run.js';
 export { MemoryDatapath } from './memory.js';
 export type { DatapathPort } from './port.js';
+export { openCarrierReader, type CarrierReader } from './carrier.js';

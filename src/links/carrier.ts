@@ -1,9 +1,10 @@
 /**
  * Carrier of the WAN interfaces, from two sources, whichever tells first:
  *
- * - a poll: one long-lived `ip -o -batch -` child answers `link show dev X` for each interface
- *   every `pollMs` (default 20 ms). The IFF_LOWER_UP flag it reads is the driver's carrier bit,
- *   set the moment the carrier goes.
+ * - a poll: every `pollMs` (default 20 ms) the `readCarrier` it is given answers for each
+ *   interface — in the agent, the datapath's rtnetlink reader (src/datapath/carrier.ts: one
+ *   RTM_GETLINK on a socket kept open, ~2 µs). The IFF_LOWER_UP flag it reads is the driver's
+ *   carrier bit, set the moment the carrier goes. Without a reader: events only.
  * - netlink events: one long-lived `ip -o monitor link` child (RTM_NEWLINK/RTM_DELLINK lines);
  *   it also sees interfaces that are deleted or renamed.
  *
@@ -13,10 +14,10 @@
  * Why both, measured (bench/failover.ts, docs/links.md): the kernel's linkwatch sends the
  * netlink event of a carrier change late when another link event happened in the last second
  * (it rate-limits non-urgent events to one per second, system-wide): 4 ms usually, 300-700 ms
- * at times. The flag itself changes at once. One `ip` process polled over a pipe costs no
- * fork per poll (a fork per poll would cost ~2 ms of CPU each: 10% of a core at 20 ms);
- * /sys/class/net would be cheaper still but shows the netns of the sysfs mount, not ours (the
- * agent may run under `nsenter --net`).
+ * at times. The flag itself changes at once. Polling it through a long-lived `ip -batch` pipe
+ * cost ~0.8 % of a core in the agent (an event-loop round trip per poll); a fork per poll ~2 ms
+ * of CPU each; the in-process question costs ~0.03 % for two links. /sys/class/net would show
+ * the netns of the sysfs mount, not ours (the agent may run under `nsenter --net`).
  *
  * Carrier up = the interface is administratively UP and has LOWER_UP (RFC 2863 lower layer up).
  */
@@ -35,6 +36,8 @@ export interface CarrierWatchOptions {
   onError?: (err: Error) => void;
   /** Carrier poll period; 0: netlink events only. Default 20 ms. */
   pollMs?: number;
+  /** Reads an interface's carrier now (undefined: no answer); absent: no poll, events only. */
+  readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
 }
 
 const LINE = /^(Deleted )?\d+: ([^:@\s]+)(?:@[^:\s]+)?: <([^>]*)>/;
@@ -49,6 +52,7 @@ export function parseMonitorLine(line: string): { ifname: string; up: boolean; w
   return { ifname: ifname!, ...carrierOf(flags) };
 }
 
+/** Carrier from the flag names `ip` prints (events, the first read). */
 function carrierOf(flags: Set<string>): { up: boolean; why: string } {
   if (!flags.has('UP')) return { up: false, why: 'interface administratively down' };
   if (!flags.has('LOWER_UP')) return { up: false, why: 'no carrier' };
@@ -57,7 +61,6 @@ function carrierOf(flags: Set<string>): { up: boolean; why: string } {
 
 export class CarrierWatch {
   private child: ChildProcess | undefined;
-  private poller: ChildProcess | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private readonly state = new Map<string, boolean>();
   private stopped = false;
@@ -88,29 +91,18 @@ export class CarrierWatch {
     this.child?.kill('SIGTERM');
     this.child = undefined;
     clearInterval(this.pollTimer);
-    this.poller?.kill('SIGTERM');
-    this.poller = undefined;
   }
 
   private startPoll(pollMs: number): void {
-    const child = spawn(this.ip, ['-o', '-force', '-batch', '-'], { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.poller = child;
-    child.stdin!.on('error', () => {}); // a dead poller is restarted below
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const e = parseMonitorLine(line);
-      if (e) this.set(e.ifname, e.up, e.why);
-    });
-    const commands = this.interfaces.map((name) => `link show dev ${name}\n`).join('');
+    const read = this.opts.readCarrier;
+    if (!read) return;
     this.pollTimer = setInterval(() => {
-      if (child.stdin!.writableLength === 0) child.stdin!.write(commands); // skip a beat if ip lags
+      for (const name of this.interfaces) {
+        const c = read(name);
+        if (c) this.set(name, c.up, c.why);
+      }
     }, pollMs);
     this.pollTimer.unref();
-    child.on('exit', () => {
-      clearInterval(this.pollTimer);
-      if (this.stopped || this.poller !== child) return;
-      this.opts.onError?.(new Error('carrier poll (ip -batch) exited: restarting'));
-      setTimeout(() => !this.stopped && this.startPoll(pollMs), 1000).unref();
-    });
   }
 
   /** Read every watched interface's state now (also after the monitor was restarted). */

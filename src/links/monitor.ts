@@ -41,6 +41,11 @@ export interface LinkMonitorOptions {
   /** Retry a link's probe set-up this often when its interface or address is missing. */
   retryMs?: number;
   ip?: string;
+  /**
+   * Reads an interface's carrier now, for the 20 ms carrier poll (the agent passes the
+   * datapath's rtnetlink reader); absent: carrier from netlink events only.
+   */
+  readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
 }
 
 interface LinkState {
@@ -83,7 +88,11 @@ export class LinkMonitor {
     this.carrierWatch = new CarrierWatch(
       this.links.map((l) => l.config.interface),
       (ifname, up, why) => this.onCarrier(ifname, up, why),
-      { ...(this.opts.ip ? { ip: this.opts.ip } : {}), onError: (err) => this.log.warn({ err }, 'carrier watch') },
+      {
+        ...(this.opts.ip ? { ip: this.opts.ip } : {}),
+        ...(this.opts.readCarrier ? { readCarrier: this.opts.readCarrier } : {}),
+        onError: (err) => this.log.warn({ err }, 'carrier watch'),
+      },
     );
     await this.carrierWatch.start();
     await Promise.all(this.links.filter((l) => l.config.probe).map((l) => this.startProbe(l)));

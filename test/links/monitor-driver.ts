@@ -16,6 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LinkConfig } from '../../src/config/schema.js';
+import { openCarrierReader } from '../../src/datapath/index.js';
 import { LinkMonitor, type LinkHealthReport } from '../../src/links/monitor.js';
 import type { WanLab } from '../helpers/netns.js';
 
@@ -105,8 +106,10 @@ async function runDriver(argument: string): Promise<void> {
   const { links, retryMs } = JSON.parse(argument) as { links: LinkConfig[]; retryMs?: number };
   const say = (msg: object) => process.stdout.write(JSON.stringify(msg) + '\n');
   const logLine = (level: string) => (fields: object, message: string) => process.stderr.write(JSON.stringify({ level, message, ...fields }) + '\n');
+  const carrier = openCarrierReader();
   const monitor = new LinkMonitor({
     links,
+    readCarrier: (ifname) => carrier.read(ifname),
     ...(retryMs !== undefined ? { retryMs } : {}),
     onHealth: (link, health) => say({ event: 'health', link, health, at: Date.now() }),
     logger: { info: logLine('info'), warn: logLine('warn') },
