@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import { buildApp } from '../api/app.js';
-import { startGrpc, type GrpcIntake } from '../api/grpc.js';
+import type { GrpcIntake } from '../api/grpc.js';
 import { SessionIntake } from '../api/intake.js';
 import { startServer } from '../api/server.js';
 import { ConfigError } from '../config/errors.js';
@@ -148,6 +148,8 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
 
     let grpc: GrpcIntake | null = null;
     if (config.listen.grpc) {
+      // Loaded only when configured: grpc-js, proto-loader and protobufjs cost ~6 MB of RSS.
+      const { startGrpc } = await import('../api/grpc.js');
       grpc = await startGrpc({ engine, listen: config.listen.grpc, config, sessions, logger: logger.child({ part: 'grpc' }) });
       const g = grpc;
       closers.push(() => g.close());
