@@ -5,12 +5,19 @@
  *
  *   POST /v1/sessions        one report  -> 200 its outcome; a rejected report is a 4xx error
  *   POST /v1/sessions:batch  {sessions}  -> 200 one outcome per report, in order, and counts
+ *
+ * Bodies are read as one Buffer and parsed by fastify's own JSON parser (same errors, same
+ * __proto__ rules), and 200 answers are written by outcome-json.ts: a batch's body and answer
+ * are ~200 KB each, and as strings both would be large objects in V8's heap, promoted to the
+ * old generation by the first scavenge that finds them alive and kept there until the next
+ * full GC. As Buffers their bytes live outside the heap and go as soon as the batch is done.
  */
-import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
+import type { FastifyPluginCallback, FastifyReply, RawServerDefault } from 'fastify';
 import type { SessionReport } from '../../steering/types.js';
 import { callerAddress } from '../caller.js';
 import { rejectionError } from '../errors.js';
 import type { SessionIntake } from '../intake.js';
+import { batchResultJson, JSON_CONTENT_TYPE, outcomeJson } from '../outcome-json.js';
 import { BatchResultBody, errorResponses, sessionBatchBody, SessionOutcomeBody, SessionReportBody } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
@@ -28,6 +35,10 @@ const receivedAt = (request: object): bigint | undefined => arrivals.get(request
 
 export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServerDefault, TypeBoxProvider> = (app, opts, done) => {
   const { intake } = opts;
+  // fastify types its default JSON parser for strings; it parses a Buffer too (secure-json-parse takes either).
+  const parseJson = app.getDefaultJsonParser(app.initialConfig.onProtoPoisoning ?? 'error', app.initialConfig.onConstructorPoisoning ?? 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => parseJson(request, body as never, done));
   app.addHook('onRequest', (request, _reply, next) => {
     arrivals.set(request, process.hrtime.bigint());
     next();
@@ -44,11 +55,11 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
         response: { 200: SessionOutcomeBody, ...errorResponses },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const caller = callerAddress(request.socket.remoteAddress);
       const outcome = intake.report([request.body as SessionReport], caller, 'http', receivedAt(request))[0]!;
       if (outcome.status === 'rejected') throw rejectionError(outcome.reason, outcome.message);
-      return outcome;
+      return sendJson(reply, outcomeJson(outcome));
     },
   );
 
@@ -64,7 +75,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
         response: { 200: BatchResultBody, ...errorResponses },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const caller = callerAddress(request.socket.remoteAddress);
       const outcomes = intake.report(request.body.sessions as SessionReport[], caller, 'http', receivedAt(request));
       let steered = 0;
@@ -74,9 +85,14 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
         if (s === 'steered') steered++;
         else if (s === 'rejected') rejected++;
       }
-      return { outcomes, steered, unmatched: outcomes.length - steered - rejected, rejected };
+      return sendJson(reply, batchResultJson({ outcomes, steered, unmatched: outcomes.length - steered - rejected, rejected }));
     },
   );
 
   done();
 };
+
+/** Send an answer already written as JSON bytes; the route's response schema still documents it. */
+function sendJson(reply: FastifyReply, bytes: Buffer): FastifyReply {
+  return reply.type(JSON_CONTENT_TYPE).send(bytes);
+}
