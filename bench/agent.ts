@@ -1,17 +1,18 @@
 /**
  * Agent benchmark (issue 4): report-to-datapath latency, intake rates over HTTP and gRPC, RSS.
  *
- * Set-up. The agent as it ships (compiled by tsc into a package in a temp dir; under tsx it
- * would carry ~90 MB more RSS of transpiler) runs as `wansteer agent` in the edge namespace of a
- * WanLab, pinned to CPU 0 (`taskset`: its JS thread, GC and libuv threads all share one core),
- * with the real kernel datapath attached to wan0/wan1, rules from examples/rules and one policy
- * posted over REST (`minion-lte`: the cloud-service `minion` route over wan1). The load
- * generators (bench/load/*.mjs) are separate processes in the same namespace, pinned to CPU 1,
- * reporting over loopback from 127.0.0.1, which the config lists in `intake.allowedProxies` so
- * it may report any local address; the rate limit is set out of the way (10M/s). Every report
- * has its own 5-tuple (bench/load/reports.mjs), so each is a new flow entry in the kernel map,
- * and carries `end-user: minion`, so each is classified, matched to the policy and steered
- * (checked: the agent's steered count must grow by exactly what was sent).
+ * Set-up. The agent as it ships (compiled by tsc into a package in a temp dir, as under tsx it
+ * would carry ~90 MB more RSS of transpiler; started by its bin/wansteer.js with the node flags
+ * of that file's #! line, which size V8's young generation) runs as `wansteer agent` in the
+ * edge namespace of a WanLab, pinned to CPU 0 (`taskset`: its JS thread, GC and libuv threads
+ * all share one core), with the real kernel datapath attached to wan0/wan1, rules from
+ * examples/rules and one policy posted over REST (`minion-lte`: the cloud-service `minion`
+ * route over wan1). The load generators (bench/load/*.mjs) are separate processes in the same
+ * namespace, pinned to CPU 1, reporting over loopback from 127.0.0.1, which the config lists in
+ * `intake.allowedProxies` so it may report any local address; the rate limit is set out of the
+ * way (10M/s). Every report has its own 5-tuple (bench/load/reports.mjs), so each is a new flow
+ * entry in the kernel map, and carries `end-user: minion`, so each is classified, matched to the
+ * policy and steered (checked: the agent's steered count must grow by exactly what was sent).
  *
  * Phases (one agent throughout; WST_BENCH_PHASES=rss,latency,http,grpc picks some, for
  * profiling or a re-run; only a full run writes bench/results/agent.json):
@@ -143,9 +144,10 @@ class Bench {
         'log: { level: warn }',
       ].join('\n') + '\n',
     );
-    const main = this.build();
+    const { bin, nodeFlags } = this.build();
+    // WST_AGENT_NODE_OPTIONS come after the shipped flags, so they can override them (profiling, trials).
     const extra = process.env.WST_AGENT_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [];
-    const agent = this.lab.spawn(this.edge, ['taskset', '-c', AGENT_CPU, process.execPath, ...extra, main, 'agent', '--config', config]);
+    const agent = this.lab.spawn(this.edge, ['taskset', '-c', AGENT_CPU, process.execPath, ...nodeFlags, ...extra, bin, 'agent', '--config', config]);
     this.agent = agent;
     let log = '';
     agent.stdout!.on('data', (d: Buffer) => (log += d.toString()));
@@ -167,12 +169,17 @@ class Bench {
 
   /**
    * The agent as it ships: compiled by tsc into a package of its own in the temp dir (not the
-   * tree's dist/, which bin/wansteer.js would then prefer for everyone). Returns its main.js.
+   * tree's dist/, which bin/wansteer.js would then prefer for everyone), started as `wansteer
+   * agent` starts it: by its bin/wansteer.js, with the node flags of that file's #! line (they
+   * size V8's young generation, which decides much of the RSS; see there).
    */
-  build(): string {
+  build(): { bin: string; nodeFlags: string[] } {
     const pkg = join(this.dir, 'pkg');
-    mkdirSync(pkg);
+    mkdirSync(join(pkg, 'bin'), { recursive: true });
     copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+    // A copy, not a link: node would resolve a link to the tree's bin/, which runs the tree's dist/ or src/.
+    const bin = join(pkg, 'bin/wansteer.js');
+    copyFileSync(join(ROOT, 'bin/wansteer.js'), bin);
     for (const d of ['node_modules', 'proto', 'build']) symlinkSync(join(ROOT, d), join(pkg, d));
     const main = join(pkg, 'dist/src/cli/main.js');
     try {
@@ -182,7 +189,7 @@ class Bench {
       if (!existsSync(main)) throw err;
       console.log('tsc reported errors; benchmarking what it emitted');
     }
-    return main;
+    return { bin, nodeFlags: shebangNodeFlags(bin) };
   }
 
   get pid(): number {
@@ -232,6 +239,14 @@ class Bench {
     rmSync(this.pinDir, { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The node flags of a script's `#!/usr/bin/env -S node --flag …` line (none for a plain `#!/usr/bin/env node`). */
+function shebangNodeFlags(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0]!;
+  const m = /^#!\S*?(?:\/env\s+(?:-S\s+)?|\/)node(?:\s+(.*))?$/.exec(first);
+  if (!m) throw new Error(`${script}: its #! line does not start node: ${first}`);
+  return m[1]?.trim().split(/\s+/) ?? [];
 }
 
 /** Cumulative buckets of a Prometheus histogram: [le, count] by le, +Inf last. */
