@@ -20,7 +20,7 @@ import { linkRoutes } from './routes/links.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { policyRoutes } from './routes/policies.js';
 import { sessionRoutes } from './routes/sessions.js';
-import { validatorCompiler, type TypeBoxProvider } from './typebox.js';
+import { serializerCompiler, validatorCompiler, type TypeBoxProvider } from './typebox.js';
 
 /** Body limits in bytes. */
 export interface BodyLimits {
@@ -63,9 +63,11 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
     // A log line per request would cost more than a session report does; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.other,
+    // Our compilers (typebox.ts) from the start, so fastify does not load its ajv-based defaults
+    // (its factory types are ajv's: the compilers are fastify's own compiler types, as set*Compiler takes).
+    schemaController: { compilersFactory: { buildValidator: () => validatorCompiler as never, buildSerializer: () => serializerCompiler as never } },
   }).withTypeProvider<TypeBoxProvider>();
 
-  app.setValidatorCompiler(validatorCompiler);
   // JSON only: a text/plain body is answered 415, not parsed into a string that fails the schema.
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler(handleError);
