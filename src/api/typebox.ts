@@ -1,11 +1,12 @@
 /**
- * Schema-compiled validation and schema-shaped answers for the API, on the @sinclair/typebox 0.34
- * schemas the contracts are written in. Both intakes (HTTP and gRPC) check a report with the same compiled function, so they
- * accept and refuse the same input with the same field and message.
+ * Schema-compiled validation, and answers shaped by their schemas, for the API, on the
+ * @sinclair/typebox 0.34 schemas the contracts are written in. Both intakes (HTTP and gRPC) check
+ * a report with the same compiled function, so they accept and refuse the same input with the
+ * same field and message.
  *
  * Why not @fastify/type-provider-typebox: its version 6 is built on `typebox` 1.x, whose types do
  * not infer 0.34 schemas (every body would type as an unusable conditional). The provider is three
- * lines; the validator compiler is this file.
+ * lines; the compilers are this file.
  */
 import type { FastifySchemaCompiler, FastifySerializerCompiler, FastifyTypeProvider } from 'fastify';
 import type { Static, TSchema } from '@sinclair/typebox';
@@ -77,9 +78,10 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
  * with whatever its response schema does not declare removed (TypeBox's Value.Clean on a copy:
  * excess properties go, a union is cleaned as the first variant the value matches — the rule
  * fast-json-stringify applies), then JSON.stringify. fast-json-stringify brings ajv with it and
- * an ajv instance per answer schema: 2.4 MB of the agent's 15 MB of live heap, for answers that
- * are small and rare (policies, links, flows, health, errors). The one hot answer, the session
- * intake's, is written by outcome-json.ts. Keys come out in the handler's order, not the schema's.
+ * ajv instances for answer schemas: 2.4 MB of live heap, for answers that are small and rare
+ * (policies, links, flows, health, errors). The one hot answer, the session intake's, is written
+ * by outcome-json.ts. Keys come out in the handler's order where fast-json-stringify used the
+ * schema's (the handlers build them in the schema's order: the bytes are the same today).
  */
 export const serializerCompiler: FastifySerializerCompiler<TSchema> = ({ schema }) => {
   return (data: unknown) => JSON.stringify(Value.Clean(schema, Value.Clone(data)));
