@@ -44,13 +44,13 @@
  * `node --import tsx bench/agent.ts` (root: BPF and namespaces); about 80 s.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLOUD, WanLab } from '../src/cli/lab.js';
-import { type Figure, report, requireRoot } from './lib.js';
+import { buildShippedAgent, type Figure, report, requireRoot } from './lib.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const HTTP_LOAD = join(ROOT, 'bench/load/http-load.mjs');
@@ -144,7 +144,7 @@ class Bench {
         'log: { level: warn }',
       ].join('\n') + '\n',
     );
-    const { bin, nodeFlags } = this.build();
+    const { bin, nodeFlags } = buildShippedAgent(this.dir);
     // WST_AGENT_NODE_OPTIONS come after the shipped flags, so they can override them (profiling, trials).
     const extra = process.env.WST_AGENT_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [];
     const agent = this.lab.spawn(this.edge, ['taskset', '-c', AGENT_CPU, process.execPath, ...nodeFlags, ...extra, bin, 'agent', '--config', config]);
@@ -165,31 +165,6 @@ class Bench {
     };
     const posted = this.curl('/v1/policies', ['-X', 'POST', '-H', `authorization: Bearer ${TOKEN}`, '-H', 'content-type: application/json', '-d', JSON.stringify(policy)]);
     if (posted.status !== 201) throw new Error(`policy not accepted: ${posted.status} ${posted.body}`);
-  }
-
-  /**
-   * The agent as it ships: compiled by tsc into a package of its own in the temp dir (not the
-   * tree's dist/, which bin/wansteer.js would then prefer for everyone), started as `wansteer
-   * agent` starts it: by its bin/wansteer.js, with the node flags of that file's #! line (they
-   * size V8's young generation, which decides much of the RSS; see there).
-   */
-  build(): { bin: string; nodeFlags: string[] } {
-    const pkg = join(this.dir, 'pkg');
-    mkdirSync(join(pkg, 'bin'), { recursive: true });
-    copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
-    // A copy, not a link: node would resolve a link to the tree's bin/, which runs the tree's dist/ or src/.
-    const bin = join(pkg, 'bin/wansteer.js');
-    copyFileSync(join(ROOT, 'bin/wansteer.js'), bin);
-    for (const d of ['node_modules', 'proto', 'build']) symlinkSync(join(ROOT, d), join(pkg, d));
-    const main = join(pkg, 'dist/src/cli/main.js');
-    try {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.json'), '--outDir', join(pkg, 'dist'), '--sourceMap', 'false'], { stdio: 'pipe' });
-    } catch (err) {
-      // Type errors (someone's edit in progress) still emit; only a missing output is fatal.
-      if (!existsSync(main)) throw err;
-      console.log('tsc reported errors; benchmarking what it emitted');
-    }
-    return { bin, nodeFlags: shebangNodeFlags(bin) };
   }
 
   get pid(): number {
@@ -242,13 +217,6 @@ class Bench {
 }
 
 /** The node flags of a script's `#!/usr/bin/env -S node --flag …` line (none for a plain `#!/usr/bin/env node`). */
-function shebangNodeFlags(script: string): string[] {
-  const first = readFileSync(script, 'utf8').split('\n', 1)[0]!;
-  const m = /^#!\S*?(?:\/env\s+(?:-S\s+)?|\/)node(?:\s+(.*))?$/.exec(first);
-  if (!m) throw new Error(`${script}: its #! line does not start node: ${first}`);
-  return m[1]?.trim().split(/\s+/) ?? [];
-}
-
 /** Cumulative buckets of a Prometheus histogram: [le, count] by le, +Inf last. */
 function histogram(text: string, name: string): [number, number][] {
   const out: [number, number][] = [];
