@@ -50,17 +50,23 @@ export class FailoverLab {
   private agent: ChildProcess | undefined;
   private wan1Back: DelayLine | undefined;
   private readonly api: LabAgentClient;
-  private readonly pinDir = `/sys/fs/bpf/wst-${process.pid}-links`;
+  /** Per rig, so two rigs of one process (bench/failover.ts runs two at once) keep apart. */
+  private readonly pinDir: string;
 
-  private constructor(readonly lab: WanLab, private readonly dir: string) {
+  private constructor(readonly lab: WanLab, private readonly dir: string, tag: string) {
+    this.pinDir = `/sys/fs/bpf/wst-${process.pid}-${tag}`;
     this.api = new LabAgentClient(lab, lab.edge, AGENT, () => `the agent's log:\n${this.log.slice(-3000)}`);
   }
 
-  static async start(tag = 'links'): Promise<FailoverLab> {
+  /**
+   * `probes: false`: the links have no probe (carrier only), to measure what probing costs.
+   * `cli`: how to run `wansteer` (default: from source under tsx; the benchmarks pass a build).
+   */
+  static async start(tag = 'links', { probes = true, cli = [process.execPath, '--import', 'tsx', MAIN] } = {}): Promise<FailoverLab> {
     const lab = WanLab.create(tag);
-    const rig = new FailoverLab(lab, mkdtempSync(join(tmpdir(), 'wansteer-links-')));
+    const rig = new FailoverLab(lab, mkdtempSync(join(tmpdir(), 'wansteer-links-')), tag);
     try {
-      await rig.setUp();
+      await rig.setUp(probes, cli);
     } catch (err) {
       await rig.stop();
       throw err;
@@ -68,17 +74,18 @@ export class FailoverLab {
     return rig;
   }
 
-  private async setUp(): Promise<void> {
+  private async setUp(probes: boolean, cli: string[]): Promise<void> {
     const { lab, dir } = this;
     mkdirSync(join(dir, 'rules'));
+    const probe = probes ? `, probe: { target: ${CLOUD.service.v4} }` : '';
     writeFileSync(join(dir, 'rules/cloud.yaml'), virtualService());
     writeFileSync(join(dir, 'policies.yaml'), policyFile());
     writeFileSync(
       join(dir, 'config.yaml'),
       [
         'links:',
-        `  - { name: wan0, interface: wan0, nextHop4: ${CLOUD.c0.v4}, probe: { target: ${CLOUD.service.v4} } }`,
-        `  - { name: wan1, interface: wan1, nextHop4: ${CLOUD.c1.v4}, probe: { target: ${CLOUD.service.v4} } }`,
+        `  - { name: wan0, interface: wan0, nextHop4: ${CLOUD.c0.v4}${probe} }`,
+        `  - { name: wan1, interface: wan1, nextHop4: ${CLOUD.c1.v4}${probe} }`,
         'defaultLink: wan0',
         'listen: { http: "0.0.0.0:9090" }',
         `rules: { source: directory, directory: ${join(dir, 'rules')} }`,
@@ -91,7 +98,7 @@ export class FailoverLab {
 
     const [wan1Back, , sink] = await Promise.all([
       lab.delayLine(lab.cloud, 'c1'),
-      lab.spawnReady(lab.cloud, [process.execPath, '--import', 'tsx', MAIN, 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'reflector'),
+      lab.spawnReady(lab.cloud, [...cli, 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'reflector'),
       lab.spawnReady(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)], 'sink'),
     ]);
     this.wan1Back = wan1Back;
@@ -99,11 +106,11 @@ export class FailoverLab {
       const [at, sport, dev] = line.split(' ');
       this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
     });
-    this.agent = lab.spawn(lab.edge, [process.execPath, '--import', 'tsx', MAIN, 'agent', '--config', join(dir, 'config.yaml')]);
+    this.agent = lab.spawn(lab.edge, [...cli, 'agent', '--config', join(dir, 'config.yaml')]);
     this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
     this.agent.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
     await this.api.waitReady(this.agent, 20_000);
-    await this.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 10_000, 'both links up and measured');
+    await this.waitLinks((ls) => ls.every((l) => l.up && (!probes || l.rttMs !== undefined)), 10_000, probes ? 'both links up and measured' : 'both links up');
   }
 
   /** The agent's process id (nsenter execs it: the child is the agent itself). */
