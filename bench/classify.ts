@@ -1,7 +1,10 @@
 /**
  * Classification throughput and latency: 100 VirtualServices × 10 routes with mixed header exact,
  * prefix and regex matches (plus uri and method), against a mix of requests that match early,
- * late, or not at all. Prints a table and writes bench/results/classify.json.
+ * late, or not at all. Then what loading rules costs: compiling the table for 1000 VirtualServices,
+ * and an informer's first list of those 1000 (one add each) reaching the engine, through the
+ * agent's RouteTableFeed (one compile for the burst) against one compile per add, as the agent
+ * did before. Prints a table and writes bench/results/classify.json.
  *
  *   node --import tsx bench/classify.ts
  */
@@ -9,15 +12,17 @@ import { fileURLToPath } from 'node:url';
 import { classifyRequest } from '../src/routes/classify.js';
 import type { RouteRequest, VirtualService } from '../src/routes/model.js';
 import { RouteTable } from '../src/routes/route-table.js';
+import { RuleSet } from '../src/routes/rule-set.js';
+import { RouteTableFeed } from '../src/routes/table-feed.js';
 import { parseVirtualService } from '../src/routes/validate.js';
 import { report, type Figure } from './lib.js';
 
 const SERVICES = 100;
 const ROUTES = 10;
 
-function buildRules(): VirtualService[] {
+function buildRules(services = SERVICES): VirtualService[] {
   const out: VirtualService[] = [];
-  for (let s = 0; s < SERVICES; s++) {
+  for (let s = 0; s < services; s++) {
     const http = [];
     for (let r = 0; r < ROUTES - 1; r++) {
       const kind = r % 3;
@@ -95,9 +100,48 @@ export async function main(): Promise<Figure[]> {
     { name: 'p99 latency', value: round(pct(0.99)), unit: 'µs', target: '<= 5' },
     { name: 'p99.9 latency', value: round(pct(0.999)), unit: 'µs' },
   ];
+  figures.push(...(await loading(LOAD_SERVICES)));
   console.log(`classify: ${SERVICES} VirtualServices × ${ROUTES} routes (header exact/prefix/regex, uri prefix, method), ${requests.length} distinct requests`);
   report('classify', figures);
   return figures;
+}
+
+const LOAD_SERVICES = 1000;
+
+/** Rule loading: one compile, and a first list of `services` VirtualServices reaching the engine both ways. */
+async function loading(services: number): Promise<Figure[]> {
+  const rules = buildRules(services);
+  new RouteTable(rules); // warm-up
+  let t = performance.now();
+  new RouteTable(rules);
+  const compileMs = performance.now() - t;
+
+  // The first list through the feed: every add, then the one delivery the burst is due.
+  const viaFeed = new RuleSet();
+  let delivered!: () => void;
+  const got = new Promise<void>((r) => (delivered = r));
+  const feed = new RouteTableFeed(viaFeed, (table) => classifyRequest(table, { host: `svc-${services - 1}` }).matched && delivered(), {
+    setTimer: (fn, ms) => setTimeout(fn, ms), // ref'd: the process waits for it
+  });
+  feed.start();
+  t = performance.now();
+  for (const vs of rules) viaFeed.upsert('cluster', vs);
+  await got;
+  const feedMs = performance.now() - t;
+  feed.stop();
+
+  // One compile per add: what the agent did before the feed.
+  const eager = new RuleSet();
+  eager.onChange(() => eager.table());
+  t = performance.now();
+  for (const vs of rules) eager.upsert('cluster', vs);
+  const eagerMs = performance.now() - t;
+
+  return [
+    { name: `compile the route table, ${services} VirtualServices × ${ROUTES} routes`, value: compileMs, unit: 'ms' },
+    { name: `first list of ${services} VirtualServices -> table in the engine (coalesced)`, value: feedMs, unit: 'ms' },
+    { name: `the same with one compile per add (before)`, value: eagerMs, unit: 'ms' },
+  ];
 }
 
 function round(n: number): number {

@@ -28,6 +28,7 @@ import { FilePolicyStore } from '../policies/file-store.js';
 import type { PolicyStore } from '../policies/store.js';
 import { DirectoryRuleSource } from '../routes/directory-source.js';
 import { RuleSet } from '../routes/rule-set.js';
+import { RouteTableFeed } from '../routes/table-feed.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { Engine } from '../steering/engine.js';
 import type { CliIo } from './explain.js';
@@ -114,8 +115,10 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     await store.ready();
 
     const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }) });
-    engine.setRoutes(ruleSet.table());
-    ruleSet.onChange(() => engine.setRoutes(ruleSet.table()));
+    // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
+    const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
+    routeFeed.start();
+    closers.push(() => routeFeed.stop());
     engine.setPolicies(store.list());
     store.subscribe((policies) => engine.setPolicies([...policies]));
     engine.start();
