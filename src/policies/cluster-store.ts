@@ -24,7 +24,7 @@ import {
 import type { WanPolicy, WanPolicySpec } from './model.js';
 import type { PolicyStore } from './store.js';
 import { Subscribers, type PolicyListener } from './subscribers.js';
-import { checkPolicyMeaning, checkPolicyName, findDuplicateMatch, parsePolicySpec, validatePolicy } from './validate.js';
+import { checkPolicyMeaning, checkPolicyName, MatchIndex, parsePolicySpec, validatePolicy } from './validate.js';
 import { toWanPolicy, wanPolicyObject, type WanPolicyObject } from './wan-policy-object.js';
 
 /** Why the API refused a write, as the writer port reports it. */
@@ -80,9 +80,13 @@ export class ClusterPolicyStore implements PolicyStore {
   private readonly deleted = new Map<string, string>();
   /** The objects that passed validation, as policies. */
   private accepted = new Map<string, WanPolicy>();
+  /** Each object's own checks (name, schema, meaning), done once: a spec, or why it is refused. */
+  private readonly checked = new WeakMap<WanPolicyObject, WanPolicySpec | PolicyError>();
   /** resourceVersions already reported as invalid, so a relist does not repeat the warning. */
   private readonly reported = new Set<string>();
   private synced = false;
+  /** Objects changed since the accepted policies were last derived. */
+  private dirty = false;
 
   constructor(private readonly options: ClusterPolicyStoreOptions) {
     this.namespace = options.namespace;
@@ -106,10 +110,12 @@ export class ClusterPolicyStore implements PolicyStore {
   }
 
   list(): WanPolicy[] {
+    this.settle();
     return [...this.accepted.values()];
   }
 
   get(name: string): WanPolicy | undefined {
+    this.settle();
     return this.accepted.get(name);
   }
 
@@ -181,7 +187,7 @@ export class ClusterPolicyStore implements PolicyStore {
 
   private afterWrite(object: WanPolicyObject, spec: WanPolicySpec): WanPolicy {
     this.observe(object);
-    return this.accepted.get(object.metadata.name) ?? toWanPolicy(object, spec);
+    return this.get(object.metadata.name) ?? toWanPolicy(object, spec);
   }
 
   /** Takes an object from the informer or a write answer, unless it is older than what we hold. */
@@ -192,7 +198,7 @@ export class ClusterPolicyStore implements PolicyStore {
     if (held !== undefined && !isNewer(version, held)) return;
     this.deleted.delete(name);
     this.objects.set(name, object);
-    this.recompute();
+    this.changed();
   }
 
   /** Drops a deleted object; with `version` (a watch event), only if the event is not older than what we hold. */
@@ -203,28 +209,47 @@ export class ClusterPolicyStore implements PolicyStore {
     if (version !== undefined && held.metadata.resourceVersion !== undefined && isNewer(held.metadata.resourceVersion, version)) return;
     this.deleted.set(name, held.metadata.resourceVersion ?? '');
     this.objects.delete(name);
+    this.changed();
+  }
+
+  /**
+   * An object came or went: the accepted policies are re-derived once the current burst of
+   * events is over (a list is one add per object, all in one turn), or at the next read.
+   * Re-deriving after every event made a first list of 4096 WanPolicies cost seconds.
+   */
+  private changed(): void {
+    if (this.dirty) return;
+    this.dirty = true;
+    queueMicrotask(() => this.settle());
+  }
+
+  private settle(): void {
+    if (!this.dirty) return;
+    this.dirty = false;
     this.recompute();
   }
 
   /** Re-derives the accepted policies from all objects; notifies when they changed. */
   private recompute(): void {
     const next = new Map<string, WanPolicy>();
+    const claims = new MatchIndex<WanPolicy>();
     for (const object of [...this.objects.values()].sort(byAge)) {
-      const policy = this.accept(object, [...next.values()]);
-      if (policy) next.set(policy.name, policy);
+      const policy = this.accept(object, claims);
+      if (policy) {
+        next.set(policy.name, policy);
+        claims.add(policy);
+      }
     }
     const changed = next.size !== this.accepted.size || [...next].some(([name, p]) => this.accepted.get(name)?.version !== p.version);
     this.accepted = next;
     if (changed) this.subscribers.notify(this.list());
   }
 
-  private accept(object: WanPolicyObject, others: readonly WanPolicy[]): WanPolicy | undefined {
+  private accept(object: WanPolicyObject, claims: MatchIndex<WanPolicy>): WanPolicy | undefined {
     const { name, resourceVersion = '' } = object.metadata;
     try {
-      checkPolicyName(name);
-      const spec = parsePolicySpec(object.spec);
-      checkPolicyMeaning(spec);
-      const duplicate = findDuplicateMatch(name, spec, others);
+      const spec = this.specOf(object);
+      const duplicate = claims.duplicateOf(name, spec);
       if (duplicate) throw duplicate;
       const unknown = spec.action.links.filter((l) => !this.links.has(l));
       if (unknown.length > 0) this.reportOnce(object, 'info', `links ${unknown.join(', ')} are not configured on this node; it uses the others`);
@@ -234,6 +259,29 @@ export class ClusterPolicyStore implements PolicyStore {
       this.reportOnce(object, 'warn', `WanPolicy ${this.namespace}/${name} (resourceVersion ${resourceVersion}) is left out: ${err.code}: ${err.message}`);
       return undefined;
     }
+  }
+
+  /**
+   * The object's name and spec checked once per object, not on every recompute (each change
+   * re-derives all policies; the schema check is most of that). Objects are replaced, never
+   * changed in place, so the object itself is the key.
+   */
+  private specOf(object: WanPolicyObject): WanPolicySpec {
+    let checked = this.checked.get(object);
+    if (!checked) {
+      try {
+        checkPolicyName(object.metadata.name);
+        const spec = parsePolicySpec(object.spec);
+        checkPolicyMeaning(spec);
+        checked = spec;
+      } catch (err) {
+        if (!(err instanceof PolicyError)) throw err;
+        checked = err;
+      }
+      this.checked.set(object, checked);
+    }
+    if (checked instanceof PolicyError) throw checked;
+    return checked;
   }
 
   private reportOnce(object: WanPolicyObject, level: 'info' | 'warn', message: string): void {

@@ -91,6 +91,32 @@ export function findDuplicateMatch(
   return undefined;
 }
 
+/**
+ * Policies already accepted, bucketed by what two policies can clash on — the same DSCP, or the
+ * same VirtualService — so checking one more looks at its bucket only, not at every policy (a
+ * store re-deriving 4096 policies would otherwise compare each with all before it). Answers as
+ * findDuplicateMatch over all of them would: policies in other buckets never overlap.
+ */
+export class MatchIndex<P extends { readonly name: string; readonly spec: WanPolicySpec }> {
+  private readonly buckets = new Map<string, P[]>();
+
+  add(policy: P): void {
+    const key = bucketOf(policy.spec.match);
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.push(policy);
+    else this.buckets.set(key, [policy]);
+  }
+
+  /** The error for the first policy added that takes the same sessions as this one, if any. */
+  duplicateOf(name: string, spec: WanPolicySpec): PolicyError | undefined {
+    return findDuplicateMatch(name, spec, this.buckets.get(bucketOf(spec.match)) ?? []);
+  }
+}
+
+function bucketOf(match: PolicyMatch): string {
+  return 'dscp' in match ? `dscp ${match.dscp}` : `vs ${match.route.virtualService}`;
+}
+
 /** True when some session could be claimed by both matches. */
 export function matchesOverlap(a: PolicyMatch, b: PolicyMatch): boolean {
   if ('dscp' in a || 'dscp' in b) return 'dscp' in a && 'dscp' in b && a.dscp === b.dscp;

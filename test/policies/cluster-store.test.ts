@@ -5,7 +5,8 @@
 // sends nothing for bad input.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createClusterPolicyStore } from '../../src/k8s/wan-policy-store.js';
-import type { ClusterPolicyStore } from '../../src/policies/cluster-store.js';
+import { ClusterPolicyStore, type WanPolicyEvents, type WanPolicyWriter } from '../../src/policies/cluster-store.js';
+import type { WanPolicyObject } from '../../src/policies/wan-policy-object.js';
 import { PolicyError } from '../../src/policies/errors.js';
 import type { WanPolicySpec } from '../../src/policies/model.js';
 import { FakeWanPolicyApi } from './helpers/fake-wanpolicy-api.js';
@@ -175,5 +176,35 @@ describe('ClusterPolicyStore', () => {
     expect(await codeOf(store.create('a', markEf(1)))).toEqual({ code: 'WS_POLICY_STORE_UNAVAILABLE', statusCode: 503 });
     await store.ready();
     expect((await store.create('a', markEf(1))).name).toBe('a');
+  });
+
+  it('derives the policies once for a burst of informer events (a list of 4096), and reads are current at once', async () => {
+    let events!: WanPolicyEvents;
+    const store = new ClusterPolicyStore({
+      namespace: NS, links, logger, writer: {} as WanPolicyWriter,
+      informer: (e) => {
+        events = e;
+        return { start() {}, async stop() {}, async whenSynced() {} };
+      },
+    });
+    const notified: number[] = [];
+    store.subscribe((ps) => notified.push(ps.length));
+    const object = (i: number, spec: WanPolicySpec): WanPolicyObject => ({
+      apiVersion: 'wansteer.io/v1alpha1', kind: 'WanPolicy', spec,
+      metadata: { name: `p${i}`, namespace: NS, resourceVersion: String(i + 1), creationTimestamp: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}Z` },
+    });
+    // 4096 policies on 4096 VirtualServices, and one that claims the route of p7 but is younger.
+    for (let i = 0; i < 4096; i++) events.onAdd(object(i, { match: { route: { virtualService: `default/svc-${i}` } }, action: { links: ['lte'], mode: 'redirect' } }));
+    events.onAdd({ ...object(5000, { match: { route: { virtualService: 'default/svc-7', route: 'r' } }, action: { links: ['lte'], mode: 'redirect' } }), metadata: { name: 'late', namespace: NS, resourceVersion: '9999', creationTimestamp: '2026-06-01T00:00:00Z' } });
+    expect(notified).toEqual([]); // nothing derived inside the burst
+    await Promise.resolve();
+    expect(notified).toEqual([4096]);
+    expect(store.get('late')).toBeUndefined();
+    expect(warnings.join('\n')).toMatch(/late .*WS_POLICY_DUPLICATE_MATCH/);
+    // A read right after an event sees it, before the burst's turn is over.
+    events.onDelete(object(7, { match: { route: { virtualService: 'default/svc-7' } }, action: { links: ['lte'], mode: 'redirect' } }));
+    expect(store.get('p7')).toBeUndefined();
+    expect(store.get('late')?.name).toBe('late');
+    expect(notified).toEqual([4096, 4096]);
   });
 });

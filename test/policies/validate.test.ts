@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { PolicyError } from '../../src/policies/errors.js';
 import type { WanPolicySpec } from '../../src/policies/model.js';
-import { validatePolicy } from '../../src/policies/validate.js';
+import { findDuplicateMatch, MatchIndex, validatePolicy } from '../../src/policies/validate.js';
 
 const links = new Set(['fibre', 'lte']);
 const redirect = (vs: string, extra: object = {}): WanPolicySpec => ({
@@ -90,3 +90,31 @@ describe('validatePolicy: across policies', () => {
     expect(validatePolicy('voice', mark(10), { links, others: stored })).toEqual(mark(10));
   });
 });
+
+describe('MatchIndex', () => {
+  it('finds the same duplicate as a check against every policy, for 2000 random policies', () => {
+    // A small space of matches, so clashes are common: 5 VirtualServices × (any | 3 names | 3 indexes), 8 DSCPs.
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const randomSpec = (): WanPolicySpec => {
+      if (rand(4) === 0) return mark(rand(8));
+      const k = rand(7);
+      return redirect(`default/vs-${rand(5)}`, k === 0 ? {} : k < 4 ? { route: `r${k}` } : { routeIndex: k - 4 });
+    };
+    const index = new MatchIndex<{ name: string; spec: WanPolicySpec }>();
+    const all: { name: string; spec: WanPolicySpec }[] = [];
+    let clashes = 0;
+    for (let i = 0; i < 2000; i++) {
+      const p = { name: `p${i}`, spec: randomSpec() };
+      const expected = findDuplicateMatch(p.name, p.spec, all);
+      expect(index.duplicateOf(p.name, p.spec)?.message).toBe(expected?.message);
+      if (expected) clashes++;
+      else if (rand(2) === 0) {
+        index.add(p);
+        all.push(p);
+      }
+    }
+    expect(clashes).toBeGreaterThan(500);
+  });
+});
+
