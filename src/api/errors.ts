@@ -66,7 +66,7 @@ export const RateLimited = defineError('WS_API_RATE_LIMITED', 429, 'over %s sess
 // 5xx: fixed messages with no detail in them; the cause is logged.
 export const Internal = defineError('WS_API_INTERNAL', 500, 'internal error');
 export const DatapathUnavailable = defineError('WS_API_DATAPATH_ERROR', 503, 'the datapath could not take the session');
-export const NotReady = defineError('WS_API_NOT_READY', 503, 'not ready');
+export const NotReady = defineError('WS_API_NOT_READY', 503, 'not ready: %s');
 
 export function validationError(where: string, field: string, message: string): ApiError {
   return new ApiError(VALIDATION.code, VALIDATION.statusCode, `${where} ${field || '/'}: ${message}`, field || '/');

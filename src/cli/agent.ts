@@ -84,15 +84,29 @@ export async function runAgent(argv: readonly string[], io: CliIo): Promise<numb
 export interface RunningAgent {
   readonly httpUrl: string;
   readonly grpcPort: number | null;
+  /** Resolves once route rules and policies are in and the agent steers new sessions (/readyz 200). */
+  readonly synced: Promise<void>;
   /** Resolves once the agent has shut down (on a signal, or stop()). */
   readonly stopped: Promise<void>;
   stop(): Promise<void>;
 }
 
-/** Start every part; resolves when the agent serves. Used by runAgent and by tests. */
+/**
+ * Start every part; resolves when the agent serves (`synced`: when it can also steer new
+ * sessions). Used by runAgent and by tests.
+ *
+ * In cluster mode nothing waits for the API server before the agent serves: an edge node may
+ * be cut off from its control plane (often by the very WAN fault the agent is there for). Until
+ * the first lists arrive, /healthz answers, /readyz says what is missing, the link monitor
+ * moves traffic off a dead link (link entries are the agent's own), and the policy and flow
+ * entries a previous agent left in the pinned maps go on steering. Standalone sources are local
+ * files: they are read before the agent serves, and a broken one stops the start.
+ */
 export async function startAgent(config: AgentConfig, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningAgent> {
   const closers: (() => unknown)[] = [];
+  let closing = false;
   const closeAll = async () => {
+    closing = true;
     for (const close of closers.reverse()) {
       try {
         await close();
@@ -109,20 +123,27 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     const ruleSet = new RuleSet();
     const rules = await startRuleSource(config, ruleSet, logger);
     closers.push(rules.stop);
-
     const store = await createPolicyStore(config, logger);
     closers.push(() => store.close());
-    await store.ready();
 
+    // Adopt what the pinned maps hold; policy entries stay as found until the policies arrive.
     const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }) });
-    // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
-    const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
-    routeFeed.start();
-    closers.push(() => routeFeed.stop());
-    engine.setPolicies(store.list());
-    store.subscribe((policies) => engine.setPolicies([...policies]));
     engine.start();
     closers.push(() => engine.stop());
+
+    // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
+    const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
+    closers.push(() => routeFeed.stop());
+    const routesIn = rules.whenReady().then(() => {
+      if (!closing) routeFeed.start();
+    });
+    const policiesIn = store.ready().then(() => {
+      if (closing) return;
+      engine.setPolicies(store.list());
+      store.subscribe((policies) => engine.setPolicies([...policies]));
+    });
+    // A policy file is read now, and a broken one stops the start.
+    if (config.policies.store === 'file') await policiesIn;
 
     // Link health: carrier and probes feed the engine; a change of choice is one policy write.
     // In dry-run the interfaces are not ours to probe: every link stays up.
@@ -168,13 +189,16 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
         resolveStopped();
       },
     });
-    logger.info(
-      { http: server.url, grpc: grpc ? grpc.port : null, adopted: datapath.adopted, links: config.links.map((l) => l.name) },
-      'wansteer agent ready',
-    );
+    const serving = { http: server.url, grpc: grpc ? grpc.port : null, adopted: datapath.adopted, links: config.links.map((l) => l.name) };
+    const synced = Promise.all([routesIn, policiesIn]).then(() => {
+      if (!closing) logger.info(serving, 'wansteer agent ready');
+    });
+    synced.catch((err: unknown) => logger.error({ err }, 'route rules or policies could not be loaded'));
+    if (!engine.ready()) logger.info({ ...serving, waitingFor: engine.waitingFor() }, 'wansteer agent serving; not ready yet');
     return {
       httpUrl: server.url,
       grpcPort: grpc ? grpc.port : null,
+      synced,
       stopped,
       stop: async () => {
         await server.close();
@@ -202,19 +226,24 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
   });
 }
 
-async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Logger): Promise<{ stop: () => Promise<void> | void }> {
+/** Starts the rule source; `whenReady` resolves once its rules are in the RuleSet (a directory: at once). */
+async function startRuleSource(
+  config: AgentConfig,
+  ruleSet: RuleSet,
+  logger: Logger,
+): Promise<{ stop: () => Promise<void> | void; whenReady: () => Promise<void> }> {
   const log = logger.child({ part: 'rules' });
   if (config.rules.source === 'directory') {
     const source = new DirectoryRuleSource({ directory: config.rules.directory, ruleSet, logger: log });
     const report = await source.start(); // first load, then watch
     log.info({ files: report.files, virtualServices: report.virtualServices, broken: report.brokenFiles.length }, 'route rules loaded');
-    return { stop: () => source.stop() };
+    return { stop: () => source.stop(), whenReady: async () => undefined };
   }
   // Loaded only in cluster mode: the Kubernetes client costs tens of MB of memory.
   const { VirtualServiceInformer } = await import('../k8s/virtual-service-informer.js');
   const informer = VirtualServiceInformer.fromKubeConfig(await kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
   informer.start();
-  return { stop: () => informer.stop() };
+  return { stop: () => informer.stop(), whenReady: () => informer.whenReady() };
 }
 
 async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {

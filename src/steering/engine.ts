@@ -200,6 +200,16 @@ export class Engine implements SteeringEngine, SteeringStats {
     return this.started && !this.stopped && this.routesSynced && this.policiesSynced;
   }
 
+  /** What the engine still waits for before it can steer (empty when ready), for /readyz. */
+  waitingFor(): string[] {
+    if (this.stopped) return ['the agent is shutting down'];
+    const waiting: string[] = [];
+    if (!this.started) waiting.push('the datapath state is not adopted yet');
+    if (!this.routesSynced) waiting.push('route rules: the VirtualServices are not listed yet');
+    if (!this.policiesSynced) waiting.push('policies: the WanPolicies are not listed yet');
+    return waiting;
+  }
+
   private dropUntrustedFlows(found: PolicyIdsLoad): void {
     const ids = this.ids!;
     try {

@@ -101,5 +101,7 @@ export interface SteeringEngine {
   flows(filter?: { policy?: string; link?: LinkName; limit?: number }): FlowView[];
   /** The datapath can take writes and the rule and policy sources have synced. */
   ready(): boolean;
+  /** What it still waits for before it is ready, for people; empty when ready. */
+  waitingFor(): string[];
 }
 

@@ -4,8 +4,6 @@
 // (method + path) becomes (group, resource, verb, scope); that set must equal what the roles bound
 // to the agent's ServiceAccount grant, with nothing missing and nothing extra.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -14,16 +12,11 @@ import { parse } from 'yaml';
 import { startAgent } from '../../src/cli/agent.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { FakeApiServer, virtualService } from '../k8s/fake-apiserver.js';
+import { RecordingProxy, type Recorded } from '../helpers/recording-proxy.js';
 import { FakeWanPolicyApi } from '../policies/helpers/fake-wanpolicy-api.js';
 import { DEPLOY_DIR, environment, kustomizeBuild, type EnvContainer, type Json, type KubeObject } from './helpers/manifests.js';
 
 const TOKEN = 'deploy-rbac-token';
-
-interface Recorded {
-  readonly method: string;
-  readonly path: string;
-  readonly watch: boolean;
-}
 
 /** One authorisation the API server checks for a request, as RBAC sees it. */
 interface Access {
@@ -86,52 +79,6 @@ function needed(requests: readonly Recorded[]): string[] {
  * A recording reverse proxy in front of the two fakes: every request the agent's client sends
  * passes here. A path neither fake serves is answered 404 and still recorded.
  */
-class RecordingProxy {
-  readonly requests: Recorded[] = [];
-  private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
-
-  constructor(private readonly routes: () => { prefix: string; port: number }[]) {
-    this.server = createServer((req, res) => this.forward(req, res));
-    this.server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private forward(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? '/', 'http://x');
-    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, watch: url.searchParams.get('watch') === 'true' });
-    const route = this.routes().find((r) => url.pathname.startsWith(r.prefix));
-    if (!route) {
-      res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
-      return;
-    }
-    const upstream = httpRequest({ host: '127.0.0.1', port: route.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      res.flushHeaders();
-      up.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    res.on('close', () => upstream.destroy());
-    req.pipe(upstream);
-  }
-}
-
 const portOf = (url: string): number => Number(new URL(url).port);
 
 describe('RBAC in deploy/overlays/edge', () => {
@@ -190,6 +137,7 @@ describe('RBAC in deploy/overlays/edge', () => {
     proxy.requests.length = 0;
     const agent = await startAgent(agentConfig(), pino({ level: 'silent' }), { handleSignals: false });
     try {
+      await agent.synced;
       await exercise(agent.httpUrl);
       // Both informers have listed and are watching: the steady state's calls are all in.
       const deadline = Date.now() + 10_000;

@@ -331,9 +331,17 @@ describe('start and restart', () => {
     engine.setRoutes(routes());
     engine.start();
     expect(engine.ready()).toBe(false);
+    expect(engine.waitingFor()).toEqual(['policies: the WanPolicies are not listed yet']);
     expect(mem.listPolicies()).toEqual(policies);
     expect(mem.listDscpPolicies()).toEqual(dscp);
     expect(mem.countFlows()).toBe(1);
+    // A link that fails meanwhile is marked down at once: its flows pass on their original path.
+    const lte = makeConfig(state.dir).links.findIndex((l) => l.name === 'lte');
+    expect(mem.listLinks().get(lte)?.up).toBe(true);
+    engine.setLinkHealth('lte', { up: false, reason: 'no carrier' });
+    expect(mem.listLinks().get(lte)?.up).toBe(false);
+    expect(mem.listPolicies()).toEqual(policies);
+    engine.setLinkHealth('lte', { up: true });
     engine.setPolicies([MINION]);
     expect(engine.ready()).toBe(true);
     expect([...mem.listPolicies().keys()]).toEqual([idFile().ids['minion-to-lte']]);

@@ -17,7 +17,8 @@ export const healthRoutes: FastifyPluginCallback<{ engine: SteeringEngine }, Raw
     schema: { summary: 'Readiness', tags: ['health'], response: { 200: Status, ...errorResponses } },
   }, async (_request, reply) => {
     // Answered, not thrown: a probe polling during start-up is not an error worth a log line.
-    if (!engine.ready()) return reply.code(503).send(toErrorBody(NotReady()).body);
+    const waiting = engine.waitingFor();
+    if (waiting.length > 0) return reply.code(503).send(toErrorBody(NotReady(waiting.join('; '))).body);
     return { status: 'ok' as const };
   });
   done();

@@ -77,4 +77,8 @@ export class EngineDouble implements SteeringEngine {
   ready(): boolean {
     return this.isReady;
   }
+
+  waitingFor(): string[] {
+    return this.isReady ? [] : ['policies: the WanPolicies are not listed yet'];
+  }
 }

@@ -1,0 +1,105 @@
+// Proves the agent in cluster mode does not wait for the API server before it serves: with the
+// API out of reach (an edge site cut off from its control plane) it answers /healthz, /readyz
+// says what it waits for, policy writes are refused with a code, and once the API answers the
+// VirtualServices and WanPolicies come in, /readyz turns 200 and sessions are steered by them.
+// Real agent (dry-run datapath), real client-node, loopback fake API servers behind a proxy.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../../src/cli/agent.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { RecordingProxy } from '../helpers/recording-proxy.js';
+import { FakeApiServer, virtualService } from '../k8s/fake-apiserver.js';
+import { FakeWanPolicyApi } from '../policies/helpers/fake-wanpolicy-api.js';
+
+const NS = 'wansteer-system';
+const TOKEN = 'cluster-start-token';
+const portOf = (url: string): number => Number(new URL(url).port);
+
+describe('wansteer agent in cluster mode, API server out of reach at start', () => {
+  let dir: string;
+  let vsApi: FakeApiServer;
+  let wpApi: FakeWanPolicyApi;
+  let proxy: RecordingProxy;
+  let agent: RunningAgent | undefined;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'wansteer-cluster-start-'));
+    vsApi = new FakeApiServer();
+    wpApi = new FakeWanPolicyApi();
+    await Promise.all([vsApi.start(), wpApi.start()]);
+    vsApi.upsert(virtualService('default', 'app', 'jason'));
+    wpApi.put(NS, 'jason-to-wan1', { match: { route: { virtualService: 'default/app', route: 'special' } }, action: { links: ['wan1', 'wan0'], mode: 'redirect' } });
+    proxy = new RecordingProxy(() => [
+      { prefix: '/apis/networking.istio.io/', port: portOf(vsApi.url) },
+      { prefix: '/apis/wansteer.io/', port: portOf(wpApi.kubeConfig().getCurrentCluster()!.server) },
+    ]);
+    proxy.down = true;
+    await proxy.start();
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      `apiVersion: v1\nkind: Config\nclusters: [{name: fake, cluster: {server: "${proxy.url}", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: test-token}}]\ncontexts: [{name: fake, context: {cluster: fake, user: agent}}]\ncurrent-context: fake\n`,
+    );
+    process.env.KUBECONFIG = join(dir, 'kubeconfig');
+    delete process.env.KUBERNETES_SERVICE_HOST;
+    writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await proxy?.close();
+    await Promise.all([vsApi?.close(), wpApi?.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${agent!.httpUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const report = () =>
+    call('POST', '/v1/sessions', {
+      direction: 'outbound', local: '10.0.0.5:40000', remote: '203.0.113.7:443',
+      request: { authority: 'app', path: '/', method: 'GET', headers: { 'end-user': 'jason' } },
+    });
+
+  it('serves at once, says what it waits for, and steers once the API answers', async () => {
+    const config = resolveConfig(
+      {
+        links: [{ name: 'wan0', interface: 'wan0' }, { name: 'wan1', interface: 'wan1' }],
+        defaultLink: 'wan0',
+        rules: { source: 'cluster' },
+        policies: { store: 'cluster', namespace: NS },
+        intake: { allowedProxies: ['127.0.0.1', '::1', '::ffff:127.0.0.1'] },
+        stateDir: join(dir, 'state'),
+        log: { level: 'warn' },
+      },
+      { env: {}, argv: ['--dry-run', '--token-file', join(dir, 'token')] },
+    );
+    const started = Date.now();
+    agent = await startAgent({ ...config, listen: { http: '127.0.0.1:0' } }, pino({ level: 'silent' }), { handleSignals: false });
+    expect(Date.now() - started).toBeLessThan(5000); // it did not wait out the API's back-off
+
+    expect((await call('GET', '/healthz')).status).toBe(200);
+    const notReady = await call('GET', '/readyz');
+    expect(notReady.status).toBe(503);
+    expect(notReady.body.code).toBe('WS_API_NOT_READY');
+    expect(notReady.body.message).toMatch(/VirtualServices are not listed yet.*WanPolicies are not listed yet/);
+    const write = await call('POST', '/v1/policies', { name: 'x', spec: { match: { dscp: 10 }, action: { links: [], dscp: 46, mode: 'mark' } } });
+    expect(write.status).toBe(503);
+    expect(write.body.code).toBe('WS_POLICY_STORE_UNAVAILABLE');
+    expect((await report()).body).toMatchObject({ status: 'unmatched' });
+    expect(proxy.requests.length).toBe(0); // nothing got through
+
+    proxy.down = false;
+    await agent.synced;
+    expect((await call('GET', '/readyz')).status).toBe(200);
+    expect((await report()).body).toMatchObject({ status: 'steered', policy: 'jason-to-wan1', link: 'wan1' });
+    expect(proxy.requests.some((r) => r.path.startsWith('/apis/wansteer.io/') && !r.watch)).toBe(true);
+  });
+});
