@@ -13,6 +13,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeObject } from '../k8s/list-watch.js';
 import pino, { type Logger } from 'pino';
 import { buildApp } from '../api/app.js';
 import type { GrpcIntake } from '../api/grpc.js';
@@ -134,8 +135,12 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
     const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
     closers.push(() => routeFeed.stop());
+    // Until the cluster answers: what this node last saw of it, if anything.
+    const restored = fromCluster(config) && (await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger));
     const routesIn = rules.whenReady().then(() => {
-      if (!closing) routeFeed.start();
+      if (closing) return;
+      if (restored) ruleSet.replaceSource(SNAPSHOT_SOURCE, []); // the informer's own list replaces it
+      routeFeed.start();
     });
     const policiesIn = store.ready().then(() => {
       if (closing) return;
@@ -191,7 +196,9 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     });
     const serving = { http: server.url, grpc: grpc ? grpc.port : null, adopted: datapath.adopted, links: config.links.map((l) => l.name) };
     const synced = Promise.all([routesIn, policiesIn]).then(() => {
-      if (!closing) logger.info(serving, 'wansteer agent ready');
+      if (closing) return;
+      logger.info(serving, 'wansteer agent ready');
+      if (fromCluster(config)) closers.push(keepClusterSnapshot(config, { ruleSet, store, rules }, logger));
     });
     synced.catch((err: unknown) => logger.error({ err }, 'route rules or policies could not be loaded'));
     if (!engine.ready()) logger.info({ ...serving, waitingFor: engine.waitingFor() }, 'wansteer agent serving; not ready yet');
@@ -212,6 +219,75 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
   }
 }
 
+/** The RuleSet source that holds the snapshot's VirtualServices until the informer has listed. */
+const SNAPSHOT_SOURCE = 'cluster-snapshot';
+
+const fromCluster = (config: AgentConfig): boolean => config.rules.source === 'cluster' || config.policies.store === 'cluster';
+
+/**
+ * Feed the engine the node's last view of the cluster (src/k8s/cluster-snapshot.ts), if there is
+ * a usable one; true when its VirtualServices went into the RuleSet.
+ */
+async function restoreClusterSnapshot(
+  config: AgentConfig,
+  parts: { ruleSet: RuleSet; routeFeed: RouteTableFeed; engine: Engine },
+  logger: Logger,
+): Promise<boolean> {
+  const { readClusterSnapshot, snapshotPath } = await import('../k8s/cluster-snapshot.js');
+  const log = logger.child({ part: 'snapshot' });
+  const read = await readClusterSnapshot(config.stateDir);
+  if (read.status === 'missing') return false;
+  if (read.status === 'unusable') {
+    log.warn({ file: snapshotPath(config.stateDir), problem: read.problem }, 'the cluster snapshot cannot be used: waiting for the API server');
+    return false;
+  }
+  const { snapshot } = read;
+  for (const why of snapshot.skipped) log.warn({ file: snapshotPath(config.stateDir) }, `left out of the snapshot: ${why}`);
+  const used: Record<string, number> = {};
+  if (config.rules.source === 'cluster' && snapshot.virtualServices) {
+    parts.ruleSet.replaceSource(SNAPSHOT_SOURCE, snapshot.virtualServices);
+    parts.routeFeed.start();
+    used.virtualServices = snapshot.virtualServices.length;
+  }
+  if (config.policies.store === 'cluster' && snapshot.policies) {
+    parts.engine.setPolicies(snapshot.policies);
+    used.policies = snapshot.policies.length;
+  }
+  if (Object.keys(used).length > 0) {
+    log.warn({ writtenAt: snapshot.writtenAt, ...used }, "steering by this node's snapshot of the cluster until the API server answers");
+  }
+  return used.virtualServices !== undefined;
+}
+
+/** From the first complete lists on, keep the snapshot up to date; returns its closer. */
+function keepClusterSnapshot(
+  config: AgentConfig,
+  parts: { ruleSet: RuleSet; store: PolicyStore; rules: RuleSource },
+  logger: Logger,
+): () => Promise<void> {
+  const log = logger.child({ part: 'snapshot' });
+  let writer: { changed(): void; flush(): Promise<void>; close(): Promise<void> } | undefined;
+  const unsubscribe: (() => unknown)[] = [];
+  const loading = import('../k8s/cluster-snapshot.js').then(({ ClusterSnapshotWriter }) => {
+    const w = new ClusterSnapshotWriter({
+      stateDir: config.stateDir,
+      collect: () => ({
+        ...(config.rules.source === 'cluster' ? { virtualServices: parts.rules.clusterObjects?.() ?? [] } : {}),
+        ...(config.policies.store === 'cluster' ? { policies: parts.store.list() } : {}),
+      }),
+      onError: (err) => log.warn({ err }, 'could not write the cluster snapshot'),
+    });
+    writer = w;
+    unsubscribe.push(parts.ruleSet.onChange(() => w.changed()), parts.store.subscribe(() => w.changed()));
+    return w.flush();
+  });
+  return async () => {
+    await loading;
+    for (const u of unsubscribe) u();
+    await writer?.close();
+  };
+}
+
 function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
   if (config.datapath.dryRun) {
     logger.warn('dry run: the datapath is kept in memory; no packet is steered');
@@ -226,12 +302,15 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
   });
 }
 
-/** Starts the rule source; `whenReady` resolves once its rules are in the RuleSet (a directory: at once). */
-async function startRuleSource(
-  config: AgentConfig,
-  ruleSet: RuleSet,
-  logger: Logger,
-): Promise<{ stop: () => Promise<void> | void; whenReady: () => Promise<void> }> {
+interface RuleSource {
+  stop(): Promise<void> | void;
+  /** Resolves once its rules are in the RuleSet (a directory: at once). */
+  whenReady(): Promise<void>;
+  /** The cluster's VirtualService objects as listed (cluster source only), for the snapshot. */
+  clusterObjects?(): KubeObject[];
+}
+
+async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Logger): Promise<RuleSource> {
   const log = logger.child({ part: 'rules' });
   if (config.rules.source === 'directory') {
     const source = new DirectoryRuleSource({ directory: config.rules.directory, ruleSet, logger: log });
@@ -243,7 +322,7 @@ async function startRuleSource(
   const { VirtualServiceInformer } = await import('../k8s/virtual-service-informer.js');
   const informer = VirtualServiceInformer.fromKubeConfig(await kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
   informer.start();
-  return { stop: () => informer.stop(), whenReady: () => informer.whenReady() };
+  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects() };
 }
 
 async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {

@@ -73,6 +73,11 @@ export class VirtualServiceInformer {
     await Promise.all(this.watches.map((w) => w.listWatch.whenSynced()));
   }
 
+  /** Every object as last listed or watched, valid or not (for the node's cluster snapshot). */
+  objects(): KubeObject[] {
+    return this.watches.flatMap((w) => w.listWatch.objects());
+  }
+
   status(): InformerStatus {
     const watches = this.watches.map((w) => ({ resource: w.resource, ...w.listWatch.status() }));
     return { ready: watches.every((w) => w.synced), watches, invalidObjects: Object.fromEntries(this.invalid) };
