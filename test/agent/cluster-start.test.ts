@@ -13,14 +13,12 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startAgent, type RunningAgent } from '../../src/cli/agent.js';
 import { resolveConfig } from '../../src/config/load.js';
-import { RecordingProxy } from '../helpers/recording-proxy.js';
+import { portOf, RecordingProxy } from '../helpers/recording-proxy.js';
 import { FakeApiServer, virtualService } from '../k8s/fake-apiserver.js';
 import { FakeWanPolicyApi } from '../policies/helpers/fake-wanpolicy-api.js';
 
 const NS = 'wansteer-system';
 const TOKEN = 'cluster-start-token';
-const portOf = (url: string): number => Number(new URL(url).port);
-
 describe('wansteer agent in cluster mode, API server out of reach at start', () => {
   let dir: string;
   let vsApi: FakeApiServer;
@@ -42,12 +40,7 @@ describe('wansteer agent in cluster mode, API server out of reach at start', () 
     ]);
     proxy.down = true;
     await proxy.start();
-    writeFileSync(
-      join(dir, 'kubeconfig'),
-      `apiVersion: v1\nkind: Config\nclusters: [{name: fake, cluster: {server: "${proxy.url}", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: test-token}}]\ncontexts: [{name: fake, context: {cluster: fake, user: agent}}]\ncurrent-context: fake\n`,
-    );
-    process.env.KUBECONFIG = join(dir, 'kubeconfig');
-    delete process.env.KUBERNETES_SERVICE_HOST;
+    proxy.useAsKubeconfig(dir);
     writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
   });
 

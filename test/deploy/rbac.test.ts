@@ -12,7 +12,7 @@ import { parse } from 'yaml';
 import { startAgent } from '../../src/cli/agent.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { FakeApiServer, virtualService } from '../k8s/fake-apiserver.js';
-import { RecordingProxy, type Recorded } from '../helpers/recording-proxy.js';
+import { portOf, RecordingProxy, type Recorded } from '../helpers/recording-proxy.js';
 import { FakeWanPolicyApi } from '../policies/helpers/fake-wanpolicy-api.js';
 import { DEPLOY_DIR, environment, kustomizeBuild, type EnvContainer, type Json, type KubeObject } from './helpers/manifests.js';
 
@@ -79,8 +79,6 @@ function needed(requests: readonly Recorded[]): string[] {
  * A recording reverse proxy in front of the two fakes: every request the agent's client sends
  * passes here. A path neither fake serves is answered 404 and still recorded.
  */
-const portOf = (url: string): number => Number(new URL(url).port);
-
 describe('RBAC in deploy/overlays/edge', () => {
   const objects = kustomizeBuild(join(DEPLOY_DIR, 'overlays/edge'));
   const ds = objects.find((o) => o.kind === 'DaemonSet')!;
@@ -102,13 +100,7 @@ describe('RBAC in deploy/overlays/edge', () => {
       { prefix: '/apis/wansteer.io/', port: wpPort },
     ]);
     await proxy.start();
-    // The agent finds its API server as kubectl would: the in-cluster variables are absent here.
-    writeFileSync(
-      join(dir, 'kubeconfig'),
-      `apiVersion: v1\nkind: Config\nclusters: [{name: fake, cluster: {server: "${proxy.url}", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: test-token}}]\ncontexts: [{name: fake, context: {cluster: fake, user: agent}}]\ncurrent-context: fake\n`,
-    );
-    process.env.KUBECONFIG = join(dir, 'kubeconfig');
-    delete process.env.KUBERNETES_SERVICE_HOST;
+    proxy.useAsKubeconfig(dir);
     writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
   });
 

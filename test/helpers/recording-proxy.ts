@@ -4,7 +4,13 @@
  * method, path and whether it is a watch. `down` cuts connections, as an API server out of reach.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
+import { join } from 'node:path';
+import { FAKE_TOKEN } from './fake-kube-api.js';
+
+/** The port of a server URL, for the proxy's routes. */
+export const portOf = (url: string): number => Number(new URL(url).port);
 
 export interface Recorded {
   readonly method: string;
@@ -38,6 +44,19 @@ export class RecordingProxy {
   /** Cut every open connection (watches too), e.g. to go down. */
   dropConnections(): void {
     for (const s of this.sockets) s.destroy();
+  }
+
+  /**
+   * Point this process's client-node at the proxy, the way kubectl finds a cluster: a kubeconfig
+   * in `dir` named by KUBECONFIG, and the in-cluster variables absent.
+   */
+  useAsKubeconfig(dir: string): void {
+    writeFileSync(
+      join(dir, 'kubeconfig'),
+      `apiVersion: v1\nkind: Config\nclusters: [{name: fake, cluster: {server: "${this.url}", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: ${FAKE_TOKEN}}}]\ncontexts: [{name: fake, context: {cluster: fake, user: agent}}]\ncurrent-context: fake\n`,
+    );
+    process.env.KUBECONFIG = join(dir, 'kubeconfig');
+    delete process.env.KUBERNETES_SERVICE_HOST;
   }
 
   get url(): string {
