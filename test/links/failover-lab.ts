@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 import { LabAgentClient, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/cli/lab.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
@@ -61,12 +62,18 @@ export class FailoverLab {
   /**
    * `probes: false`: the links have no probe (carrier only), to measure what probing costs.
    * `cli`: how to run `wansteer` (default: from source under tsx; the benchmarks pass a build).
+   * `rules: 'cluster-cut-off'`: rules and policies from a cluster whose API server cannot be
+   * reached, with the same VirtualService and policies in the node's cluster snapshot, as on a
+   * node that rebooted while cut off from its control plane.
    */
-  static async start(tag = 'links', { probes = true, cli = [process.execPath, '--import', 'tsx', MAIN] } = {}): Promise<FailoverLab> {
+  static async start(
+    tag = 'links',
+    { probes = true, cli = [process.execPath, '--import', 'tsx', MAIN], rules = 'files' as 'files' | 'cluster-cut-off' } = {},
+  ): Promise<FailoverLab> {
     const lab = WanLab.create(tag);
     const rig = new FailoverLab(lab, mkdtempSync(join(tmpdir(), 'wansteer-links-')), tag);
     try {
-      await rig.setUp(probes, cli);
+      await rig.setUp(probes, cli, rules);
     } catch (err) {
       await rig.stop();
       throw err;
@@ -74,12 +81,26 @@ export class FailoverLab {
     return rig;
   }
 
-  private async setUp(probes: boolean, cli: string[]): Promise<void> {
+  private async setUp(probes: boolean, cli: string[], rules: 'files' | 'cluster-cut-off'): Promise<void> {
     const { lab, dir } = this;
     mkdirSync(join(dir, 'rules'));
     const probe = probes ? `, probe: { target: ${CLOUD.service.v4} }` : '';
     writeFileSync(join(dir, 'rules/cloud.yaml'), virtualService());
     writeFileSync(join(dir, 'policies.yaml'), policyFile());
+    let sources = [`rules: { source: directory, directory: ${join(dir, 'rules')} }`, `policies: { store: file, file: ${join(dir, 'policies.yaml')} }`];
+    let agentCli = cli;
+    if (rules === 'cluster-cut-off') {
+      sources = ['rules: { source: cluster }', 'policies: { store: cluster, namespace: wansteer-system }'];
+      // An API server at a TEST-NET address: nothing answers there.
+      writeFileSync(
+        join(dir, 'kubeconfig'),
+        'apiVersion: v1\nkind: Config\nclusters: [{name: edge, cluster: {server: "https://192.0.2.10:6443", insecure-skip-tls-verify: true}}]\nusers: [{name: agent, user: {token: t}}]\ncontexts: [{name: edge, context: {cluster: edge, user: agent}}]\ncurrent-context: edge\n',
+      );
+      agentCli = ['env', '-u', 'KUBERNETES_SERVICE_HOST', `KUBECONFIG=${join(dir, 'kubeconfig')}`, ...cli];
+      const policies = policyItems().map(({ name, version, spec }) => ({ name, version: String(version), spec }));
+      mkdirSync(join(dir, 'state'));
+      writeFileSync(join(dir, 'state/cluster-snapshot.json'), JSON.stringify({ version: 1, writtenAt: new Date().toISOString(), virtualServices: [parse(virtualService())], policies }));
+    }
     writeFileSync(
       join(dir, 'config.yaml'),
       [
@@ -88,8 +109,7 @@ export class FailoverLab {
         `  - { name: wan1, interface: wan1, nextHop4: ${CLOUD.c1.v4}${probe} }`,
         'defaultLink: wan0',
         'listen: { http: "0.0.0.0:9090" }',
-        `rules: { source: directory, directory: ${join(dir, 'rules')} }`,
-        `policies: { store: file, file: ${join(dir, 'policies.yaml')} }`,
+        ...sources,
         `stateDir: ${join(dir, 'state')}`,
         `datapath: { pinDir: ${this.pinDir}, flowTableSize: 65536 }`,
         'log: { level: info }',
@@ -106,7 +126,7 @@ export class FailoverLab {
       const [at, sport, dev] = line.split(' ');
       this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
     });
-    this.agent = lab.spawn(lab.edge, [...cli, 'agent', '--config', join(dir, 'config.yaml')]);
+    this.agent = lab.spawn(lab.edge, [...agentCli, 'agent', '--config', join(dir, 'config.yaml')]);
     this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
     this.agent.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
     await this.api.waitReady(this.agent, 20_000);
@@ -229,10 +249,15 @@ spec:
 ${routes.join('')}`;
 }
 
-function policyFile(): string {
-  const items = Object.entries(POLICIES).map(([user, sla], i) => {
+/** The policies: one per entry of POLICIES, each preferring wan1. */
+function policyItems(): { name: string; version: number; spec: object }[] {
+  return Object.entries(POLICIES).map(([user, sla], i) => {
     const action = { links: ['wan1', 'wan0'], mode: 'redirect', ...(sla ? { sla } : {}) };
-    return `- name: ${user}\n  version: ${i + 1}\n  spec: ${JSON.stringify({ match: { route: { virtualService: 'default/cloud-service', route: user } }, action })}\n`;
+    return { name: user, version: i + 1, spec: { match: { route: { virtualService: 'default/cloud-service', route: user } }, action } };
   });
+}
+
+function policyFile(): string {
+  const items = policyItems().map(({ name, version, spec }) => `- name: ${name}\n  version: ${version}\n  spec: ${JSON.stringify(spec)}\n`);
   return `apiVersion: wansteer.io/v1alpha1\nkind: WanPolicyList\nrevision: ${items.length}\nitems:\n${items.join('')}`;
 }
