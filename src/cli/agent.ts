@@ -24,6 +24,7 @@ import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, type DatapathPort } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
+import { SourceStates } from '../metrics/source-state.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
 import type { PolicyStore } from '../policies/store.js';
@@ -136,16 +137,21 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
     closers.push(() => routeFeed.stop());
     // Until the cluster answers: what this node last saw of it, if anything.
-    const restored = fromCluster(config) && (await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger));
+    const sourceStates = new SourceStates();
+    const restored = fromCluster(config) ? await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger) : NOTHING_RESTORED;
+    if (restored.routes) sourceStates.set('routes', 'snapshot');
+    if (restored.policies) sourceStates.set('policies', 'snapshot');
     const routesIn = rules.whenReady().then(() => {
       if (closing) return;
-      if (restored) ruleSet.replaceSource(SNAPSHOT_SOURCE, []); // the informer's own list replaces it
+      if (restored.routes) ruleSet.replaceSource(SNAPSHOT_SOURCE, []); // the informer's own list replaces it
       routeFeed.start();
+      sourceStates.set('routes', 'synced');
     });
     const policiesIn = store.ready().then(() => {
       if (closing) return;
       engine.setPolicies(store.list());
       store.subscribe((policies) => engine.setPolicies([...policies]));
+      sourceStates.set('policies', 'synced');
     });
     // A policy file is read now, and a broken one stops the start.
     if (config.policies.store === 'file') await policiesIn;
@@ -169,7 +175,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     ageing.start();
     closers.push(() => ageing.stop());
 
-    const registry = createRegistry({ engine, datapath, ageing });
+    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates });
     const sessions = SessionIntake.create(engine, config.intake, registry);
     const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
     if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
@@ -224,22 +230,24 @@ const SNAPSHOT_SOURCE = 'cluster-snapshot';
 
 const fromCluster = (config: AgentConfig): boolean => config.rules.source === 'cluster' || config.policies.store === 'cluster';
 
+const NOTHING_RESTORED = { routes: false, policies: false };
+
 /**
  * Feed the engine the node's last view of the cluster (src/k8s/cluster-snapshot.ts), if there is
- * a usable one; true when its VirtualServices went into the RuleSet.
+ * a usable one; says which parts it restored.
  */
 async function restoreClusterSnapshot(
   config: AgentConfig,
   parts: { ruleSet: RuleSet; routeFeed: RouteTableFeed; engine: Engine },
   logger: Logger,
-): Promise<boolean> {
+): Promise<{ routes: boolean; policies: boolean }> {
   const { readClusterSnapshot, snapshotPath } = await import('../k8s/cluster-snapshot.js');
   const log = logger.child({ part: 'snapshot' });
   const read = await readClusterSnapshot(config.stateDir);
-  if (read.status === 'missing') return false;
+  if (read.status === 'missing') return NOTHING_RESTORED;
   if (read.status === 'unusable') {
     log.warn({ file: snapshotPath(config.stateDir), problem: read.problem }, 'the cluster snapshot cannot be used: waiting for the API server');
-    return false;
+    return NOTHING_RESTORED;
   }
   const { snapshot } = read;
   for (const why of snapshot.skipped) log.warn({ file: snapshotPath(config.stateDir) }, `left out of the snapshot: ${why}`);
@@ -256,7 +264,7 @@ async function restoreClusterSnapshot(
   if (Object.keys(used).length > 0) {
     log.warn({ writtenAt: snapshot.writtenAt, ...used }, "steering by this node's snapshot of the cluster until the API server answers");
   }
-  return used.virtualServices !== undefined;
+  return { routes: used.virtualServices !== undefined, policies: used.policies !== undefined };
 }
 
 /** From the first complete lists on, keep the snapshot up to date; returns its closer. */

@@ -26,6 +26,7 @@ import { registerPolicyTraffic } from './policy-traffic.js';
 import { registerReportLatency } from './report-latency.js';
 import { ScrapeCache } from './scrape-cache.js';
 import { registerSessions } from './sessions.js';
+import { registerSourceState, type SourceStates } from './source-state.js';
 import { registerWriteErrors } from './write-errors.js';
 
 export interface MetricsSources {
@@ -35,6 +36,8 @@ export interface MetricsSources {
   ageing?: Pick<FlowAgeing, 'aged' | 'errors'>;
   /** Bounds on the per-policy flow walk (see policy-flows.ts). */
   policyFlows?: PolicyFlowsOptions;
+  /** Where route rules and policies come from now (the agent keeps it). */
+  sources?: SourceStates;
   /** Milliseconds clock for the scrape caches (tests). */
   now?: () => number;
 }
@@ -56,5 +59,6 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerWriteErrors(registry, engine);
   registerPassReasons(registry, scrape);
   if (sources.ageing) registerFlowsAged(registry, sources.ageing);
+  if (sources.sources) registerSourceState(registry, sources.sources);
   return registry;
 }

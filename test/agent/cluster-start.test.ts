@@ -83,6 +83,12 @@ describe('wansteer agent in cluster mode, API server out of reach at start', () 
   const snapshotFile = () => join(dir, 'state/cluster-snapshot.json');
   const snapshot = () => JSON.parse(readFileSync(snapshotFile(), 'utf8')) as { virtualServices: { metadata: { name: string } }[]; policies: { name: string; spec: { action: { links: string[] } } }[] };
   const toWan0 = { match: { route: { virtualService: 'default/app', route: 'special' } }, action: { links: ['wan0'], mode: 'redirect' } };
+  /** The state wansteer_source_state gives a source (the series that is 1). */
+  const sourceState = async (source: 'routes' | 'policies') => {
+    const text = await (await fetch(`${agent!.httpUrl}/metrics`)).text();
+    const on = [...text.matchAll(/^wansteer_source_state\{source="(\w+)",state="(\w+)"\} 1$/gm)].filter((m) => m[1] === source);
+    return on.map((m) => m[2]).join(',');
+  };
   let sport = 40000;
   const reportNew = () =>
     call('POST', '/v1/sessions', {
@@ -106,10 +112,12 @@ describe('wansteer agent in cluster mode, API server out of reach at start', () 
     expect(write.body.code).toBe('WS_POLICY_STORE_UNAVAILABLE');
     expect((await reportNew()).body).toMatchObject({ status: 'unmatched' });
     expect(proxy.requests.length).toBe(0); // nothing got through
+    expect([await sourceState('routes'), await sourceState('policies')]).toEqual(['waiting', 'waiting']);
 
     proxy.down = false;
     await agent!.synced;
     expect((await call('GET', '/readyz')).status).toBe(200);
+    expect([await sourceState('routes'), await sourceState('policies')]).toEqual(['synced', 'synced']);
     expect((await reportNew()).body).toMatchObject({ status: 'steered', policy: 'jason-to-wan1', link: 'wan1' });
     expect(proxy.requests.some((r) => r.path.startsWith('/apis/wansteer.io/') && !r.watch)).toBe(true);
   });
@@ -126,12 +134,14 @@ describe('wansteer agent in cluster mode, API server out of reach at start', () 
     await start();
     expect((await call('GET', '/readyz')).status).toBe(200);
     expect(logs.join('')).toMatch(/steering by this node's snapshot of the cluster/);
+    expect([await sourceState('routes'), await sourceState('policies')]).toEqual(['snapshot', 'snapshot']);
     expect((await reportNew()).body).toMatchObject({ status: 'steered', policy: 'jason-to-wan1', link: 'wan1' });
     expect((await call('POST', '/v1/policies', { name: 'x', spec: toWan0 })).body.code).toBe('WS_POLICY_STORE_UNAVAILABLE');
 
     proxy.down = false;
     await agent!.synced;
     expect((await reportNew()).body).toMatchObject({ status: 'steered', policy: 'jason-to-wan1', link: 'wan0' });
+    expect([await sourceState('routes'), await sourceState('policies')]).toEqual(['synced', 'synced']);
     await vi.waitFor(() => expect(snapshot().policies[0]?.spec.action.links).toEqual(['wan0']), { timeout: 5000 });
   });
 
