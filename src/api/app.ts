@@ -10,6 +10,7 @@ import { Type } from '@sinclair/typebox';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { PolicyStore } from '../policies/store.js';
+import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
 import { handleError, NotFound, toErrorBody } from './errors.js';
 import { defaultBatchBytes, SessionIntake, type IntakeLimits } from './intake.js';
@@ -20,6 +21,7 @@ import { linkRoutes } from './routes/links.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { policyRoutes } from './routes/policies.js';
 import { sessionRoutes } from './routes/sessions.js';
+import { statusRoutes } from './routes/status.js';
 import { serializerCompiler, validatorCompiler, type TypeBoxProvider } from './typebox.js';
 
 /** Body limits in bytes. */
@@ -46,11 +48,14 @@ export interface BuildAppOptions {
   /** The agent's pino logger; absent: no logs. */
   logger?: FastifyBaseLogger;
   limits?: Partial<BodyLimits>;
+  /** Where route rules and policies come from now (the agent keeps it); absent: reported as synced. */
+  sources?: Pick<SourceStates, 'view'>;
 }
 
 export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxProvider>;
 
 const KiB = 1024;
+const ALWAYS_SYNCED = { view: () => ({ routes: 'synced', policies: 'synced' }) as const };
 
 export function defaultBodyLimits(maxBatch: number): BodyLimits {
   return { report: 32 * KiB, batch: defaultBatchBytes(maxBatch), other: 64 * KiB };
@@ -91,6 +96,7 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   void app.register(flowRoutes, { engine: options.engine });
   void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.other });
   void app.register(healthRoutes, { engine: options.engine });
+  void app.register(statusRoutes, { engine: options.engine, sources: options.sources ?? ALWAYS_SYNCED });
   void app.register(metricsRoutes, { registry: options.registry });
 
   void app.register(async (docs) => {

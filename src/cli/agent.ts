@@ -24,7 +24,7 @@ import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, type DatapathPort } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
-import { SourceStates } from '../metrics/source-state.js';
+import { SourceStates } from '../steering/source-states.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
 import type { PolicyStore } from '../policies/store.js';
@@ -179,7 +179,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     const sessions = SessionIntake.create(engine, config.intake, registry);
     const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
     if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
-    const app = buildApp({ engine, store, registry, token, intake: config.intake, sessions, logger: logger.child({ part: 'api' }) });
+    const app = buildApp({ engine, store, registry, token, intake: config.intake, sessions, sources: sourceStates, logger: logger.child({ part: 'api' }) });
 
     let grpc: GrpcIntake | null = null;
     if (config.listen.grpc) {

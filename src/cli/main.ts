@@ -18,6 +18,7 @@ export const commands: Readonly<Record<string, Command>> = {
   agent: { summary: 'run the node agent (REST API, session intake, steering, metrics)', run: async (a, io) => (await import('./agent.js')).runAgent(a, io) },
   explain: { summary: 'show which VirtualService route a request matches, and why', run: async (a, io) => (await import('./explain.js')).runExplain(a, io) },
   render: { summary: 'render the EnvoyFilter manifests (Lua filter, mark-mode IP_TOS patches)', run: async (a, io) => (await import('./render.js')).runRender(a, io) },
+  status: { summary: "show the running agent's readiness, sources, links and policies", run: async (a, io) => (await import('./status.js')).runStatus(a, io) },
   reflector: { summary: 'answer the link probes of agents (TWAMP-light reflector)', run: async (a, io) => (await import('./reflector.js')).runReflector(a, io) },
   demo: { summary: 'a dual-WAN edge site in network namespaces, steered live (root)', run: async (a, io) => (await import('./demo.js')).runDemo(a, io) },
 };

@@ -12,6 +12,7 @@ import type { DatapathPort } from '../datapath/port.js';
 import type { FlowAgeing } from '../steering/ageing.js';
 import type { PolicyStatus } from '../steering/engine.js';
 import type { SteeringStats } from '../steering/stats.js';
+import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
@@ -26,7 +27,7 @@ import { registerPolicyTraffic } from './policy-traffic.js';
 import { registerReportLatency } from './report-latency.js';
 import { ScrapeCache } from './scrape-cache.js';
 import { registerSessions } from './sessions.js';
-import { registerSourceState, type SourceStates } from './source-state.js';
+import { registerSourceState } from './source-state.js';
 import { registerWriteErrors } from './write-errors.js';
 
 export interface MetricsSources {

@@ -44,7 +44,7 @@ import {
 } from './reconcile.js';
 import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
 import type {
-  FlowView, LinkStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
+  FlowView, LinkStatus, PolicyStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
 } from './types.js';
 
 /** The slice of pino the engine uses. */
@@ -78,21 +78,6 @@ export interface LinkHealth {
   reason?: string;
 }
 
-/** A policy as the engine holds it now (the API's policy status view). */
-export interface PolicyStatus {
-  name: string;
-  id: number | null;
-  /** Ordered link preference, as written. */
-  links: string[];
-  /** The link carrying its traffic now, if any. */
-  link?: string;
-  slaMet?: boolean;
-  dscp?: number;
-  /** It has a datapath entry, so its sessions get flows. */
-  installed: boolean;
-  reason: string;
-}
-
 interface LinkRuntime extends LinkInput {
   interface: string;
   /** A problem in the link's config (a bad next hop): it is never usable. */
@@ -109,6 +94,8 @@ interface PolicyRuntime {
   counts: PolicyCounts;
   choice?: PolicyChoice;
 }
+
+export type { PolicyStatus } from './types.js';
 
 type Unmatched = Extract<SessionOutcome, { status: 'unmatched' }>;
 
@@ -584,6 +571,7 @@ export class Engine implements SteeringEngine, SteeringStats {
         name: p.name, id: p.id, links: [...p.spec.action.links], installed: p.id !== null && c?.action !== undefined, reason: c?.reason ?? 'not reconciled yet',
       };
       if (c?.link !== undefined) s.link = c.link;
+      if (p.spec.action.sla) s.sla = { ...p.spec.action.sla };
       if (c?.slaMet !== undefined) s.slaMet = c.slaMet;
       if (c?.dscp !== undefined) s.dscp = c.dscp;
       return s;

@@ -11,6 +11,7 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type { LinkName as LinkNameSchema } from '../config/schema.js';
+import type { Sla } from '../policies/model.js';
 
 type LinkName = Static<typeof LinkNameSchema>;
 
@@ -87,6 +88,23 @@ export interface LinkStatus {
   reason?: string;
 }
 
+/** A policy as the engine holds it now (the API's policy status view). */
+export interface PolicyStatus {
+  name: string;
+  id: number | null;
+  /** Ordered link preference, as written. */
+  links: string[];
+  /** The link carrying its traffic now, if any. */
+  link?: string;
+  /** Its service level, when it has one; `slaMet` says whether the link carrying it meets it. */
+  sla?: Sla;
+  slaMet?: boolean;
+  dscp?: number;
+  /** It has a datapath entry, so its sessions get flows. */
+  installed: boolean;
+  reason: string;
+}
+
 /** What the API and the intakes need from the engine. */
 export interface SteeringEngine {
   /**
@@ -99,6 +117,8 @@ export interface SteeringEngine {
   explainSession(request: SessionRequest & { port?: number }): unknown;
   links(): LinkStatus[];
   flows(filter?: { policy?: string; link?: LinkName; limit?: number }): FlowView[];
+  /** Each policy as the engine holds it now: the link carrying it, whether its SLA is met, why. */
+  policyStatus(): PolicyStatus[];
   /** The datapath can take writes and the rule and policy sources have synced. */
   ready(): boolean;
   /** What it still waits for before it is ready, for people; empty when ready. */

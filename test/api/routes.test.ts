@@ -2,6 +2,7 @@
 // the 404 answer, and that 5xx answers hide their cause from clients while the log keeps it.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { SourceStates } from '../../src/steering/source-states.js';
 import { pino } from 'pino';
 import { fixture, report } from './helpers/app-fixture.js';
 import { StoreErrorDouble } from './helpers/store-double.js';
@@ -16,6 +17,24 @@ describe('read routes', () => {
       { name: 'fibre', interface: 'eth1', ifindex: 3, up: true, activeFor: ['boss-fibre'], rttMs: 4.2 },
       { name: 'lte', interface: 'wwan0', ifindex: null, up: false, activeFor: [], reason: 'no carrier' },
     ]);
+  });
+
+  it('gives the node at a glance: readiness and why, sources, links, each policy as the engine holds it', async () => {
+    // Proves /v1/status carries the engine's own views and the agent's source states.
+    const sources = new SourceStates();
+    sources.set('routes', 'synced');
+    sources.set('policies', 'snapshot');
+    const { app, engine } = fixture({ sources });
+    engine.isReady = false;
+    const res = await app.inject({ url: '/v1/status' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      ready: false,
+      waitingFor: ['policies: the WanPolicies are not listed yet'],
+      sources: { routes: 'synced', policies: 'snapshot' },
+      links: engine.links(),
+      policies: engine.policyStatus(),
+    });
   });
 
   it('lists steered flows, filtered by policy and limited', async () => {
@@ -85,7 +104,7 @@ describe('OpenAPI document', () => {
     const routes = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
     expect(routes.sort()).toEqual([
       'DELETE /v1/policies/{name}', 'GET /healthz', 'GET /metrics', 'GET /readyz', 'GET /v1/flows', 'GET /v1/links',
-      'GET /v1/policies', 'GET /v1/policies/{name}', 'POST /v1/explain', 'POST /v1/policies', 'POST /v1/sessions',
+      'GET /v1/policies', 'GET /v1/policies/{name}', 'GET /v1/status', 'POST /v1/explain', 'POST /v1/policies', 'POST /v1/sessions',
       'POST /v1/sessions:batch', 'PUT /v1/policies/{name}',
     ]);
     expect(doc.paths['/v1/policies'].post.security).toEqual([{ bearer: [] }]);

@@ -5,7 +5,7 @@ import type { SteeringEngine } from '../../steering/types.js';
 import { errorResponses, LinkName } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
-const LinkStatusBody = Type.Object({
+export const LinkStatusBody = Type.Object({
   name: LinkName,
   interface: Type.String(),
   ifindex: Type.Union([Type.Integer(), Type.Null()]),

@@ -4,7 +4,7 @@
  * caller is an allowed proxy), steers sessions whose authority is in `steer`, and records every
  * call so tests can see what reached the engine.
  */
-import type { FlowView, LinkStatus, SessionOutcome, SessionReport, SessionRequest, SteeringEngine } from '../../../src/steering/types.js';
+import type { FlowView, LinkStatus, PolicyStatus, SessionOutcome, SessionReport, SessionRequest, SteeringEngine } from '../../../src/steering/types.js';
 
 export interface EngineDoubleOptions {
   allowedProxies?: string[];
@@ -61,6 +61,13 @@ export class EngineDouble implements SteeringEngine {
   explainSession(request: SessionRequest & { port?: number }): unknown {
     const target = this.steer[request.authority];
     return { request, result: target ? { matched: true, ...target } : { matched: false } };
+  }
+
+  policyStatus(): PolicyStatus[] {
+    return [
+      { name: 'boss-fibre', id: 1, links: ['fibre', 'lte'], link: 'fibre', dscp: 46, sla: { maxLossPercent: 5 }, slaMet: true, installed: true, reason: 'fibre: first usable link of its preference' },
+      { name: 'voice-lte', id: 2, links: ['lte'], installed: false, reason: 'no usable link: lte down (no carrier)' },
+    ];
   }
 
   links(): LinkStatus[] {

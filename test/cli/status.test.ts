@@ -1,0 +1,110 @@
+// Proves `wansteer status` shows what the agent does: against a real agent (dry-run datapath,
+// the example rules and policies) it says ready, lists both links and where each example policy
+// goes, and --json is the agent's /v1/status as is; against an agent that is not ready it says
+// why and exits 1; with no agent there it says so and exits 3; bad options exit 2.
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../../src/cli/agent.js';
+import { EXIT_NOT_READY, EXIT_READY, EXIT_UNREACHABLE, EXIT_USAGE, runStatus } from '../../src/cli/status.js';
+import { loadConfig } from '../../src/config/load.js';
+import { fromRoot } from '../../src/config/paths.js';
+import { SourceStates } from '../../src/steering/source-states.js';
+import { fixture } from '../api/helpers/app-fixture.js';
+
+async function status(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runStatus(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t) });
+  return { code, out, err };
+}
+
+describe('wansteer status against a running agent', () => {
+  let dir: string;
+  let agent: RunningAgent;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wansteer-status-'));
+    await copyFile(fromRoot('examples/policies.yaml'), join(dir, 'policies.yaml'));
+    await writeFile(
+      join(dir, 'config.yaml'),
+      `links:
+  - { name: wan0, interface: wan0 }
+  - { name: wan1, interface: wan1 }
+defaultLink: wan0
+datapath: { dryRun: true }
+rules: { source: directory, directory: ${fromRoot('examples/rules')} }
+policies: { store: file, file: ${dir}/policies.yaml }
+stateDir: ${dir}/state
+`,
+    );
+    const config = await loadConfig({ file: join(dir, 'config.yaml'), env: {} });
+    agent = await startAgent({ ...config, listen: { http: '127.0.0.1:0' } }, pino({ level: 'silent' }), { handleSignals: false });
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('says ready, shows both links up and which link each policy takes', async () => {
+    const { code, out } = await status('--agent', agent.httpUrl);
+    expect(code).toBe(EXIT_READY);
+    const lines = out.split('\n');
+    expect(lines[0]).toBe(`wansteer agent at ${agent.httpUrl}: ready`);
+    expect(out).toMatch(/route rules: synced\n {2}policies: {4}synced/);
+    expect(lines.find((l) => l.startsWith('wan0 '))).toMatch(/^wan0\s+wan0\s+up\s/);
+    expect(lines.find((l) => l.startsWith('wan1 '))).toMatch(/^wan1\s+wan1\s+up\s+-\s+-\s+-\s+minion-to-lte/);
+    expect(lines.find((l) => l.startsWith('minion-to-lte '))).toMatch(/^minion-to-lte\s+wan1, wan0\s+wan1\s+-\s+-\s+first usable link/);
+    expect(lines.find((l) => l.startsWith('boss-on-fibre '))).toMatch(/^boss-on-fibre\s+wan0, wan1\s+wan0\s+46\s/);
+  });
+
+  it('gives the agent\'s /v1/status as JSON with --json', async () => {
+    const { code, out } = await status('--agent', `${agent.httpUrl}/`, '--json');
+    expect(code).toBe(EXIT_READY);
+    const direct = (await (await fetch(`${agent.httpUrl}/v1/status`)).json()) as unknown;
+    expect(JSON.parse(out)).toEqual(direct);
+  });
+});
+
+describe('wansteer status, the other answers', () => {
+  it('says what a not-ready agent waits for, shows a link down and a policy without a link, exits 1', async () => {
+    const sources = new SourceStates();
+    sources.set('routes', 'synced');
+    const { app, engine } = fixture({ sources });
+    engine.isReady = false;
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { code, out } = await status('--agent', url);
+      expect(code).toBe(EXIT_NOT_READY);
+      expect(out.split('\n')[0]).toBe(`wansteer agent at ${url}: NOT READY: policies: the WanPolicies are not listed yet`);
+      expect(out).toMatch(/policies: {4}waiting for the first list/);
+      expect(out).toMatch(/^lte\s+wwan0\s+DOWN\s+-\s+-\s+-\s+-\s+no carrier$/m);
+      expect(out).toMatch(/^boss-fibre\s+fibre, lte\s+fibre\s+46\s+met \(loss<=5%\)\s+fibre: first usable/m);
+      expect(out).toMatch(/^voice-lte\s+lte\s+-\s+-\s+-\s+no usable link/m);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('says plainly when no agent answers, and exits 3', async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise((r) => probe.close(r));
+    const { code, err } = await status('--agent', `http://127.0.0.1:${port}`, '--timeout', '2000');
+    expect(code).toBe(EXIT_UNREACHABLE);
+    expect(err).toContain(`could not ask the agent at http://127.0.0.1:${port}: ECONNREFUSED`);
+    expect(err).toMatch(/is `wansteer agent` running/);
+  });
+
+  it('refuses bad options with exit 2', async () => {
+    expect((await status('--agent', 'ftp://x')).code).toBe(EXIT_USAGE);
+    expect((await status('--timeout', 'soon')).code).toBe(EXIT_USAGE);
+    expect((await status('--frobnicate')).code).toBe(EXIT_USAGE);
+  });
+});
