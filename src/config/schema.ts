@@ -21,7 +21,12 @@ const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IP
 export const ProbeConfig = Type.Object(
   {
     /** Address probed over this link: a host running `wansteer reflector` (TWAMP-light). */
-    target: IpAddress,
+    target: Type.Optional(IpAddress),
+    /**
+     * Instead of `target`: up to four reflectors, each probed on its own; the link is down only
+     * when none of them answers, so one reflector's outage does not take a healthy link down.
+     */
+    targets: Type.Optional(Type.Array(IpAddress, { minItems: 1, maxItems: 4, uniqueItems: true })),
     /** The reflector's UDP port; each link may probe its own reflector (default 862, TWAMP's). */
     port: Type.Integer({ minimum: 1, maximum: 65_535, default: 862 }),
     intervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 100 }),
@@ -128,3 +133,8 @@ export const AgentConfig = Type.Object(
 export type AgentConfig = Static<typeof AgentConfig>;
 export type LinkConfig = Static<typeof LinkConfig>;
 export type ProbeConfig = Static<typeof ProbeConfig>;
+
+/** The addresses a link's probes go to: `targets`, or the one `target` (the config check ensures one of them). */
+export function probeTargets(probe: ProbeConfig): string[] {
+  return probe.targets ?? (probe.target !== undefined ? [probe.target] : []);
+}

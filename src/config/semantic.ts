@@ -5,7 +5,21 @@
  */
 import { isIP } from 'node:net';
 import type { ConfigProblem } from './errors.js';
-import type { AgentConfig } from './schema.js';
+import type { AgentConfig, ProbeConfig } from './schema.js';
+
+const REFLECTOR_FIX = 'give the IPv4 or IPv6 address of a host running `wansteer reflector` (TWAMP-light, UDP `probe.port`, 862 by default) reached over this link';
+
+/** A probe names its reflectors by `target` or by `targets`, never both, and each is an address. */
+function probeTargetProblems(probe: ProbeConfig, at: string): ConfigProblem[] {
+  if (probe.target !== undefined && probe.targets !== undefined) {
+    return [{ field: `${at}.targets`, problem: 'is given together with target', fix: 'list every reflector in targets and leave target out' }];
+  }
+  if (probe.target === undefined && probe.targets === undefined) {
+    return [{ field: `${at}.target`, problem: 'is missing', fix: `${REFLECTOR_FIX}, or list up to four in targets` }];
+  }
+  const named = probe.targets ? probe.targets.map((t, i) => [`${at}.targets[${i}]`, t] as const) : [[`${at}.target`, probe.target!] as const];
+  return named.filter(([, t]) => isIP(t) === 0).map(([field, t]) => ({ field, problem: `"${t}" is not an IP address`, fix: REFLECTOR_FIX }));
+}
 
 export function semanticProblems(config: AgentConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -31,9 +45,7 @@ export function semanticProblems(config: AgentConfig): ConfigProblem[] {
     if (link.nextHop6 !== undefined && isIP(link.nextHop6) !== 6) {
       problems.push({ field: `${at}.nextHop6`, problem: `"${link.nextHop6}" is not an IPv6 address`, fix: 'give the IPv6 address of the next-hop router on this link, e.g. fe80::1 or 2001:db8::1, or leave nextHop6 out' });
     }
-    if (link.probe && isIP(link.probe.target) === 0) {
-      problems.push({ field: `${at}.probe.target`, problem: `"${link.probe.target}" is not an IP address`, fix: 'give the IPv4 or IPv6 address of a host running `wansteer reflector` (TWAMP-light, UDP `probe.port`, 862 by default) reached over this link' });
-    }
+    if (link.probe) problems.push(...probeTargetProblems(link.probe, `${at}.probe`));
   });
   if (!names.has(config.defaultLink)) {
     problems.push({

@@ -8,16 +8,18 @@
  *   ...
  *   await m.stop();       // probes stop, probe rules and tables are removed
  *
- * Links without a `probe` are judged by carrier alone. A link whose interface or address is
- * missing at start, or whose IPv6 address is still in duplicate address detection, is retried
- * every few seconds (until then its carrier alone judges it).
+ * Links without a `probe` are judged by carrier alone. A link may probe several reflectors
+ * (`probe.targets`), each with its own prober, rule and health machine: the link is up while any
+ * of them answers. A target whose interface address is missing at start, or whose IPv6 address
+ * is still in duplicate address detection, is retried every few seconds (until then the link's
+ * carrier and its other targets judge it).
  */
 import { isIPv6 } from 'node:net';
-import type { LinkConfig } from '../config/schema.js';
+import { probeTargets, type LinkConfig } from '../config/schema.js';
 import { CarrierWatch } from './carrier.js';
 import { LinkHealthMachine, type HealthView, type ProbeSample } from './health.js';
 import { Prober } from './prober.js';
-import { installProbeRoute, interfaceAddress, refreshProbeRoute, removeProbeRoute, type ProbeRoute } from './probe-route.js';
+import { clearProbeRoutes, installProbeRoute, interfaceAddress, refreshProbeRoute, removeProbeRoute, type ProbeRoute } from './probe-route.js';
 import { TWAMP_PORT } from './twamp.js';
 
 /** What the monitor tells its consumer (the shape of the engine's LinkHealth). */
@@ -48,13 +50,21 @@ export interface LinkMonitorOptions {
   readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
 }
 
-interface LinkState {
-  id: number;
-  config: LinkConfig;
+/** One reflector probed over a link: its prober, its rule, its own health machine. */
+interface TargetState {
+  target: string;
   machine: LinkHealthMachine;
   prober?: Prober;
   route?: ProbeRoute;
   retry?: NodeJS.Timeout;
+}
+
+interface LinkState {
+  id: number;
+  config: LinkConfig;
+  /** One per probe target; a link without probes has one machine, judged by carrier alone. */
+  targets: TargetState[];
+  probed: boolean;
   publishedAt: number;
 }
 
@@ -74,11 +84,15 @@ export class LinkMonitor {
     this.log = opts.logger ?? silent;
     this.links = opts.links.map((config, id) => {
       const p = config.probe;
-      const machine = new LinkHealthMachine(
-        { downAfter: p?.downAfter ?? 3, upAfter: p?.upAfter ?? 10, window: p?.window ?? 50 },
-        p !== undefined,
-      );
-      const s: LinkState = { id, config, machine, publishedAt: 0 };
+      const settings = { downAfter: p?.downAfter ?? 3, upAfter: p?.upAfter ?? 10, window: p?.window ?? 50 };
+      const targets = p ? probeTargets(p) : [];
+      const s: LinkState = {
+        id,
+        config,
+        probed: targets.length > 0,
+        targets: (targets.length > 0 ? targets : ['']).map((target) => ({ target, machine: new LinkHealthMachine(settings, target !== '') })),
+        publishedAt: 0,
+      };
       this.byInterface.set(config.interface, s);
       return s;
     });
@@ -95,7 +109,10 @@ export class LinkMonitor {
       },
     );
     await this.carrierWatch.start();
-    await Promise.all(this.links.filter((l) => l.config.probe).map((l) => this.startProbe(l)));
+    const probed = this.links.filter((l) => l.probed);
+    // A crashed agent's rules and tables go first; then each target's own.
+    await Promise.all(probed.map((l) => clearProbeRoutes(l.id, this.opts.ip)));
+    await Promise.all(probed.flatMap((l) => l.targets.map((t) => this.startProbe(l, t))));
   }
 
   async stop(): Promise<void> {
@@ -103,32 +120,55 @@ export class LinkMonitor {
     this.carrierWatch?.stop();
     await Promise.all(
       this.links.map(async (l) => {
-        clearTimeout(l.retry);
-        l.prober?.stop();
-        if (l.route) await removeProbeRoute(l.route, this.opts.ip).catch(() => {});
+        for (const t of l.targets) {
+          clearTimeout(t.retry);
+          t.prober?.stop();
+        }
+        if (l.probed) await clearProbeRoutes(l.id, this.opts.ip).catch(() => {});
       }),
     );
   }
 
   /** Each link's health now. */
-  views(): { link: string; health: HealthView; probes?: Prober['stats'] }[] {
-    return this.links.map((l) => ({ link: l.config.name, health: l.machine.view(), ...(l.prober ? { probes: { ...l.prober.stats } } : {}) }));
+  views(): { link: string; health: HealthView }[] {
+    return this.links.map((l) => ({ link: l.config.name, health: this.linkView(l) }));
+  }
+
+  /**
+   * A link's health from its targets': up while any probing target is up (carrier is in every one), with
+   * the window figures of the healthiest target — up first, then least loss, then least RTT:
+   * a reflector farther away, or behind a lossy path of its own, does not make the link look worse.
+   */
+  private linkView(l: LinkState): HealthView {
+    const views = judges(l).map((t) => ({ target: t.target, view: t.machine.view() }));
+    const best = [...views].sort((a, b) => rank(a.view) - rank(b.view) || (a.view.lossPercent ?? 100) - (b.view.lossPercent ?? 100) || (a.view.rttMs ?? Infinity) - (b.view.rttMs ?? Infinity))[0]!;
+    if (views.length === 1) return best.view;
+    const up = linkUp(l);
+    const reason = up ? `${best.target}: ${best.view.reason}` : views.map((v) => `${v.target}: ${v.view.reason}`).join('; ');
+    return { ...best.view, up, reason };
   }
 
   private onCarrier(ifname: string, up: boolean, why: string): void {
     const l = this.byInterface.get(ifname);
     if (!l) return;
     this.log.info({ link: l.config.name, interface: ifname, carrier: up, why }, 'carrier changed');
-    l.machine.carrier(up);
-    if (l.prober) l.prober.suspectMode = l.machine.up;
+    for (const t of l.targets) {
+      t.machine.carrier(up);
+      if (t.prober) t.prober.suspectMode = t.machine.up;
+    }
     this.publish(l, up ? undefined : why);
-    if (up && l.route) refreshProbeRoute(l.route, this.opts.ip).catch(() => {});
+    if (up) for (const t of l.targets) if (t.route) refreshProbeRoute(t.route, this.opts.ip).catch(() => {});
   }
 
-  private onSample(l: LinkState, s: ProbeSample): void {
-    const changed = l.machine.sample(s);
-    if (changed && l.prober) l.prober.suspectMode = l.machine.up;
-    if (changed) this.log.info({ link: l.config.name, up: l.machine.up, reason: l.machine.view().reason }, 'probe health changed');
+  private onSample(l: LinkState, t: TargetState, s: ProbeSample): void {
+    const wasUp = linkUp(l);
+    const targetChanged = t.machine.sample(s);
+    if (targetChanged && t.prober) t.prober.suspectMode = t.machine.up;
+    if (targetChanged && l.targets.length > 1) {
+      this.log.info({ link: l.config.name, target: t.target, up: t.machine.up, reason: t.machine.view().reason }, 'probe target health changed');
+    }
+    const changed = linkUp(l) !== wasUp;
+    if (changed) this.log.info({ link: l.config.name, up: !wasUp, reason: this.linkView(l).reason }, 'probe health changed');
     // Up/down at once; the window figures (for SLAs, which move over seconds) twice a second.
     const now = performance.now();
     if (!changed && now - l.publishedAt < PUBLISH_MS) return;
@@ -138,7 +178,7 @@ export class LinkMonitor {
   private publish(l: LinkState, carrierWhy?: string): void {
     if (this.stopped) return;
     l.publishedAt = performance.now();
-    const v = l.machine.view();
+    const v = this.linkView(l);
     const report: LinkHealthReport = { up: v.up, reason: carrierWhy ?? v.reason };
     if (v.rttMs !== undefined) report.rttMs = v.rttMs;
     if (v.lossPercent !== undefined) report.lossPercent = v.lossPercent;
@@ -146,27 +186,27 @@ export class LinkMonitor {
     this.opts.onHealth(l.config.name, report);
   }
 
-  private retryProbe(l: LinkState): void {
+  private retryProbe(l: LinkState, t: TargetState): void {
     if (this.stopped) return;
-    l.retry = setTimeout(() => void this.startProbe(l), this.opts.retryMs ?? 3000);
-    l.retry.unref();
+    t.retry = setTimeout(() => void this.startProbe(l, t), this.opts.retryMs ?? 3000);
+    t.retry.unref();
   }
 
-  private async startProbe(l: LinkState): Promise<void> {
+  private async startProbe(l: LinkState, t: TargetState): Promise<void> {
     const p = l.config.probe!;
-    const v6 = isIPv6(p.target);
+    const v6 = isIPv6(t.target);
     const local = await interfaceAddress(l.config.interface, v6, this.opts.ip);
     if (this.stopped) return;
     if (!local) {
       const none = `no usable IPv${v6 ? 6 : 4} address on the interface to probe from${v6 ? ' (none, or still in duplicate address detection)' : ''}: retrying`;
-      this.log.warn({ link: l.config.name, interface: l.config.interface }, none);
-      this.retryProbe(l);
+      this.log.warn({ link: l.config.name, interface: l.config.interface, target: t.target }, none);
+      this.retryProbe(l, t);
       return;
     }
     const prober = new Prober({
       // Each link's own reflector port (probe.port); the config loader fills in 862.
-      local, target: p.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs,
-      onSample: (s) => this.onSample(l, s),
+      local, target: t.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs,
+      onSample: (s) => this.onSample(l, t, s),
     });
     try {
       await prober.start();
@@ -174,7 +214,7 @@ export class LinkMonitor {
       // The address went (or turned tentative) between the lookup and the bind.
       prober.stop();
       this.log.warn({ link: l.config.name, local, err }, 'could not bind the probe socket: retrying');
-      this.retryProbe(l);
+      this.retryProbe(l, t);
       return;
     }
     const nextHop = v6 ? l.config.nextHop6 : l.config.nextHop4;
@@ -184,7 +224,7 @@ export class LinkMonitor {
     } catch (err) {
       prober.stop();
       this.log.warn({ link: l.config.name, err }, 'could not install the probe route: retrying');
-      this.retryProbe(l);
+      this.retryProbe(l, t);
       return;
     }
     if (this.stopped) {
@@ -192,10 +232,22 @@ export class LinkMonitor {
       await removeProbeRoute(route, this.opts.ip).catch(() => {});
       return;
     }
-    l.prober = prober;
-    l.route = route;
-    prober.suspectMode = l.machine.up;
+    t.prober = prober;
+    t.route = route;
+    prober.suspectMode = t.machine.up;
     prober.run();
-    this.log.info({ link: l.config.name, from: `${local}:${prober.port}`, target: p.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs }, 'probing');
+    this.log.info({ link: l.config.name, from: `${local}:${prober.port}`, target: t.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs }, 'probing');
   }
 }
+
+/** The targets that judge a link: those probing; none probing yet (an address missing, say): all, on carrier. */
+function judges(l: LinkState): TargetState[] {
+  const probing = l.targets.filter((t) => t.prober);
+  return probing.length > 0 ? probing : l.targets;
+}
+
+/** Up while any target that judges it is up (each has the carrier in it). */
+const linkUp = (l: LinkState): boolean => judges(l).some((t) => t.machine.up);
+
+/** Up before down, for picking the healthiest target. */
+const rank = (v: HealthView): number => (v.up ? 0 : 1);

@@ -13,8 +13,10 @@
  *   back up. It would also need the program on whichever interface the main table picks.
  * - SO_BINDTODEVICE: not in Node's dgram (needs a native setsockopt), and a socket bound to a
  *   device still needs a route through that device for a target that is not on-link.
- * The rule matches only the probe's 5-tuple source: no other traffic is affected. Rules and
- * routes are removed on stop; stale ones (a crashed agent) are replaced at start by pref.
+ * The rule matches only the probe's 5-tuple source: no other traffic is affected. A link with
+ * several probe targets has a rule per probe socket, all at the link's pref and into its table.
+ * Rules and routes are removed on stop; stale ones (a crashed agent) are cleared, by pref, when
+ * the monitor starts.
  */
 import { execFile } from 'node:child_process';
 import { isIPv6 } from 'node:net';
@@ -37,12 +39,10 @@ function family(r: ProbeRoute): '-4' | '-6' {
   return isIPv6(r.local) ? '-6' : '-4';
 }
 
+/** The link's probe table route, then the rule for this probe socket. */
 export async function installProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void> {
-  const table = String(PROBE_TABLE_BASE + r.linkId);
-  await removeProbeRoute(r, ip);
-  const via = r.nextHop ? ['via', r.nextHop] : [];
-  await run(ip, [family(r), 'route', 'replace', 'default', ...via, 'dev', r.interface, ...(r.nextHop ? ['onlink'] : []), 'table', table]);
-  await run(ip, [family(r), 'rule', 'add', 'pref', table, 'from', r.local, 'ipproto', 'udp', 'sport', String(r.sport), 'lookup', table]);
+  await refreshProbeRoute(r, ip);
+  await run(ip, [family(r), 'rule', 'add', ...ruleSelector(r)]);
 }
 
 /** Re-add the route (the kernel drops it when the interface goes away and comes back). */
@@ -52,18 +52,29 @@ export async function refreshProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void>
   await run(ip, [family(r), 'route', 'replace', 'default', ...via, 'dev', r.interface, ...(r.nextHop ? ['onlink'] : []), 'table', table]);
 }
 
-export async function removeProbeRoute(r: Pick<ProbeRoute, 'linkId' | 'local'>, ip = 'ip'): Promise<void> {
-  const table = String(PROBE_TABLE_BASE + r.linkId);
-  const fam = isIPv6(r.local) ? '-6' : '-4';
-  // Every rule at our pref (there may be several after crashes), then the table.
-  for (let i = 0; i < 16; i++) {
-    try {
-      await run(ip, [fam, 'rule', 'del', 'pref', table]);
-    } catch {
-      break;
+/** This probe socket's rule only (other targets of the link keep theirs). */
+export async function removeProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void> {
+  await run(ip, [family(r), 'rule', 'del', ...ruleSelector(r)]);
+}
+
+/** Every rule at the link's pref (there may be several after crashes) and its table, both families. */
+export async function clearProbeRoutes(linkId: number, ip = 'ip'): Promise<void> {
+  const table = String(PROBE_TABLE_BASE + linkId);
+  for (const fam of ['-4', '-6']) {
+    for (let i = 0; i < 64; i++) {
+      try {
+        await run(ip, [fam, 'rule', 'del', 'pref', table]);
+      } catch {
+        break;
+      }
     }
+    await run(ip, [fam, 'route', 'flush', 'table', table]).catch(() => {});
   }
-  await run(ip, [fam, 'route', 'flush', 'table', table]).catch(() => {});
+}
+
+function ruleSelector(r: ProbeRoute): string[] {
+  const table = String(PROBE_TABLE_BASE + r.linkId);
+  return ['pref', table, 'from', r.local, 'ipproto', 'udp', 'sport', String(r.sport), 'lookup', table];
 }
 
 /** One address as `ip -j addr show` lists it (the flags are present only when set). */
