@@ -6,6 +6,7 @@
  *          ─► policy store (file or cluster) ─────┼─► steering engine ─► flow ageing
  *                                                 └─► metrics, REST API + HTTP intake, gRPC intake
  *          ─► link monitor (carrier, probes) ─► engine.setLinkHealth
+ *          ─► in cluster mode, the node's snapshot of the cluster until its lists arrive (cluster-state.ts)
  *
  * Shutdown (SIGTERM/SIGINT) runs the other way: stop taking reports, stop the engine and the
  * sources, and let go of the datapath without detaching it — traffic keeps its steering while
@@ -13,7 +14,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject } from '../k8s/list-watch.js';
 import pino, { type Logger } from 'pino';
 import { buildApp } from '../api/app.js';
 import type { GrpcIntake } from '../api/grpc.js';
@@ -24,7 +24,6 @@ import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, type DatapathPort } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
-import { SourceStates } from '../steering/source-states.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
 import type { PolicyStore } from '../policies/store.js';
@@ -33,6 +32,8 @@ import { RuleSet } from '../routes/rule-set.js';
 import { RouteTableFeed } from '../routes/table-feed.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { Engine } from '../steering/engine.js';
+import { SourceStates } from '../steering/source-states.js';
+import { fromCluster, keepClusterSnapshot, NOTHING_RESTORED, restoreClusterSnapshot, SNAPSHOT_SOURCE, type RuleSource } from './cluster-state.js';
 import type { CliIo } from './explain.js';
 
 export const agentHelp = `Usage: wansteer agent [--config FILE] [options]
@@ -225,77 +226,6 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
   }
 }
 
-/** The RuleSet source that holds the snapshot's VirtualServices until the informer has listed. */
-const SNAPSHOT_SOURCE = 'cluster-snapshot';
-
-const fromCluster = (config: AgentConfig): boolean => config.rules.source === 'cluster' || config.policies.store === 'cluster';
-
-const NOTHING_RESTORED = { routes: false, policies: false };
-
-/**
- * Feed the engine the node's last view of the cluster (src/k8s/cluster-snapshot.ts), if there is
- * a usable one; says which parts it restored.
- */
-async function restoreClusterSnapshot(
-  config: AgentConfig,
-  parts: { ruleSet: RuleSet; routeFeed: RouteTableFeed; engine: Engine },
-  logger: Logger,
-): Promise<{ routes: boolean; policies: boolean }> {
-  const { readClusterSnapshot, snapshotPath } = await import('../k8s/cluster-snapshot.js');
-  const log = logger.child({ part: 'snapshot' });
-  const read = await readClusterSnapshot(config.stateDir);
-  if (read.status === 'missing') return NOTHING_RESTORED;
-  if (read.status === 'unusable') {
-    log.warn({ file: snapshotPath(config.stateDir), problem: read.problem }, 'the cluster snapshot cannot be used: waiting for the API server');
-    return NOTHING_RESTORED;
-  }
-  const { snapshot } = read;
-  for (const why of snapshot.skipped) log.warn({ file: snapshotPath(config.stateDir) }, `left out of the snapshot: ${why}`);
-  const used: Record<string, number> = {};
-  if (config.rules.source === 'cluster' && snapshot.virtualServices) {
-    parts.ruleSet.replaceSource(SNAPSHOT_SOURCE, snapshot.virtualServices);
-    parts.routeFeed.start();
-    used.virtualServices = snapshot.virtualServices.length;
-  }
-  if (config.policies.store === 'cluster' && snapshot.policies) {
-    parts.engine.setPolicies(snapshot.policies);
-    used.policies = snapshot.policies.length;
-  }
-  if (Object.keys(used).length > 0) {
-    log.warn({ writtenAt: snapshot.writtenAt, ...used }, "steering by this node's snapshot of the cluster until the API server answers");
-  }
-  return { routes: used.virtualServices !== undefined, policies: used.policies !== undefined };
-}
-
-/** From the first complete lists on, keep the snapshot up to date; returns its closer. */
-function keepClusterSnapshot(
-  config: AgentConfig,
-  parts: { ruleSet: RuleSet; store: PolicyStore; rules: RuleSource },
-  logger: Logger,
-): () => Promise<void> {
-  const log = logger.child({ part: 'snapshot' });
-  let writer: { changed(): void; flush(): Promise<void>; close(): Promise<void> } | undefined;
-  const unsubscribe: (() => unknown)[] = [];
-  const loading = import('../k8s/cluster-snapshot.js').then(({ ClusterSnapshotWriter }) => {
-    const w = new ClusterSnapshotWriter({
-      stateDir: config.stateDir,
-      collect: () => ({
-        ...(config.rules.source === 'cluster' ? { virtualServices: parts.rules.clusterObjects?.() ?? [] } : {}),
-        ...(config.policies.store === 'cluster' ? { policies: parts.store.list() } : {}),
-      }),
-      onError: (err) => log.warn({ err }, 'could not write the cluster snapshot'),
-    });
-    writer = w;
-    unsubscribe.push(parts.ruleSet.onChange(() => w.changed()), parts.store.subscribe(() => w.changed()));
-    return w.flush();
-  });
-  return async () => {
-    await loading;
-    for (const u of unsubscribe) u();
-    await writer?.close();
-  };
-}
-
 function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
   if (config.datapath.dryRun) {
     logger.warn('dry run: the datapath is kept in memory; no packet is steered');
@@ -308,14 +238,6 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
     flowTableSize: config.datapath.flowTableSize,
     onLibbpfLog: (level, msg) => (level === 'warn' ? libbpf.warn(msg) : libbpf.debug(msg)),
   });
-}
-
-interface RuleSource {
-  stop(): Promise<void> | void;
-  /** Resolves once its rules are in the RuleSet (a directory: at once). */
-  whenReady(): Promise<void>;
-  /** The cluster's VirtualService objects as listed (cluster source only), for the snapshot. */
-  clusterObjects?(): KubeObject[];
 }
 
 async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Logger): Promise<RuleSource> {
