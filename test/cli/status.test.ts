@@ -2,18 +2,13 @@
 // the example rules and policies) it says ready, lists both links and where each example policy
 // goes, and --json is the agent's /v1/status as is; against an agent that is not ready it says
 // why and exits 1; with no agent there it says so and exits 3; bad options exit 2.
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type RunningAgent } from '../../src/cli/agent.js';
+import type { RunningAgent } from '../../src/cli/agent.js';
 import { EXIT_NOT_READY, EXIT_READY, EXIT_UNREACHABLE, EXIT_USAGE, runStatus } from '../../src/cli/status.js';
-import { loadConfig } from '../../src/config/load.js';
-import { fromRoot } from '../../src/config/paths.js';
 import { SourceStates } from '../../src/steering/source-states.js';
 import { fixture } from '../api/helpers/app-fixture.js';
+import { startExampleAgent, type ExampleAgent } from '../helpers/example-agent.js';
 
 async function status(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -23,31 +18,16 @@ async function status(...argv: string[]): Promise<{ code: number; out: string; e
 }
 
 describe('wansteer status against a running agent', () => {
-  let dir: string;
+  let example: ExampleAgent | undefined;
   let agent: RunningAgent;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'wansteer-status-'));
-    await copyFile(fromRoot('examples/policies.yaml'), join(dir, 'policies.yaml'));
-    await writeFile(
-      join(dir, 'config.yaml'),
-      `links:
-  - { name: wan0, interface: wan0 }
-  - { name: wan1, interface: wan1 }
-defaultLink: wan0
-datapath: { dryRun: true }
-rules: { source: directory, directory: ${fromRoot('examples/rules')} }
-policies: { store: file, file: ${dir}/policies.yaml }
-stateDir: ${dir}/state
-`,
-    );
-    const config = await loadConfig({ file: join(dir, 'config.yaml'), env: {} });
-    agent = await startAgent({ ...config, listen: { http: '127.0.0.1:0' } }, pino({ level: 'silent' }), { handleSignals: false });
+    example = await startExampleAgent({ kernel: false });
+    agent = example.agent;
   });
 
   afterAll(async () => {
-    await agent?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await example?.stop();
   });
 
   it('says ready, shows both links up and which link each policy takes', async () => {

@@ -2,17 +2,12 @@
 // "minion" request, the report is delivered over real HTTP to a running `wansteer agent`, and the
 // session's flow lands in the kernel's BPF flow table under the minion policy (the in-memory
 // datapath stands in only where the test cannot load BPF; under CI it must).
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startAgent, type RunningAgent } from '../../src/cli/agent.js';
+import type { RunningAgent } from '../../src/cli/agent.js';
 import { filterSource, readFilterFiles } from '../../src/cli/render/lua-source.js';
-import { loadConfig } from '../../src/config/load.js';
-import { fromRoot } from '../../src/config/paths.js';
 import { eventsOf, LUAJIT, runFilter } from './driver.js';
 import { Datapath } from '../../src/datapath/index.js';
+import { startExampleAgent, type ExampleAgent } from '../helpers/example-agent.js';
 import { privilegeProblem } from '../helpers/privilege.js';
 import { requireTool } from '../helpers/tools.js';
 
@@ -21,37 +16,16 @@ const kernel = !privilegeProblem;
 const pinDir = `/sys/fs/bpf/wst-${process.pid}-envoy`;
 
 requireTool('luajit', LUAJIT).describe('Lua filter → agent → datapath', () => {
-  let dir: string;
+  let example: ExampleAgent | undefined;
   let agent: RunningAgent;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'wansteer-e2e-'));
-    await copyFile(fromRoot('examples/policies.yaml'), join(dir, 'policies.yaml'));
-    await writeFile(
-      join(dir, 'config.yaml'),
-      `links:
-  - { name: wan0, interface: wan0 }
-  - { name: wan1, interface: wan1 }
-defaultLink: wan0
-datapath: { dryRun: ${!kernel}, pinDir: ${kernel ? pinDir : `${dir}/pins`}, flowTableSize: 4096 }
-listen: { http: "127.0.0.1:9090" }
-# The report arrives from loopback here, not from the pod address it names: let it in as a proxy.
-intake: { allowedProxies: ["127.0.0.1"] }
-rules: { source: directory, directory: ${fromRoot('examples/rules')} }
-policies: { store: file, file: ${dir}/policies.yaml }
-stateDir: ${dir}/state
-`,
-    );
-    const config = await loadConfig({ file: join(dir, 'config.yaml'), env: {} });
-    // An ephemeral port, which the config file (rightly) refuses for a real agent.
-    const ephemeral = { ...config, listen: { ...config.listen, http: '127.0.0.1:0' } };
-    agent = await startAgent(ephemeral, pino({ level: 'silent' }), { handleSignals: false });
+    example = await startExampleAgent(kernel ? { kernel: true, pinDir } : { kernel: false });
+    agent = example.agent;
   });
 
   afterAll(async () => {
-    await agent?.stop();
-    await rm(dir, { recursive: true, force: true });
-    await rm(pinDir, { recursive: true, force: true });
+    await example?.stop();
   });
 
   it('steers the reported minion session to wan1', async () => {
