@@ -102,6 +102,7 @@ type Unmatched = Extract<SessionOutcome, { status: 'unmatched' }>;
 const unmatched = (reason: UnmatchedReason): Unmatched => Object.freeze({ status: 'unmatched', reason }) as Unmatched;
 const NO_VIRTUAL_SERVICE = unmatched('no-virtual-service');
 const NO_ROUTE = unmatched('no-route');
+const NOT_READY = unmatched('not-ready');
 const DEFAULT_FLOW_LIMIT = 1000;
 
 export class Engine implements SteeringEngine, SteeringStats {
@@ -507,6 +508,8 @@ export class Engine implements SteeringEngine, SteeringStats {
   }
 
   private classify(q: SessionRequest): PolicyRuntime | Unmatched {
+    // Without the rules or the policies every answer would be a wrong "no-virtual-service" or "no-policy".
+    if (!this.routesSynced || !this.policiesSynced) return NOT_READY;
     const res = classifyRequest(this.table, routeRequest(q));
     if (!res.matched) return res.reason === 'no-route' ? NO_ROUTE : NO_VIRTUAL_SERVICE;
     return this.resolve(res);

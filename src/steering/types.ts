@@ -51,8 +51,11 @@ export const RejectReasons = [
 ] as const;
 export type RejectReason = (typeof RejectReasons)[number];
 
-/** Reports that are valid but steer nothing. */
-export const UnmatchedReasons = ['no-virtual-service', 'no-route', 'no-policy', 'no-usable-link'] as const;
+/**
+ * Reports that are valid but steer nothing. `not-ready`: the route rules or the policies are not
+ * in yet (the cluster's first lists, with no snapshot of them on the node).
+ */
+export const UnmatchedReasons = ['no-virtual-service', 'no-route', 'no-policy', 'no-usable-link', 'not-ready'] as const;
 export type UnmatchedReason = (typeof UnmatchedReasons)[number];
 
 export type SessionOutcome =

@@ -110,7 +110,7 @@ describe('wansteer agent in cluster mode, API server out of reach at start', () 
     const write = await call('POST', '/v1/policies', { name: 'x', spec: { match: { dscp: 10 }, action: { links: [], dscp: 46, mode: 'mark' } } });
     expect(write.status).toBe(503);
     expect(write.body.code).toBe('WS_POLICY_STORE_UNAVAILABLE');
-    expect((await reportNew()).body).toMatchObject({ status: 'unmatched' });
+    expect((await reportNew()).body).toEqual({ status: 'unmatched', reason: 'not-ready' });
     expect(proxy.requests.length).toBe(0); // nothing got through
     expect([await sourceState('routes'), await sourceState('policies')]).toEqual(['waiting', 'waiting']);
 

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDatapath } from '../../src/datapath/index.js';
 import { Engine } from '../../src/steering/engine.js';
 import { POLICY_IDS_FILE } from '../../src/steering/policy-ids.js';
-import type { SessionOutcome } from '../../src/steering/types.js';
+import { UnmatchedReasons, type SessionOutcome } from '../../src/steering/types.js';
 import {
   BOSS, boss, makeConfig, memoryDatapath, minion, MINION, NOWHERE, policy, recordingLogger, report, routes, startedEngine,
   tempStateDir, tracked, VOICE, writes,
@@ -57,7 +57,22 @@ describe('sessions', () => {
     expect(out[2]).toMatchObject({ virtualService: 'default/plain', route: '0' });
     expect(out[3]).toMatchObject({ virtualService: 'default/api', route: 'only-post' });
     expect(dp.countFlows()).toBe(0);
-    expect([...engine.sessions.unmatched]).toEqual([1, 1, 1, 1]);
+    expect([...engine.sessions.unmatched]).toEqual([1, 1, 1, 1, 0]);
+  });
+
+  it('answers not-ready, not a wrong no-virtual-service or no-policy, until both rules and policies are in', () => {
+    // Proves a report during start-up (the cluster's first lists pending) is not misclassified.
+    const dp = memoryDatapath();
+    const engine = new Engine({ datapath: dp, config: makeConfig(state.dir), attach: false });
+    engine.start();
+    const ask = (sport: number) => engine.reportSessions([boss(sport)], '10.0.0.5')[0];
+    expect(ask(1)).toEqual({ status: 'unmatched', reason: 'not-ready' });
+    engine.setRoutes(routes());
+    expect(ask(2)).toEqual({ status: 'unmatched', reason: 'not-ready' });
+    engine.setPolicies([BOSS]);
+    expect(ask(3)).toMatchObject({ status: 'steered', policy: 'boss-to-fibre' });
+    expect(engine.sessions.unmatched[UnmatchedReasons.indexOf('not-ready')]).toBe(2);
+    expect(dp.countFlows()).toBe(1);
   });
 
   it('rejects a spoofed local address and accepts it from an allowed proxy', () => {
