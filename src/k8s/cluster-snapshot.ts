@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../policies/atomic-write.js';
 import { PolicyError } from '../policies/errors.js';
 import type { WanPolicy } from '../policies/model.js';
-import { checkPolicyMeaning, checkPolicyName, MatchIndex, parsePolicySpec } from '../policies/validate.js';
+import { checkPolicyItself, MatchIndex } from '../policies/validate.js';
 import { WansteerError } from '../routes/errors.js';
 import type { VirtualService } from '../routes/model.js';
 import { parseVirtualService } from '../routes/validate.js';
@@ -100,9 +100,7 @@ function checkPolicies(items: unknown[], skipped: string[]): WanPolicy[] {
     const p = item as { name?: unknown; version?: unknown; spec?: unknown } | null;
     const name = typeof p?.name === 'string' ? p.name : '?';
     try {
-      checkPolicyName(name);
-      const spec = parsePolicySpec(p?.spec);
-      checkPolicyMeaning(spec);
+      const spec = checkPolicyItself(name, p?.spec);
       const duplicate = claims.duplicateOf(name, spec);
       if (duplicate) throw duplicate;
       const policy: WanPolicy = { name, spec, version: typeof p?.version === 'string' ? p.version : '' };

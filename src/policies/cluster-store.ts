@@ -24,7 +24,7 @@ import {
 import type { WanPolicy, WanPolicySpec } from './model.js';
 import type { PolicyStore } from './store.js';
 import { Subscribers, type PolicyListener } from './subscribers.js';
-import { checkPolicyMeaning, checkPolicyName, MatchIndex, parsePolicySpec, validatePolicy } from './validate.js';
+import { checkPolicyItself, checkPolicyName, MatchIndex, validatePolicy } from './validate.js';
 import { toWanPolicy, wanPolicyObject, type WanPolicyObject } from './wan-policy-object.js';
 
 /** Why the API refused a write, as the writer port reports it. */
@@ -270,10 +270,7 @@ export class ClusterPolicyStore implements PolicyStore {
     let checked = this.checked.get(object);
     if (!checked) {
       try {
-        checkPolicyName(object.metadata.name);
-        const spec = parsePolicySpec(object.spec);
-        checkPolicyMeaning(spec);
-        checked = spec;
+        checked = checkPolicyItself(object.metadata.name, object.spec);
       } catch (err) {
         if (!(err instanceof PolicyError)) throw err;
         checked = err;

@@ -24,12 +24,22 @@ export interface PolicyContext {
 
 /** Validates a whole write: name, spec, meaning, links, no duplicate match. Returns the typed spec. */
 export function validatePolicy(name: string, input: unknown, context: PolicyContext): WanPolicySpec {
-  checkPolicyName(name);
-  const spec = parsePolicySpec(input);
-  checkPolicyMeaning(spec);
+  const spec = checkPolicyItself(name, input);
   checkPolicyLinks(spec, context.links);
   const duplicate = findDuplicateMatch(name, spec, context.others);
   if (duplicate) throw duplicate;
+  return spec;
+}
+
+/**
+ * What a policy must satisfy on its own, whatever node and other policies it meets: its name, the
+ * schema, the meaning. Stores that take objects written elsewhere (the cluster, a snapshot) check
+ * this per object and leave links to the node and duplicates to the whole list.
+ */
+export function checkPolicyItself(name: string, input: unknown): WanPolicySpec {
+  checkPolicyName(name);
+  const spec = parsePolicySpec(input);
+  checkPolicyMeaning(spec);
   return spec;
 }
 
