@@ -49,7 +49,7 @@ import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLOUD, WanLab } from '../src/cli/lab.js';
+import { CLOUD, WanLab } from '../src/lab/index.js';
 import { buildShippedAgent, type Figure, report, requireRoot } from './lib.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));

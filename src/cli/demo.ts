@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
 import type { CliIo } from './explain.js';
-import { CLOUD, EDGE, IngressCounters, LabAgentClient, WanLab } from './lab.js';
+import { CLOUD, EDGE, IngressCounters, LabAgentClient, WanLab } from '../lab/index.js';
 
 const NS_HTTP = fromRoot('scripts/ns-http.mjs');
 const PORT = 8080;

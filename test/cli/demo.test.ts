@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
-import { sh } from '../../src/cli/lab.js';
+import { sh } from '../../src/lab/index.js';
 import { describePrivileged } from '../helpers/privilege.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

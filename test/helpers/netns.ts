@@ -1,2 +1,2 @@
-/** The namespace lab lives with the demo (src/cli/lab.ts); tests use the same one. */
-export * from '../../src/cli/lab.js';
+/** The namespace labs live in src/lab/ (shared with the demo and the benchmarks). */
+export * from '../../src/lab/index.js';

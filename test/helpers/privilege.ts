@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, statfsSync } from 'node:fs';
 import { describe } from 'vitest';
-import { reapStaleLabs } from '../../src/cli/lab.js';
+import { reapStaleLabs } from '../../src/lab/index.js';
 import { defaultObjectPath } from '../../src/datapath/loader.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;

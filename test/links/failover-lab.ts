@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { LabAgentClient, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/cli/lab.js';
+import { LabAgentClient, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/lab/index.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

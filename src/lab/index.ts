@@ -1,0 +1,16 @@
+/**
+ * Network-namespace labs for the demo, the tests and the benchmarks (not a command: cli/demo,
+ * bench/ and test/ use it). Two profiles, after the two kinds of WAN link (docs/architecture.md):
+ * overlay (overlay.ts: the edge's addresses valid on both links) and internet (internet.ts: an
+ * edge node with NAT, two ISPs each with its own subnet and source filtering).
+ */
+import { fromRoot } from '../config/paths.js';
+
+export { Lab, reapStaleLabs, sh } from './namespaces.js';
+export { CLOUD, EDGE, WanLab } from './overlay.js';
+export { IngressCounters, type FlowMatch } from './counters.js';
+export { DelayLine } from './delay-line.js';
+export { LabAgentClient, type LabAnswer, type LabLinkView, type LabRequest } from './agent-client.js';
+
+/** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
+export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');

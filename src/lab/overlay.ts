@@ -1,0 +1,110 @@
+/**
+ * The overlay profile: an edge site and a cloud site joined by two WAN links whose addresses are
+ * valid on both (tunnels, a private WAN). Redirect at the WAN link's egress is the whole story
+ * here; the internet profile (internet.ts) is the one with NAT and a per-ISP address.
+ *
+ *   edge ns                                   cloud ns
+ *   wan0 10.10.1.1/24 fd10:1::1/64  ──veth──  c0 10.10.1.2  fd10:1::2
+ *   wan1 10.10.2.1/24 fd10:2::1/64  ──veth──  c1 10.10.2.2  fd10:2::2
+ *   default route via wan0                    service 10.20.0.1, fd20::1 (on lo)
+ *
+ * The cloud answers on whichever link a packet came in by (replies go back by the edge's
+ * connected subnets), and has reverse-path filtering off so steered packets are accepted.
+ */
+import { fromRoot } from '../config/paths.js';
+import { DelayLine } from './delay-line.js';
+import { ipBatch, Lab, nextTag, sh } from './namespaces.js';
+
+/** The delay line (scripts/delay-line.py) and the tc program it turns frames around with. */
+const DELAY_TOOL = fromRoot('scripts/delay-line.py');
+const DELAY_PROGRAM = fromRoot('build/bpf/lab_delay.bpf.o');
+
+export const EDGE = {
+  wan0: { v4: '10.10.1.1', v6: 'fd10:1::1' },
+  wan1: { v4: '10.10.2.1', v6: 'fd10:2::1' },
+};
+export const CLOUD = {
+  c0: { v4: '10.10.1.2', v6: 'fd10:1::2' },
+  c1: { v4: '10.10.2.2', v6: 'fd10:2::2' },
+  service: { v4: '10.20.0.1', v6: 'fd20::1' },
+};
+
+export class WanLab extends Lab {
+  readonly edge: string;
+  readonly cloud: string;
+
+  private constructor(tag: string) {
+    super(tag);
+    this.edge = this.nsName('e');
+    this.cloud = this.nsName('c');
+  }
+
+  /** Build a lab; names carry this process's pid, so a lab of a dead process is reaped. */
+  static create(tag = nextTag()): WanLab {
+    return Lab.built(new WanLab(tag), (lab) => lab.build());
+  }
+
+  private build(): void {
+    const { edge: e, cloud: c } = this;
+    this.addNamespace(e);
+    this.addNamespace(c);
+    // Create the veths in the edge ns and move the far ends to the cloud.
+    ipBatch(e, [
+      `link add wan0 type veth peer name c0 netns ${c}`,
+      `link add wan1 type veth peer name c1 netns ${c}`,
+      `addr add ${EDGE.wan0.v4}/24 dev wan0`,
+      `addr add ${EDGE.wan1.v4}/24 dev wan1`,
+      `addr add ${EDGE.wan0.v6}/64 dev wan0 nodad`,
+      `addr add ${EDGE.wan1.v6}/64 dev wan1 nodad`,
+      'link set wan0 up',
+      'link set wan1 up',
+      `route add default via ${CLOUD.c0.v4} dev wan0`,
+      `route add default via ${CLOUD.c0.v6} dev wan0`,
+    ]);
+    ipBatch(c, [
+      `addr add ${CLOUD.c0.v4}/24 dev c0`,
+      `addr add ${CLOUD.c1.v4}/24 dev c1`,
+      `addr add ${CLOUD.c0.v6}/64 dev c0 nodad`,
+      `addr add ${CLOUD.c1.v6}/64 dev c1 nodad`,
+      `addr add ${CLOUD.service.v4}/32 dev lo`,
+      `addr add ${CLOUD.service.v6}/128 dev lo nodad`,
+      'link set c0 up',
+      'link set c1 up',
+    ]);
+    this.sysctl(c, ...['all', 'default', 'c0', 'c1'].map((key) => `net.ipv4.conf.${key}.rp_filter=0`));
+  }
+
+  /**
+   * A delay line on the frames a device sends (this kernel has no sch_netem): see
+   * scripts/delay-line.py. Resolves once it is ready; killed with the lab.
+   */
+  async delayLine(ns: string, dev: string): Promise<DelayLine> {
+    const child = this.spawn(ns, ['python3', DELAY_TOOL, dev, DELAY_PROGRAM]);
+    const line = new DelayLine(child);
+    await line.ready;
+    return line;
+  }
+
+  /**
+   * Drop packets leaving the edge by `link`: all of them (a blackhole without carrier loss) or a
+   * random share; null removes the fault. This kernel has no sch_netem, so the drop is an
+   * nftables rule on the link's netdev egress hook, which steered packets (bpf_redirect_neigh)
+   * pass through too, as they would a netem qdisc. Returns when the fault took effect.
+   */
+  drop(link: 'wan0' | 'wan1', percent: number | null): bigint {
+    const table = `wsfault_${link}`;
+    const verdict = percent === null ? [] : percent >= 100 ? [`add rule netdev ${table} e drop`] : [`add rule netdev ${table} e numgen random mod 100 < ${percent} drop`];
+    const script = [
+      `add table netdev ${table}`,
+      `delete table netdev ${table}`,
+      ...(percent === null ? [] : [`add table netdev ${table}`, `add chain netdev ${table} e { type filter hook egress device ${link} priority 0; policy accept; }`, ...verdict]),
+    ];
+    this.exec(this.edge, ['nft', '-f', '-'], script.join('\n') + '\n');
+    return process.hrtime.bigint();
+  }
+
+  /** Set a link down or up from the cloud side (carrier loss on the edge's wanN). */
+  setCloudLink(dev: 'c0' | 'c1', up: boolean): void {
+    sh('ip', ['-n', this.cloud, 'link', 'set', dev, up ? 'up' : 'down']);
+  }
+}
