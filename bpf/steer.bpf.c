@@ -158,8 +158,17 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 		reason = WS_R_LINK_DOWN;
 		goto pass_policy;
 	}
-	if (link->ifindex != skb->ifindex)
+	if (link->ifindex != skb->ifindex) {
+		/*
+		 * An internet link is chosen before routing (a mark, masquerade to
+		 * its address): a packet here is bound to the link it leaves by.
+		 */
+		if (link->flags & WS_LINK_INTERNET) {
+			reason = WS_R_BOUND;
+			goto pass_policy;
+		}
 		return ws_redirect(skb, link, &pkt, l2);
+	}
 
 	/* already on its link: routed here, or our own redirect's second pass */
 	reason = WS_R_ON_LINK;

@@ -73,6 +73,9 @@ struct ws_policy {
 	__u8  pad[7];        /* must be zero */
 };                           /* 16 bytes */
 
+/* Link flags. */
+#define WS_LINK_INTERNET      (1U << 0)   /* own address, NAT on the node: never redirected to */
+
 /*
  * Link table: array indexed by link id. A link has a next hop per family
  * because bpf_redirect_neigh() drops an IPv6 packet given an IPv4 next hop.
@@ -82,7 +85,8 @@ struct ws_policy {
 struct ws_link {
 	__u32 ifindex;       /* 0 = slot unused */
 	__u8  up;            /* 0 = down: redirects to it fall back */
-	__u8  pad[3];        /* must be zero */
+	__u8  flags;         /* WS_LINK_* bits */
+	__u8  pad[2];        /* must be zero */
 	__be32 nh4;          /* IPv4 next hop, 0 = none */
 	__be32 nh6[4];       /* IPv6 next hop, :: = none */
 };                           /* 28 bytes */
@@ -115,7 +119,8 @@ enum ws_reason {
 	WS_R_BAD_HEADER      = 11, /* malformed IP header (version, IHL, length) */
 	WS_R_EXT_HEADERS     = 12, /* IPv6 extension chain too long to walk */
 	WS_R_REDIRECT_FAILED = 13, /* could not prepare the redirect: passed on the original link */
-	WS_R_MAX             = 14,
+	WS_R_BOUND           = 14, /* policy's link is an internet link: the connection stays on the link it is bound to */
+	WS_R_MAX             = 15,
 };
 
 #endif /* __WANSTEER_STEER_ABI_H */

@@ -22,7 +22,10 @@ import { startServer } from '../api/server.js';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
-import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, type DatapathPort } from '../datapath/index.js';
+import {
+  Datapath, DatapathError, internetLayout, InternetLinkError, InternetRouting, MemoryDatapath, MemoryInternetRouting, openCarrierReader,
+  type DatapathPort, type InternetRoutingPort,
+} from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
@@ -79,6 +82,12 @@ export async function runAgent(argv: readonly string[], io: CliIo): Promise<numb
       io.stderr(`wansteer agent: ${err.message}\n`);
       return 1;
     }
+    if (err instanceof InternetLinkError) {
+      // The operator's to fix, like a bad config: the field and the fix, no stack.
+      logger.fatal({ code: err.code, field: err.field }, err.message);
+      io.stderr(`wansteer agent: cannot set up internet links: ${err.message}\n`);
+      return ConfigError.exitCode;
+    }
     logger.fatal({ err }, 'agent failed to start');
     return 1;
   }
@@ -122,6 +131,8 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
   try {
     const datapath = openDatapath(config, logger);
     closers.push(() => datapath.close());
+    const routing = openInternetRouting(config, logger);
+    if (routing) closers.push(() => routing.close());
 
     const ruleSet = new RuleSet();
     const rules = await startRuleSource(config, ruleSet, logger);
@@ -130,7 +141,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     closers.push(() => store.close());
 
     // Adopt what the pinned maps hold; policy entries stay as found until the policies arrive.
-    const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }) });
+    const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }), ...(routing ? { routing } : {}) });
     engine.start();
     closers.push(() => engine.stop());
 
@@ -240,6 +251,17 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
   });
 }
 
+/**
+ * Internet links' routing tables, rules and nftables table (null: no internet link). Checked
+ * before anything is written; in force until `wansteer cleanup`, like the pinned datapath.
+ */
+function openInternetRouting(config: AgentConfig, logger: Logger): InternetRoutingPort | null {
+  const layout = internetLayout(config);
+  if (!layout) return null;
+  if (config.datapath.dryRun) return new MemoryInternetRouting();
+  return InternetRouting.install(layout, { log: logger.child({ part: 'internet' }) });
+}
+
 async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Logger): Promise<RuleSource> {
   const log = logger.child({ part: 'rules' });
   if (config.rules.source === 'directory') {
@@ -257,10 +279,11 @@ async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Lo
 
 async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {
   const links = config.links.map((l) => l.name);
+  const internetLinks = config.links.filter((l) => l.addressing === 'internet').map((l) => l.name);
   const log = logger.child({ part: 'policies' });
-  if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, logger: log });
+  if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, internetLinks, logger: log });
   const { createClusterPolicyStore } = await import('../k8s/wan-policy-store.js');
-  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, logger: log });
+  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, internetLinks, logger: log });
 }
 
 let kube: KubeConfig | undefined;

@@ -12,7 +12,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, type ConfigProblem } from './errors.js';
 import { parseOverrides, type OverrideOrigins } from './overrides.js';
-import { AgentConfig } from './schema.js';
+import { AgentConfig, linkTable } from './schema.js';
 import { fractionalIntegers, schemaProblems } from './schema-errors.js';
 import { semanticProblems } from './semantic.js';
 
@@ -64,6 +64,10 @@ export function resolveConfig(document: unknown, options: ResolveConfigOptions =
   const config = candidate as AgentConfig;
   const meaningProblems = semanticProblems(config);
   if (meaningProblems.length > 0) throw new ConfigError('WS_CONFIG_INVALID', meaningProblems.map((p) => tagOrigin(p, origins)), options.source);
+  // Every internet link knows its routing table from here on (the monitor's probes use it too).
+  config.links.forEach((l, i) => {
+    if (l.addressing === 'internet') l.table = linkTable(config, i);
+  });
   return config;
 }
 

@@ -50,8 +50,32 @@ export const LinkConfig = Type.Object(
     nextHop4: Type.Optional(IpAddress),
     nextHop6: Type.Optional(IpAddress),
     probe: Type.Optional(ProbeConfig),
+    /**
+     * overlay: the edge's addresses are valid on this link (a tunnel, a private WAN); sessions are
+     * moved onto it at the WAN egress. internet: the link has its own address and the node NATs
+     * (an ISP); connections are bound to it before the kernel routes them (docs/links.md).
+     */
+    addressing: Type.Optional(Type.Union([Type.Literal('overlay'), Type.Literal('internet')], { default: 'overlay' })),
+    /** internet links: the routing table the agent owns for this link (default internet.tableBase + the link's index). */
+    table: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xfffffffe })),
   },
   { additionalProperties: false },
+);
+
+/** How the agent drives the kernel for internet links (see docs/links.md). */
+export const InternetConfig = Type.Object(
+  {
+    /** Link i's routing table is tableBase + i unless the link names its own `table`. */
+    tableBase: Type.Integer({ minimum: 1, maximum: 0xfffffff0, default: 3600 }),
+    /** The agent's `ip rule`s sit at rulePriority (marked traffic: main without its default route) and rulePriority + 1 + i. */
+    rulePriority: Type.Integer({ minimum: 1, maximum: 32_000, default: 9000 }),
+    /**
+     * The bits of the packet and connection mark the agent owns: link i's mark is (i + 1) shifted
+     * into them. One contiguous run of bits; other bits of the mark are left alone.
+     */
+    markMask: Type.Integer({ minimum: 1, maximum: 0xffffffff, default: 0x3f000000 }),
+  },
+  { additionalProperties: false, default: {} },
 );
 
 export const AgentConfig = Type.Object(
@@ -61,6 +85,7 @@ export const AgentConfig = Type.Object(
     links: Type.Array(LinkConfig, { minItems: 1, maxItems: 64 }),
     /** The link traffic takes when nothing steers it (the default route's). */
     defaultLink: LinkName,
+    internet: InternetConfig,
     datapath: Type.Object(
       {
         pinDir: Type.String({ default: '/sys/fs/bpf/wansteer' }),
@@ -133,6 +158,12 @@ export const AgentConfig = Type.Object(
 export type AgentConfig = Static<typeof AgentConfig>;
 export type LinkConfig = Static<typeof LinkConfig>;
 export type ProbeConfig = Static<typeof ProbeConfig>;
+export type InternetConfig = Static<typeof InternetConfig>;
+
+/** Link i's routing table, for an internet link: its own `table`, or internet.tableBase + i. */
+export function linkTable(config: Pick<AgentConfig, 'internet' | 'links'>, i: number): number {
+  return config.links[i]?.table ?? config.internet.tableBase + i;
+}
 
 /** The addresses a link's probes go to: `targets`, or the one `target` (the config check ensures one of them). */
 export function probeTargets(probe: ProbeConfig): string[] {

@@ -5,7 +5,12 @@
  */
 import { isIP } from 'node:net';
 import type { ConfigProblem } from './errors.js';
-import type { AgentConfig, ProbeConfig } from './schema.js';
+import { linkTable, type AgentConfig, type ProbeConfig } from './schema.js';
+
+/** Where the link monitor's probe rules and tables sit (src/links/probe-route.ts): pref and table 5700 + link index. */
+const PROBE_BASE = 5700;
+/** Tables the kernel keeps for itself: unspec, default, main, local. */
+const RESERVED_TABLES = new Map([[0, 'unspec'], [253, 'default'], [254, 'main'], [255, 'local']]);
 
 const REFLECTOR_FIX = 'give the IPv4 or IPv6 address of a host running `wansteer reflector` (TWAMP-light, UDP `probe.port`, 862 by default) reached over this link';
 
@@ -54,6 +59,7 @@ export function semanticProblems(config: AgentConfig): ConfigProblem[] {
       fix: `use one of the names in links: ${[...names.keys()].join(', ')}`,
     });
   }
+  problems.push(...internetProblems(config));
   config.intake.allowedProxies.forEach((address, i) => {
     if (isIP(address) === 0) {
       problems.push({ field: `intake.allowedProxies[${i}]`, problem: `"${address}" is not an IP address`, fix: 'list the IPv4 or IPv6 addresses of node-level proxies (gateways)' });
@@ -67,4 +73,51 @@ export function semanticProblems(config: AgentConfig): ConfigProblem[] {
     }
   }
   return problems;
+}
+
+/**
+ * Internet links get a routing table each, `ip rule`s at internet.rulePriority.., and a mark in
+ * internet.markMask: the tables and priorities must not clash with each other, the kernel's own
+ * or the probe rules', and every internet link's mark must fit the mask.
+ */
+function internetProblems(config: AgentConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const { markMask, rulePriority } = config.internet;
+  const shift = lowestBit(markMask);
+  const contiguous = ((markMask >>> shift) & ((markMask >>> shift) + 1)) === 0;
+  if (!contiguous) {
+    problems.push({ field: 'internet.markMask', problem: `0x${markMask.toString(16)} is not one run of bits`, fix: 'give one contiguous run of mark bits no other software on the node uses, e.g. 0x3f000000' });
+  }
+  const marks = contiguous ? markMask >>> shift : 0;
+  const tables = new Map<number, number>();
+  config.links.forEach((link, i) => {
+    const at = `links[${i}]`;
+    if (link.addressing !== 'internet') {
+      if (link.table !== undefined) problems.push({ field: `${at}.table`, problem: 'is given, but only internet links have a routing table of their own', fix: 'remove table, or set addressing: internet' });
+      return;
+    }
+    const table = linkTable(config, i);
+    const field = link.table !== undefined ? `${at}.table` : 'internet.tableBase';
+    const reserved = RESERVED_TABLES.get(table);
+    if (reserved) problems.push({ field, problem: `table ${table} of ${link.name} is the kernel's ${reserved} table`, fix: 'pick a table no one else uses, e.g. 3600 and up' });
+    else if (table >= PROBE_BASE && table < PROBE_BASE + config.links.length) problems.push({ field, problem: `table ${table} of ${link.name} is a probe table (${PROBE_BASE} + link index)`, fix: `pick tables outside ${PROBE_BASE}..${PROBE_BASE + config.links.length - 1}` });
+    const other = tables.get(table);
+    if (other !== undefined) problems.push({ field, problem: `table ${table} of ${link.name} is also the table of links[${other}]`, fix: 'give each internet link its own table' });
+    else tables.set(table, i);
+    if (contiguous && i + 1 > marks) {
+      problems.push({ field: 'internet.markMask', problem: `0x${markMask.toString(16)} holds marks for ${marks} links, but internet link ${link.name} is links[${i}]`, fix: 'widen the mask, or list internet links first' });
+    }
+  });
+  const last = rulePriority + config.links.length;
+  if (last >= 32766) problems.push({ field: 'internet.rulePriority', problem: `rules up to ${last} would reach the main table's rule (32766)`, fix: 'pick a lower priority, e.g. 9000' });
+  if (rulePriority <= PROBE_BASE + config.links.length && last >= PROBE_BASE) {
+    problems.push({ field: 'internet.rulePriority', problem: `rules ${rulePriority}..${last} overlap the probe rules (${PROBE_BASE} + link index)`, fix: 'pick a priority outside that range, e.g. 9000' });
+  }
+  return problems;
+}
+
+function lowestBit(n: number): number {
+  let shift = 0;
+  while (shift < 32 && ((n >>> shift) & 1) === 0) shift++;
+  return shift;
 }

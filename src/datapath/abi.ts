@@ -14,6 +14,8 @@ export const FAMILY_IPV6 = 6;
 
 export const ACT_REDIRECT = 1 << 0;
 export const ACT_SET_DSCP = 1 << 1;
+/** Link flags (struct ws_link.flags). */
+export const LINK_INTERNET = 1 << 0;
 
 export const POLICY_NONE = 0;
 export const TOUCH_INTERVAL_NS = 1_000_000_000n;
@@ -47,7 +49,7 @@ export const Layout = {
   flow6Key: { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, proto: 36, pad: 37 },
   flowVal: { size: 16, policyId: 0, flags: 4, lastSeenNs: 8 },
   policy: { size: 16, action: 0, linkId: 4, dscp: 8, pad: 9 },
-  link: { size: 28, ifindex: 0, up: 4, pad: 5, nh4: 8, nh6: 12 },
+  link: { size: 28, ifindex: 0, up: 4, flags: 5, pad: 6, nh4: 8, nh6: 12 },
   counter: { size: 16, packets: 0, bytes: 8 },
 } as const;
 
@@ -70,6 +72,7 @@ export const Reasons = [
   'bad_header',
   'ext_headers',
   'redirect_failed',
+  'bound',
 ] as const;
 export type Reason = (typeof Reasons)[number];
 export const REASON_MAX = Reasons.length;

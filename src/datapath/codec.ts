@@ -7,6 +7,7 @@ import {
   ACT_SET_DSCP,
   DSCP_VALUES,
   FAMILY_IPV4,
+  LINK_INTERNET,
   FAMILY_IPV6,
   Layout,
   MAX_LINKS,
@@ -184,6 +185,8 @@ export interface LinkEntry {
   nextHop4?: string;
   /** IPv6 next hop on the link; absent: the kernel's FIB picks one. */
   nextHop6?: string;
+  /** An internet link (own address, NAT on the node): the datapath never redirects to it. */
+  internet?: boolean;
 }
 
 export function encodeLink(l: LinkEntry, out: Buffer): void {
@@ -192,6 +195,7 @@ export function encodeLink(l: LinkEntry, out: Buffer): void {
   const L = Layout.link;
   out.writeUInt32LE(l.ifindex, L.ifindex);
   out[L.up] = l.up ? 1 : 0;
+  out[L.flags] = l.internet ? LINK_INTERNET : 0;
   if (l.nextHop4 !== undefined) {
     const nh = parseAddress(l.nextHop4);
     if (nh?.family !== FAMILY_IPV4 || nh.bytes.every((b) => b === 0)) {
@@ -213,6 +217,7 @@ export function decodeLink(b: Buffer): LinkEntry | null {
   const ifindex = b.readUInt32LE(L.ifindex);
   if (ifindex === 0) return null;
   const out: LinkEntry = { ifindex, up: b[L.up] === 1 };
+  if (b[L.flags]! & LINK_INTERNET) out.internet = true;
   if (b.readUInt32LE(L.nh4) !== 0) out.nextHop4 = formatAddress(FAMILY_IPV4, b, L.nh4);
   if (!b.subarray(L.nh6, L.nh6 + 16).every((x) => x === 0)) out.nextHop6 = formatAddress(FAMILY_IPV6, b, L.nh6);
   return out;

@@ -9,3 +9,8 @@ export { testRun, type TestRun } from './test-run.js';
 export { MemoryDatapath } from './memory.js';
 export type { DatapathPort } from './port.js';
 export { openCarrierReader, type CarrierReader } from './carrier.js';
+export type { InternetRoutingPort } from './port.js';
+export { InternetRouting } from './internet/routing.js';
+export { MemoryInternetRouting } from './internet/memory.js';
+export { InternetLinkError, InternetErrorCode } from './internet/errors.js';
+export { internetLayout, type InternetLayout } from './internet/layout.js';

@@ -31,3 +31,19 @@ export interface DatapathPort {
   counters(): Counters;
   close(): void;
 }
+
+/**
+ * What the engine asks of the kernel for internet links (docs/links.md): InternetRouting, or
+ * MemoryInternetRouting for --dry-run and tests above the kernel.
+ */
+export interface InternetRoutingPort {
+  /** DSCP class -> internet link id, for new connections: the whole set. */
+  setClasses(classes: ReadonlyMap<number, number>): void;
+  /** The class -> link map in force. */
+  classLinks(): ReadonlyMap<number, number>;
+  /** The link died: delete its connections' conntrack entries (they get a reset). Returns how many. */
+  resetConnections(linkId: number): number;
+  /** The link is back: its routes into its table again. */
+  refreshLink(linkId: number): void;
+  close(): void;
+}

@@ -23,11 +23,12 @@ import { KubeResourceClient, type KubeResourceClientOptions } from './resource-c
 export interface ClusterPolicyStoreConfig extends ListWatchOptions {
   readonly namespace: string;
   readonly links: Iterable<string>;
+  readonly internetLinks?: Iterable<string>;
   readonly client?: KubeResourceClientOptions;
 }
 
 export function createClusterPolicyStore(kubeConfig: KubeConfig, config: ClusterPolicyStoreConfig): ClusterPolicyStore {
-  const { namespace, links, logger } = config;
+  const { namespace, links, internetLinks, logger } = config;
   const resource = new KubeResourceClient<WanPolicyObject>(
     kubeConfig,
     { group: WANPOLICY_GROUP, versions: [WANPOLICY_VERSION], plural: WANPOLICY_PLURAL, namespace },
@@ -36,6 +37,7 @@ export function createClusterPolicyStore(kubeConfig: KubeConfig, config: Cluster
   const options: ClusterPolicyStoreOptions = {
     namespace,
     links,
+    ...(internetLinks ? { internetLinks } : {}),
     logger,
     writer: new KubeWanPolicyWriter(kubeConfig),
     informer: (events) => new ListWatch<WanPolicyObject>(resource, events, config),

@@ -218,7 +218,8 @@ export class LinkMonitor {
       return;
     }
     const nextHop = v6 ? l.config.nextHop6 : l.config.nextHop4;
-    const route: ProbeRoute = { linkId: l.id, interface: l.config.interface, local, sport: prober.port, ...(nextHop ? { nextHop } : {}) };
+    const table = l.config.addressing === 'internet' ? l.config.table : undefined;
+    const route: ProbeRoute = { linkId: l.id, interface: l.config.interface, local, sport: prober.port, ...(nextHop ? { nextHop } : {}), ...(table !== undefined ? { table } : {}) };
     try {
       await installProbeRoute(route, this.opts.ip);
     } catch (err) {

@@ -33,6 +33,12 @@ export interface ProbeRoute {
   local: string;
   sport: number;
   nextHop?: string;
+  /**
+   * An internet link's own routing table (the agent's internet routing keeps its route): the
+   * probe then takes the very table, next hop and source address steered connections take, so
+   * a link that cannot carry them is reported down. Absent: the probe table 5700 + link id.
+   */
+  table?: number;
 }
 
 function family(r: ProbeRoute): '-4' | '-6' {
@@ -41,12 +47,13 @@ function family(r: ProbeRoute): '-4' | '-6' {
 
 /** The link's probe table route, then the rule for this probe socket. */
 export async function installProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void> {
-  await refreshProbeRoute(r, ip);
+  if (r.table === undefined) await refreshProbeRoute(r, ip);
   await run(ip, [family(r), 'rule', 'add', ...ruleSelector(r)]);
 }
 
 /** Re-add the route (the kernel drops it when the interface goes away and comes back). */
 export async function refreshProbeRoute(r: ProbeRoute, ip = 'ip'): Promise<void> {
+  if (r.table !== undefined) return; // the internet link's table: its owner refreshes it
   const table = String(PROBE_TABLE_BASE + r.linkId);
   const via = r.nextHop ? ['via', r.nextHop] : [];
   await run(ip, [family(r), 'route', 'replace', 'default', ...via, 'dev', r.interface, ...(r.nextHop ? ['onlink'] : []), 'table', table]);
@@ -73,8 +80,8 @@ export async function clearProbeRoutes(linkId: number, ip = 'ip'): Promise<void>
 }
 
 function ruleSelector(r: ProbeRoute): string[] {
-  const table = String(PROBE_TABLE_BASE + r.linkId);
-  return ['pref', table, 'from', r.local, 'ipproto', 'udp', 'sport', String(r.sport), 'lookup', table];
+  const pref = String(PROBE_TABLE_BASE + r.linkId);
+  return ['pref', pref, 'from', r.local, 'ipproto', 'udp', 'sport', String(r.sport), 'lookup', String(r.table ?? pref)];
 }
 
 /** One address as `ip -j addr show` lists it (the flags are present only when set). */

@@ -24,7 +24,7 @@ import {
 import type { WanPolicy, WanPolicySpec } from './model.js';
 import type { PolicyStore } from './store.js';
 import { Subscribers, type PolicyListener } from './subscribers.js';
-import { checkPolicyItself, checkPolicyName, MatchIndex, validatePolicy } from './validate.js';
+import { checkLinkKinds, checkPolicyItself, checkPolicyName, MatchIndex, validatePolicy } from './validate.js';
 import { toWanPolicy, wanPolicyObject, type WanPolicyObject } from './wan-policy-object.js';
 
 /** Why the API refused a write, as the writer port reports it. */
@@ -62,6 +62,8 @@ export interface WanPolicyInformer {
 export interface ClusterPolicyStoreOptions {
   readonly namespace: string;
   readonly links: Iterable<string>;
+  /** Those of the links that are internet links: what they cannot carry is refused (checkLinkKinds). */
+  readonly internetLinks?: Iterable<string>;
   readonly writer: WanPolicyWriter;
   /** Builds the informer that feeds `events`; the store starts and stops it. */
   readonly informer: (events: WanPolicyEvents) => WanPolicyInformer;
@@ -71,6 +73,7 @@ export interface ClusterPolicyStoreOptions {
 export class ClusterPolicyStore implements PolicyStore {
   private readonly namespace: string;
   private readonly links: ReadonlySet<string>;
+  private readonly internetLinks: ReadonlySet<string>;
   private readonly logger: Logger;
   private readonly subscribers: Subscribers;
   private readonly informer: WanPolicyInformer;
@@ -91,6 +94,7 @@ export class ClusterPolicyStore implements PolicyStore {
   constructor(private readonly options: ClusterPolicyStoreOptions) {
     this.namespace = options.namespace;
     this.links = new Set(options.links);
+    this.internetLinks = new Set(options.internetLinks ?? []);
     this.logger = options.logger ?? silentLogger;
     this.subscribers = new Subscribers(this.logger);
     this.informer = options.informer({
@@ -122,7 +126,7 @@ export class ClusterPolicyStore implements PolicyStore {
   async create(name: string, spec: WanPolicySpec): Promise<WanPolicy> {
     this.checkWritable();
     if (this.objects.has(name)) throw new PolicyExistsError(name);
-    const valid = validatePolicy(name, spec, { links: this.links, others: this.list() });
+    const valid = validatePolicy(name, spec, { links: this.links, internetLinks: this.internetLinks, others: this.list() });
     const created = await this.call(name, undefined, () => this.options.writer.create(wanPolicyObject(this.namespace, name, valid)));
     return this.afterWrite(created, valid);
   }
@@ -130,7 +134,7 @@ export class ClusterPolicyStore implements PolicyStore {
   async replace(name: string, spec: WanPolicySpec, ifMatch?: string): Promise<WanPolicy> {
     this.checkWritable();
     checkPolicyName(name);
-    const valid = validatePolicy(name, spec, { links: this.links, others: this.list() });
+    const valid = validatePolicy(name, spec, { links: this.links, internetLinks: this.internetLinks, others: this.list() });
     const object = wanPolicyObject(this.namespace, name, valid, this.objects.get(name));
     // The API server is the judge of If-Match: our cache may lag behind it.
     if (ifMatch !== undefined) object.metadata.resourceVersion = ifMatch;
@@ -251,6 +255,7 @@ export class ClusterPolicyStore implements PolicyStore {
       const spec = this.specOf(object);
       const duplicate = claims.duplicateOf(name, spec);
       if (duplicate) throw duplicate;
+      checkLinkKinds(spec, this.internetLinks);
       const unknown = spec.action.links.filter((l) => !this.links.has(l));
       if (unknown.length > 0) this.reportOnce(object, 'info', `links ${unknown.join(', ')} are not configured on this node; it uses the others`);
       return toWanPolicy(object, spec);

@@ -58,6 +58,8 @@ export const PolicyNameInvalidError = createPolicyError(
 /** The spec is well-formed JSON but not a valid policy (schema or meaning). */
 export const PolicyInvalidError = createPolicyError('WS_POLICY_INVALID', '%s; fix: %s', 422);
 export const PolicyUnknownLinkError = createPolicyError('WS_POLICY_UNKNOWN_LINK', 'link %s is not configured on this node; fix: use one of %s', 422);
+/** The policy asks for what the kind of its links cannot do (session mode on an internet link, a mix of kinds). */
+export const PolicyLinkKindError = createPolicyError('WS_POLICY_LINK_KIND', '%s; fix: %s', 422);
 /** Another policy already takes the same sessions (the same DSCP, or the same route). */
 export const PolicyDuplicateMatchError = createPolicyError('WS_POLICY_DUPLICATE_MATCH', '%s is already matched by policy %s; fix: %s', 409);
 /** The Kubernetes API refused the write for lack of RBAC permission. */
@@ -70,7 +72,7 @@ export const PolicyFileInvalidError = createPolicyError('WS_POLICY_FILE_INVALID'
 
 export const policyErrorCodes = [
   PolicyNotFoundError, PolicyExistsError, PolicyConflictError, PolicyNameInvalidError, PolicyInvalidError,
-  PolicyUnknownLinkError, PolicyDuplicateMatchError, PolicyForbiddenError, PolicyStoreUnavailableError, PolicyFileInvalidError,
+  PolicyUnknownLinkError, PolicyLinkKindError, PolicyDuplicateMatchError, PolicyForbiddenError, PolicyStoreUnavailableError, PolicyFileInvalidError,
 ].map((e) => ({ code: e.code, statusCode: e.statusCode }));
 
 export function isPolicyError(err: unknown): err is PolicyError {

@@ -32,6 +32,8 @@ export interface FilePolicyStoreOptions {
   readonly path: string;
   /** Link names configured on this node: policies may only use these. */
   readonly links: Iterable<string>;
+  /** Those of the links that are internet links: what they cannot carry is refused (checkLinkKinds). */
+  readonly internetLinks?: Iterable<string>;
   readonly logger?: Logger;
   /** Watch for outside edits (default true); debounce, poll and timers for tests. */
   readonly watch?: boolean | FileWatchOptions;
@@ -40,6 +42,7 @@ export interface FilePolicyStoreOptions {
 export class FilePolicyStore implements PolicyStore {
   private readonly path: string;
   private readonly links: ReadonlySet<string>;
+  private readonly internetLinks: ReadonlySet<string>;
   private readonly logger: Logger;
   private readonly queue = new SerialQueue();
   private readonly subscribers: Subscribers;
@@ -57,6 +60,7 @@ export class FilePolicyStore implements PolicyStore {
   constructor(private readonly options: FilePolicyStoreOptions) {
     this.path = options.path;
     this.links = new Set(options.links);
+    this.internetLinks = new Set(options.internetLinks ?? []);
     this.logger = options.logger ?? silentLogger;
     this.subscribers = new Subscribers(this.logger);
     this.started = this.queue.run(() => this.start());
@@ -115,7 +119,7 @@ export class FilePolicyStore implements PolicyStore {
     if (removed > 0) this.logger.info({ path: this.path, removed }, 'removed temp files an interrupted write left behind');
     const text = await this.readText();
     // No good state to fall back on: a broken file at start stops the agent, with the reason.
-    if (text !== undefined) this.adopt(parsePolicyFile(text, this.path, this.links), text, false);
+    if (text !== undefined) this.adopt(parsePolicyFile(text, this.path, this.links, this.internetLinks), text, false);
     if (this.options.watch === false) return;
     // The directory must exist to be watched; creating it early costs nothing.
     await mkdir(dirname(this.path), { recursive: true }).catch(() => undefined);
@@ -138,7 +142,7 @@ export class FilePolicyStore implements PolicyStore {
       if (spec === undefined) next.delete(name);
       else {
         const others = [...next.values()];
-        written = { name, spec: validatePolicy(name, spec, { links: this.links, others }), version: String(this.revision + 1) };
+        written = { name, spec: validatePolicy(name, spec, { links: this.links, internetLinks: this.internetLinks, others }), version: String(this.revision + 1) };
         next.set(name, written);
       }
       const content: PolicyFileContent = {
@@ -174,7 +178,7 @@ export class FilePolicyStore implements PolicyStore {
       return;
     }
     try {
-      this.adopt(parsePolicyFile(text, this.path, this.links), text, true);
+      this.adopt(parsePolicyFile(text, this.path, this.links, this.internetLinks), text, true);
       this.clearBroken();
       this.logger.info({ path: this.path, policies: this.policies.size }, 'policy file changed on disk; reloaded');
     } catch (err) {

@@ -34,7 +34,7 @@ export interface PolicyFileContent {
 }
 
 /** Parses and validates the file's text; throws PolicyFileInvalidError naming the field. */
-export function parsePolicyFile(text: string, path: string, links: ReadonlySet<string>): PolicyFileContent {
+export function parsePolicyFile(text: string, path: string, links: ReadonlySet<string>, internetLinks?: ReadonlySet<string>): PolicyFileContent {
   const fail = (field: string, reason: string): never => {
     throw new PolicyFileInvalidError(path, field ? `${field}: ${reason}` : reason);
   };
@@ -59,7 +59,7 @@ export function parsePolicyFile(text: string, path: string, links: ReadonlySet<s
     if (items.some((item) => item.name === raw.name)) fail(`${at}.name`, `policy ${raw.name} is listed twice`);
     if (raw.version !== undefined && !isCount(raw.version)) fail(`${at}.version`, 'must be a whole number');
     try {
-      const spec = validatePolicy(raw.name, raw.spec, { links, others: items });
+      const spec = validatePolicy(raw.name, raw.spec, { links, ...(internetLinks ? { internetLinks } : {}), others: items });
       items.push({ name: raw.name, spec, version: raw.version as number | undefined });
     } catch (err) {
       if (err instanceof PolicyError) fail(at, `${err.code}: ${err.message}`);

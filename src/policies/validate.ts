@@ -9,6 +9,7 @@ import { schemaProblems } from '../config/schema-errors.js';
 import {
   PolicyDuplicateMatchError,
   PolicyInvalidError,
+  PolicyLinkKindError,
   PolicyNameInvalidError,
   PolicyUnknownLinkError,
   type PolicyError,
@@ -18,6 +19,8 @@ import { PolicyName, WanPolicySpec, type PolicyMatch } from './model.js';
 export interface PolicyContext {
   /** The link names configured on this node. */
   readonly links: ReadonlySet<string>;
+  /** Those of them that are internet links (own address, NAT on the node). */
+  readonly internetLinks?: ReadonlySet<string>;
   /** The policies already stored; the one being replaced (same name) is skipped. */
   readonly others: Iterable<{ readonly name: string; readonly spec: WanPolicySpec }>;
 }
@@ -26,6 +29,7 @@ export interface PolicyContext {
 export function validatePolicy(name: string, input: unknown, context: PolicyContext): WanPolicySpec {
   const spec = checkPolicyItself(name, input);
   checkPolicyLinks(spec, context.links);
+  checkLinkKinds(spec, context.internetLinks);
   const duplicate = findDuplicateMatch(name, spec, context.others);
   if (duplicate) throw duplicate;
   return spec;
@@ -83,6 +87,34 @@ export function checkPolicyLinks(spec: WanPolicySpec, links: ReadonlySet<string>
       throw new PolicyUnknownLinkError(JSON.stringify(link), [...links].join(', ') || '(no links configured)').atField(`spec.action.links[${i}]`);
     }
   });
+}
+
+/**
+ * What a node's internet links cannot do (docs/links.md, "Two kinds of WAN link"). A connection
+ * on an internet link is bound to that link's address from its first packet: only a class known
+ * before connect (mark mode, a DSCP set by the upstream socket) can choose its link. A route
+ * (session mode) is known only after the handshake, so it cannot move a connection onto or
+ * between internet links; and a preference mixing the two kinds would move connections between
+ * a NATed path and one that is not.
+ */
+export function checkLinkKinds(spec: WanPolicySpec, internetLinks: ReadonlySet<string> | undefined): void {
+  if (!internetLinks || internetLinks.size === 0 || spec.action.links.length === 0) return;
+  const internet = spec.action.links.filter((l) => internetLinks.has(l));
+  if (internet.length === 0) return;
+  const i = spec.action.links.findIndex((l) => internetLinks.has(l));
+  if ('route' in spec.match) {
+    throw new PolicyLinkKindError(
+      `a route-matched (session mode) policy cannot move connections onto internet link ${JSON.stringify(internet[0])}: a connection is bound to its link's address before its first request is seen`,
+      'match by DSCP instead (mark mode: route the class to its own upstream cluster whose sockets set the DSCP, `wansteer render envoyfilter --mark-class`), or use overlay links',
+    ).atField(`spec.action.links[${i}]`);
+  }
+  if (internet.length !== spec.action.links.length) {
+    const j = spec.action.links.findIndex((l) => !internetLinks.has(l));
+    throw new PolicyLinkKindError(
+      `mixes internet links (${internet.join(', ')}) with overlay link ${JSON.stringify(spec.action.links[j])}`,
+      'list links of one kind in a policy',
+    ).atField(`spec.action.links[${j}]`);
+  }
 }
 
 /** The error for the first other policy that takes the same sessions, if any. */

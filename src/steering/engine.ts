@@ -34,7 +34,7 @@ import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
 import { RouteTable, type RouteMatch } from '../routes/route-table.js';
 import type { AgentConfig } from '../config/schema.js';
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort, InternetRoutingPort } from '../datapath/port.js';
 import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
@@ -65,6 +65,8 @@ export interface EngineOptions {
   clock?: () => bigint;
   /** Attach the program to each link's interface at start. Default true. */
   attach?: boolean;
+  /** The kernel side of internet links; needed when config.links has any. */
+  routing?: InternetRoutingPort;
 }
 
 export type LinkChangeKind = 'failover' | 'failback';
@@ -108,7 +110,9 @@ const DEFAULT_FLOW_LIMIT = 1000;
 export class Engine implements SteeringEngine, SteeringStats {
   readonly sessions = new SessionCounts();
   readonly latency = new LatencyRecorder();
-  readonly writeErrors: Record<Table, number> = { flows: 0, policies: 0, links: 0, dscp: 0 };
+  readonly writeErrors: Record<Table, number> = { flows: 0, policies: 0, links: 0, dscp: 0, classes: 0 };
+  /** Connections reset because their internet link died, per link name (read by the metrics). */
+  readonly connectionResets = new Map<string, number>();
   /** `policy\0kind` -> moves counted by noteLinkChange. */
   private readonly linkChangeCounts = new Map<string, number>();
 
@@ -117,6 +121,9 @@ export class Engine implements SteeringEngine, SteeringStats {
   private readonly log: EngineLogger;
   private readonly clock: () => bigint;
   private readonly attach: boolean;
+  private readonly routing: InternetRoutingPort | undefined;
+  /** Internet link id -> usable at the last reconcile: a change resets or refreshes the link. */
+  private readonly internetUsable = new Map<number, boolean>();
   private readonly callers: CallerPolicy;
   private readonly linkList: LinkRuntime[];
   private readonly linkByName = new Map<string, LinkRuntime>();
@@ -145,9 +152,10 @@ export class Engine implements SteeringEngine, SteeringStats {
     this.log = opts.logger ?? silent;
     this.clock = opts.clock ?? process.hrtime.bigint;
     this.attach = opts.attach ?? true;
+    this.routing = opts.routing;
     this.callers = new CallerPolicy(opts.config.intake?.allowedProxies ?? []);
     this.linkList = opts.config.links.map((l, id) => {
-      const link: LinkRuntime = { id, name: l.name, interface: l.interface, ifindex: null, up: true };
+      const link: LinkRuntime = { id, name: l.name, interface: l.interface, ifindex: null, up: true, ...(l.addressing === 'internet' ? { internet: true } : {}) };
       // Canonical next hops, so they compare equal to what the datapath reads back.
       for (const [field, family] of [['nextHop4', 4], ['nextHop6', 6]] as const) {
         const text = l[field];
@@ -354,7 +362,9 @@ export class Engine implements SteeringEngine, SteeringStats {
     for (const link of this.linkList) if (link.ifindex === null && !link.configProblem) this.resolveLink(link);
     const manage = this.policiesSynced;
     const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec, ...(p.choice?.link ? { current: p.choice.link } : {}) })) : [];
-    const desired = desiredState(this.linkList.map(linkInput), inputs);
+    const links = this.linkList.map(linkInput);
+    const desired = desiredState(links, inputs);
+    this.reconcileInternet(links, desired, manage);
     for (const p of this.policies.values()) {
       const before = p.choice;
       p.choice = desired.choices.get(p.name);
@@ -383,6 +393,51 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (plan.length > 0) this.log.info({ writes: plan.length, failed }, 'reconciled the datapath');
     this.lastApplied = failed === 0 && manage ? desired : undefined;
     return plan.length;
+  }
+
+  /**
+   * Internet links are chosen before routing: new connections of each mark-mode class go to
+   * the link its policy chose (the class rules), and when a link dies its connections — bound to
+   * its address, unable to move — are reset at once, so applications reconnect over another
+   * link instead of waiting out their timeouts. A link back up gets its routes again.
+   */
+  private reconcileInternet(links: readonly LinkInput[], desired: DesiredState, manage: boolean): void {
+    const routing = this.routing;
+    if (!routing) return;
+    // Until the policies are in, the class rules a previous agent left stay as they are.
+    if (manage) {
+      try {
+        routing.setClasses(desired.classes);
+      } catch (err) {
+        this.writeErrors.classes++;
+        this.log.error({ err }, 'could not write the class rules of internet links');
+      }
+    }
+    for (const l of links) {
+      if (!l.internet) continue;
+      const now = usable(l);
+      const before = this.internetUsable.get(l.id);
+      this.internetUsable.set(l.id, now);
+      if (before === true && !now) this.resetConnections(routing, l);
+      else if (before === false && now) {
+        try {
+          routing.refreshLink(l.id);
+        } catch (err) {
+          this.log.warn({ err, link: l.name }, 'could not put the internet link\'s routes back');
+        }
+      }
+    }
+  }
+
+  private resetConnections(routing: InternetRoutingPort, l: LinkInput): void {
+    try {
+      const n = routing.resetConnections(l.id);
+      this.connectionResets.set(l.name, (this.connectionResets.get(l.name) ?? 0) + n);
+      this.log.warn({ link: l.name, connections: n }, `internet link ${l.name} is down: its connections were reset, so applications reconnect over another link`);
+    } catch (err) {
+      this.writeErrors.classes++;
+      this.log.error({ err, link: l.name }, 'could not reset the connections of a dead internet link');
+    }
   }
 
   /**

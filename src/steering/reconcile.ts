@@ -32,6 +32,8 @@ export interface LinkInput {
   nextHop6?: string;
   /** Health: carrier and probes say it can carry traffic. */
   up: boolean;
+  /** An internet link: its own address, NAT on the node; chosen per connection before routing. */
+  internet?: boolean;
   rttMs?: number;
   lossPercent?: number;
   jitterMs?: number;
@@ -66,6 +68,12 @@ export interface DesiredState {
   policies: Map<number, DatapathAction>;
   /** DSCP -> policy id (mark mode). */
   dscp: Map<number, number>;
+  /**
+   * DSCP -> internet link id: the link new connections of a mark-mode class are bound to
+   * (internet links are chosen before routing, not by the BPF program). A class whose policy has
+   * no usable internet link is absent: its connections take the node's default route.
+   */
+  classes: Map<number, number>;
   choices: Map<string, PolicyChoice>;
   /** Problems a person should hear about (e.g. two policies claiming one DSCP). */
   warnings: string[];
@@ -140,7 +148,7 @@ function bestAvailable(prefs: readonly LinkInput[], sla: Sla | undefined): LinkI
 }
 
 export function desiredState(links: readonly LinkInput[], policies: readonly PolicyInput[]): DesiredState {
-  const out: DesiredState = { links: new Map(), policies: new Map(), dscp: new Map(), choices: new Map(), warnings: [] };
+  const out: DesiredState = { links: new Map(), policies: new Map(), dscp: new Map(), classes: new Map(), choices: new Map(), warnings: [] };
   const byName = new Map<string, LinkInput>();
   for (const l of links) {
     byName.set(l.name, l);
@@ -155,8 +163,11 @@ export function desiredState(links: readonly LinkInput[], policies: readonly Pol
     const match = p.spec.match;
     if ('dscp' in match) {
       const owner = out.dscp.get(match.dscp);
-      if (owner === undefined) out.dscp.set(match.dscp, p.id);
-      else out.warnings.push(`policy ${p.name} matches DSCP ${match.dscp}, already taken by an earlier policy (by name): ignored`);
+      if (owner === undefined) {
+        out.dscp.set(match.dscp, p.id);
+        const link = choice.link !== undefined ? byName.get(choice.link) : undefined;
+        if (link?.internet) out.classes.set(match.dscp, link.id);
+      } else out.warnings.push(`policy ${p.name} matches DSCP ${match.dscp}, already taken by an earlier policy (by name): ignored`);
     }
   }
   return out;
@@ -164,6 +175,7 @@ export function desiredState(links: readonly LinkInput[], policies: readonly Pol
 
 function linkEntry(l: LinkInput): LinkEntry {
   const e: LinkEntry = { ifindex: l.ifindex!, up: l.up };
+  if (l.internet) e.internet = true;
   if (l.nextHop4 !== undefined) e.nextHop4 = l.nextHop4;
   if (l.nextHop6 !== undefined) e.nextHop6 = l.nextHop6;
   return e;
@@ -252,7 +264,7 @@ export function planChanges(desired: DesiredState, actual: ActualState): Change[
 }
 
 export function sameLink(a: LinkEntry | undefined, b: LinkEntry): boolean {
-  return a !== undefined && a.ifindex === b.ifindex && a.up === b.up && a.nextHop4 === b.nextHop4 && a.nextHop6 === b.nextHop6;
+  return a !== undefined && a.ifindex === b.ifindex && a.up === b.up && a.nextHop4 === b.nextHop4 && a.nextHop6 === b.nextHop6 && !a.internet === !b.internet;
 }
 
 export function sameAction(a: DatapathAction | undefined, b: DatapathAction): boolean {
@@ -261,18 +273,19 @@ export function sameAction(a: DatapathAction | undefined, b: DatapathAction): bo
 
 /** Same entries for every table: nothing to write if `b` was applied. */
 export function sameDesired(a: DesiredState, b: DesiredState): boolean {
-  if (a.links.size !== b.links.size || a.policies.size !== b.policies.size || a.dscp.size !== b.dscp.size) return false;
+  if (a.links.size !== b.links.size || a.policies.size !== b.policies.size || a.dscp.size !== b.dscp.size || a.classes.size !== b.classes.size) return false;
   for (const [id, e] of a.links) {
     const o = b.links.get(id);
     if (o === undefined || (e === null ? o !== null : o === null || !sameLink(o, e))) return false;
   }
   for (const [id, act] of a.policies) if (!sameAction(b.policies.get(id), act)) return false;
   for (const [dscp, id] of a.dscp) if (b.dscp.get(dscp) !== id) return false;
+  for (const [dscp, id] of a.classes) if (b.classes.get(dscp) !== id) return false;
   return true;
 }
 
 /** Which table a change writes: the label of the write-error metric. */
-export type Table = 'links' | 'policies' | 'dscp' | 'flows';
+export type Table = 'links' | 'policies' | 'dscp' | 'flows' | 'classes';
 
 export function tableOf(c: Change): Table {
   return c.op === 'set-link' ? 'links' : c.op === 'set-dscp' ? 'dscp' : 'policies';

@@ -62,6 +62,7 @@ describe('ABI: steer_abi.h and abi.ts agree', () => {
     expect(Number(define('WS_FAMILY_IPV6'))).toBe(abi.FAMILY_IPV6);
     expect(Number(define('WS_ACT_REDIRECT'))).toBe(abi.ACT_REDIRECT);
     expect(Number(define('WS_ACT_SET_DSCP'))).toBe(abi.ACT_SET_DSCP);
+    expect(Number(define('WS_LINK_INTERNET'))).toBe(abi.LINK_INTERNET);
     expect(Number(define('WS_POLICY_NONE'))).toBe(abi.POLICY_NONE);
     expect(define('WS_TOUCH_INTERVAL_NS')).toBe(abi.TOUCH_INTERVAL_NS);
   });

@@ -53,6 +53,8 @@ const LINKS = {
   5: { ifindex: 1002, up: true, nextHop6: 'fd00::1' },
   6: { ifindex: 1003, up: true, nextHop4: '192.0.2.1' },
   7: { ifindex: 1004, up: true, nextHop4: '192.0.2.1', nextHop6: 'fd00::1' },
+  8: { ifindex: 1005, up: true, nextHop4: '192.0.2.1', internet: true },
+  9: { ifindex: 1, up: true, internet: true },
 } satisfies Record<number, LinkEntry>;
 
 const P = {
@@ -68,6 +70,9 @@ const P = {
   v4NextHop: 10, // link 6
   bothOnLink: 11, // link 2 (lo) + DSCP 18
   dualNextHop: 12, // link 7
+  internet: 13, // link 8 (internet link elsewhere)
+  internetDscp: 14, // link 8 + DSCP 34
+  internetOnLink: 15, // link 9 (internet, lo)
 } as const;
 
 const POLICIES: Record<number, { redirectLink?: number; dscp?: number }> = {
@@ -82,6 +87,9 @@ const POLICIES: Record<number, { redirectLink?: number; dscp?: number }> = {
   [P.v4NextHop]: { redirectLink: 6 },
   [P.bothOnLink]: { redirectLink: 2, dscp: 18 },
   [P.dualNextHop]: { redirectLink: 7 },
+  [P.internet]: { redirectLink: 8 },
+  [P.internetDscp]: { redirectLink: 8, dscp: 34 },
+  [P.internetOnLink]: { redirectLink: 9 },
 };
 
 // ---- flows and the packets that belong to them ---------------------------------------------
@@ -232,6 +240,11 @@ for (const family of [4, 6] as const) {
     ['link down: passes on the original link', tuple(4), P.down, TC_ACT_OK, { link_down: 1 }, same],
     ['link down: passes on the original link', tuple(6), P.down, TC_ACT_OK, { link_down: 1 }, same],
     ['link down, policy with DSCP: passes, still marked', tuple(4, 'udp'), P.bothDown, TC_ACT_OK, { link_down: 1, dscp_rewritten: 1 }, dscpTo(26), 26],
+    // internet links are chosen before routing: never redirected to, whatever link the packet leaves by
+    ['policy on an internet link, packet on another link: bound, not redirected', tuple(4), P.internet, TC_ACT_OK, { bound: 1 }, same],
+    ['policy on an internet link, packet on another link: bound, not redirected', tuple(6), P.internet, TC_ACT_OK, { bound: 1 }, same],
+    ['policy on an internet link with a DSCP: bound, still marked', tuple(4, 'udp'), P.internetDscp, TC_ACT_OK, { bound: 1, dscp_rewritten: 1 }, dscpTo(34), 34],
+    ['policy on an internet link, packet on that link: on_link', tuple(6, 'udp'), P.internetOnLink, TC_ACT_OK, { on_link: 1 }, same],
     ['link slot without interface: link_unset', tuple(4), P.unset, TC_ACT_OK, { link_unset: 1 }, same],
     ['link slot without interface: link_unset', tuple(6, 'udp'), P.unset, TC_ACT_OK, { link_unset: 1 }, same],
     ['flow points at an empty policy: no_policy', tuple(4), P.empty, TC_ACT_OK, { no_policy: 1 }, same],
@@ -476,7 +489,7 @@ function packetDeltas(before: Counters, after: Counters): Omit<Deltas, 'verdict'
 }
 
 /** Outcomes after which the packet passes with its policy: the policy (and on_link, the link) count it. */
-const PASS_WITH_POLICY: Reason[] = ['on_link', 'marked', 'link_down', 'link_unset'];
+const PASS_WITH_POLICY: Reason[] = ['on_link', 'marked', 'link_down', 'link_unset', 'bound'];
 
 function expectedDeltas(r: Row): Deltas {
   const outcome = (Object.keys(r.reasons) as Reason[]).find((x) => x !== 'dscp_rewritten');

@@ -23,6 +23,7 @@ export function makeConfig(stateDir: string, over: Partial<AgentConfig> = {}): A
       { name: 'lte', interface: 'wwan0' },
     ],
     defaultLink: 'fibre',
+    internet: { tableBase: 3600, rulePriority: 9000, markMask: 0x3f000000 },
     datapath: { pinDir: '/nonexistent', flowTableSize: 4096, flowIdleSeconds: 300, dryRun: true },
     listen: {},
     auth: {},
