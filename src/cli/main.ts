@@ -20,6 +20,7 @@ export const commands: Readonly<Record<string, Command>> = {
   render: { summary: 'render the EnvoyFilter manifests (Lua filter, mark-mode IP_TOS patches)', run: async (a, io) => (await import('./render.js')).runRender(a, io) },
   status: { summary: "show the running agent's readiness, sources, links and policies", run: async (a, io) => (await import('./status.js')).runStatus(a, io) },
   reflector: { summary: 'answer the link probes of agents (TWAMP-light reflector)', run: async (a, io) => (await import('./reflector.js')).runReflector(a, io) },
+  cleanup: { summary: 'remove what the agent installed in the kernel (uninstall; a restart needs none of it)', run: async (a, io) => (await import('./cleanup.js')).runCleanup(a, io) },
   demo: { summary: 'a dual-WAN edge site in network namespaces, steered live (root)', run: async (a, io) => (await import('./demo.js')).runDemo(a, io) },
 };
 

@@ -14,3 +14,4 @@ export { InternetRouting } from './internet/routing.js';
 export { MemoryInternetRouting } from './internet/memory.js';
 export { InternetLinkError, InternetErrorCode } from './internet/errors.js';
 export { internetLayout, type InternetLayout } from './internet/layout.js';
+export { uninstallDatapath, type UninstallReport } from './uninstall.js';

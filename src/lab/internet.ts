@@ -147,7 +147,8 @@ export class EdgeLab extends Lab {
       `route add ${p.subnet4} via ${p.transit4[0]}`,
       `route add ${p.subnet6} via ${p.transit6[0]}`,
     ]);
-    this.sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1');
+    // keep_addr_on_down: a line that goes down and up keeps its IPv6 gateway address, as ISP gear does.
+    this.sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.sub.keep_addr_on_down=1');
     // BCP 38: the ISP forwards only its subscriber's sources.
     this.nft(ns, [
       'table inet bcp38 {',

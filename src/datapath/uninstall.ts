@@ -1,0 +1,30 @@
+/**
+ * Uninstall: take everything the agent put into the kernel away — the steering program off each
+ * WAN interface, the pinned maps and programs, and the internet links' tables, rules and
+ * nftables table. An agent that stops leaves all of it in force on purpose (traffic keeps its
+ * steering, the next agent adopts it); this is for when wansteer leaves the node.
+ */
+import { rmdirSync } from 'node:fs';
+import { detachEgress } from './attach.js';
+import { removePins } from './datapath.js';
+import { InternetRouting } from './internet/routing.js';
+import type { InternetLayout } from './internet/layout.js';
+
+export interface UninstallReport {
+  /** Interfaces our filter was taken off. */
+  detached: string[];
+  pinDir: string;
+  internetLinks: number;
+}
+
+export function uninstallDatapath(opts: { pinDir: string; interfaces: readonly string[]; internet: InternetLayout | null }): UninstallReport {
+  const detached = opts.interfaces.filter((ifname) => detachEgress(ifname));
+  removePins(opts.pinDir);
+  try {
+    rmdirSync(opts.pinDir);
+  } catch {
+    /* not there, or holds pins that are not ours */
+  }
+  if (opts.internet) InternetRouting.remove(opts.internet);
+  return { detached, pinDir: opts.pinDir, internetLinks: opts.internet?.links.length ?? 0 };
+}

@@ -1,0 +1,87 @@
+/**
+ * Failover on internet links: a connection bound to a link that dies cannot move (its address
+ * is that link's), so the agent resets it at once — the class moves to the other link, the dead
+ * link's conntrack entries are deleted, and the connection's next packet gets a TCP reset — and
+ * a client that reconnects on error is back over the other link, with that link's address.
+ * Faults are made in the ISP (on the path), for carrier loss and a blackhole.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EdgeRig, INTERNET_CLOUD, ISPS, SESSION_PORT, SESSIONS_TOOL, type WanName } from '../../src/lab/index.js';
+import { describePrivileged } from '../helpers/privilege.js';
+
+const TOS_CLASS_10 = 10 << 2;
+
+interface LoopEvent {
+  event: 'first-byte' | 'error' | 'done';
+  t?: string | number;
+  seen?: string;
+  error?: string;
+}
+
+/** A client that asks for 4 KB every 20 ms and reconnects when its connection breaks. */
+function startLoop(rig: EdgeRig, dst: string, ms: number): { child: ChildProcess; events: LoopEvent[] } {
+  const child = rig.lab.spawn(rig.lab.pods.pod0, ['python3', SESSIONS_TOOL, 'loop', dst, String(SESSION_PORT), String(ms), '4096', String(TOS_CLASS_10)]);
+  const events: LoopEvent[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => events.push(JSON.parse(l) as LoopEvent));
+  return { child, events };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describePrivileged('internet links: failover resets bound connections, clients reconnect over the other link', () => {
+  let rig: EdgeRig;
+  beforeAll(async () => {
+    rig = await EdgeRig.start({ tag: 'fail' });
+    const put = rig.putPolicy('video', { match: { dscp: 10 }, action: { links: ['wan1', 'wan0'], mode: 'redirect' } });
+    expect(put.status).toBe(201);
+  }, 60_000);
+  afterAll(async () => {
+    await rig?.stop();
+  });
+  afterEach(async () => {
+    rig.lab.setCarrier('wan1', true);
+    rig.lab.blackhole('wan1', false);
+    await rig.api.waitLinks((ls) => ls.every((l) => l.up), 20_000, 'both links up again');
+  });
+
+  const faults: { name: string; inject: () => bigint }[] = [
+    { name: 'carrier loss', inject: () => { const t = process.hrtime.bigint(); rig.lab.setCarrier('wan1', false); return t; } },
+    { name: 'blackhole in the ISP (carrier up)', inject: () => rig.lab.blackhole('wan1', true) },
+  ];
+  for (const family of [4, 6] as const) {
+    for (const fault of faults) {
+      it(`IPv${family}, ${fault.name}: the connection on wan1 is reset and the client is back on wan0 with wan0's address`, async () => {
+        const dst = family === 4 ? INTERNET_CLOUD.v4 : INTERNET_CLOUD.v6;
+        const [wan1, wan0] = family === 4 ? [ISPS.isp1.edge4, ISPS.isp0.edge4] : [ISPS.isp1.edge6, ISPS.isp0.edge6];
+        const loop = startLoop(rig, dst, 12_000);
+        await until('the first answer', () => loop.events.some((e) => e.event === 'first-byte'), 5000);
+        expect(loop.events[0]!.seen, JSON.stringify(loop.events)).toBe(wan1);
+        await sleep(300);
+        const at = fault.inject();
+        await until('an answer over wan0', () => loop.events.some((e) => e.event === 'first-byte' && e.seen === wan0), 5000);
+        const back = loop.events.find((e) => e.event === 'first-byte' && e.seen === wan0)!;
+        const gapMs = Number(BigInt(back.t!) - at) / 1e6;
+        const errors = loop.events.filter((e) => e.event === 'error');
+        console.log(`IPv${family} ${fault.name}: back on wan0 ${gapMs.toFixed(0)} ms after the fault; errors: ${errors.map((e) => e.error).join(', ')}`);
+        // The old connection ended in an error (a reset, not a silent hang) and a new one took wan0.
+        expect(errors.length).toBeGreaterThan(0);
+        expect(gapMs).toBeGreaterThan(0);
+        loop.child.kill();
+        // Nothing is left bound to the dead link.
+        const bound = rig.lab.conntrack(rig.lab.edge).filter((l) => /mark=33554432\b/.test(l) && l.includes('dport=8000'));
+        expect(bound, JSON.stringify(loop.events)).toEqual([]);
+        await until('the agent\'s log line', () => /internet link wan1 is down: its connections were reset/.test(rig.log), 5000);
+      }, 30_000);
+    }
+  }
+});
