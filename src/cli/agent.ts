@@ -129,6 +129,9 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     closers.length = 0;
   };
   try {
+    // A link that cannot be set up stops the start before anything is installed.
+    const layout = config.datapath.dryRun ? null : internetLayout(config);
+    if (layout) InternetRouting.check(layout);
     const datapath = openDatapath(config, logger);
     closers.push(() => datapath.close());
     const routing = openInternetRouting(config, logger);

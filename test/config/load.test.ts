@@ -97,6 +97,18 @@ describe('loadConfig: good input', () => {
   });
 });
 
+describe('loadConfig: internet links', () => {
+  it('gives each internet link its table (tableBase + its index, or its own), and overlay links none', () => {
+    // Proves the defaults the agent and the probes work from: link i's table is internet.tableBase + i.
+    const c = resolveConfig(
+      { links: [{ name: 'a', interface: 'e0' }, { name: 'b', interface: 'e1', addressing: 'internet' }, { name: 'c', interface: 'e2', addressing: 'internet', table: 4000 }], defaultLink: 'a' },
+      { argv: [], env: {}, hostname },
+    );
+    expect(c.links.map((l) => [l.addressing, l.table])).toEqual([['overlay', undefined], ['internet', 3601], ['internet', 4000]]);
+    expect(c.internet).toEqual({ tableBase: 3600, rulePriority: 9000, markMask: 0x3f000000 });
+  });
+});
+
 describe('loadConfig: bad input names its field and the fix', () => {
   const cases: { what: string; doc: unknown; argv?: string[]; env?: Record<string, string>; code: string; field: string; says: RegExp }[] = [
     { what: 'no links', doc: { defaultLink: 'x' }, code: 'WS_CONFIG_INVALID', field: 'links', says: /is missing; fix: list the WAN links/ },
@@ -125,6 +137,13 @@ describe('loadConfig: bad input names its field and the fix', () => {
     { what: 'probe port with a fraction', doc: probing({ port: 862.5 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /links\[0\]\.probe\.port: 862.5 is not a whole number; fix: give the UDP port/ },
     { what: 'interval as a fractional string', doc: probing({ intervalMs: '100.7' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.intervalMs', says: /"100.7" is not a whole number; fix: give a whole number/ },
     { what: 'probe port a name', doc: probing({ port: 'twamp' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /must be a whole number, got "twamp"; fix: give the UDP port/ },
+    { what: 'internet link table is the main table', doc: { links: [{ name: 'a', interface: 'e0', addressing: 'internet', table: 254 }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].table', says: /table 254 of a is the kernel's main table; fix: pick a table no one else uses/ },
+    { what: 'two internet links share a table', doc: { links: [{ name: 'a', interface: 'e0', addressing: 'internet', table: 3700 }, { name: 'b', interface: 'e1', addressing: 'internet', table: 3700 }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[1].table', says: /table 3700 of b is also the table of links\[0\]/ },
+    { what: 'a table on an overlay link', doc: { links: [{ name: 'a', interface: 'e0', table: 3700 }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].table', says: /only internet links have a routing table of their own/ },
+    { what: 'a mark mask of scattered bits', doc: { ...minimal(), internet: { markMask: 0x0f0f0000 } }, code: 'WS_CONFIG_INVALID', field: 'internet.markMask', says: /0xf0f0000 is not one run of bits/ },
+    { what: 'a mark mask too narrow for the internet link\'s index', doc: { links: [{ name: 'a', interface: 'e0' }, { name: 'b', interface: 'e1' }, { name: 'c', interface: 'e2', addressing: 'internet' }], defaultLink: 'a', internet: { markMask: 0x1000000 } }, code: 'WS_CONFIG_INVALID', field: 'internet.markMask', says: /holds a mark for 1 link, but internet link c is links\[2\]/ },
+    { what: 'rule priorities over the probe rules', doc: { ...minimal(), internet: { rulePriority: 5699 } }, code: 'WS_CONFIG_INVALID', field: 'internet.rulePriority', says: /overlap the probe rules/ },
+    { what: 'an addressing kind that does not exist', doc: { links: [{ name: 'a', interface: 'e0', addressing: 'nat' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].addressing', says: /"nat" is not one of overlay, internet/ },
     { what: 'top level a list', doc: ['links'], code: 'WS_CONFIG_SYNTAX', field: '(top level)', says: /not a mapping/ },
     { what: 'unknown flag', doc: minimal(), argv: ['--pin-dri', '/x'], code: 'WS_CONFIG_FLAG', field: '--pin-dri', says: /not a known flag; fix: use one of --config, .*--pin-dir/ },
     { what: 'flag without value', doc: minimal(), argv: ['--token-file'], code: 'WS_CONFIG_FLAG', field: '--token-file', says: /has no value/ },

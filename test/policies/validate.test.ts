@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { PolicyError } from '../../src/policies/errors.js';
 import type { WanPolicySpec } from '../../src/policies/model.js';
-import { findDuplicateMatch, MatchIndex, validatePolicy } from '../../src/policies/validate.js';
+import { checkLinkKinds, findDuplicateMatch, MatchIndex, validatePolicy } from '../../src/policies/validate.js';
 
 const links = new Set(['fibre', 'lte']);
 const redirect = (vs: string, extra: object = {}): WanPolicySpec => ({
@@ -118,3 +118,28 @@ describe('MatchIndex', () => {
   });
 });
 
+
+describe('checkLinkKinds: what internet links cannot carry', () => {
+  const internet = new Set(['isp1', 'isp2']);
+  const spec = (match: WanPolicySpec['match'], links: string[]): WanPolicySpec => ({ match, action: { links, mode: 'redirect' } });
+
+  it('refuses a route-matched policy onto an internet link, naming the link and the fix', () => {
+    // Proves session mode cannot choose an internet link (the class is known only after the handshake).
+    let err: unknown;
+    try {
+      checkLinkKinds(spec({ route: { virtualService: 'default/app' } }, ['tunnel', 'isp1']), internet);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'WS_POLICY_LINK_KIND', statusCode: 422, field: 'spec.action.links[1]' });
+    expect((err as Error).message).toMatch(/internet link "isp1".*bound to its link's address.*fix: match by DSCP/);
+  });
+
+  it('refuses a DSCP policy mixing internet and overlay links; takes one of a single kind', () => {
+    // Proves the kinds are not mixed in one preference, and mark mode on internet links is fine.
+    expect(() => checkLinkKinds(spec({ dscp: 10 }, ['isp1', 'tunnel']), internet)).toThrow(/mixes internet links \(isp1\) with overlay link "tunnel"/);
+    expect(() => checkLinkKinds(spec({ dscp: 10 }, ['isp1', 'isp2']), internet)).not.toThrow();
+    expect(() => checkLinkKinds(spec({ route: { virtualService: 'default/app' } }, ['tunnel']), internet)).not.toThrow();
+    expect(() => checkLinkKinds({ match: { route: { virtualService: 'default/app' } }, action: { links: [], mode: 'mark', dscp: 46 } }, internet)).not.toThrow();
+  });
+});

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryDatapath } from '../../src/datapath/index.js';
+import { MemoryDatapath, MemoryInternetRouting } from '../../src/datapath/index.js';
 import { Engine } from '../../src/steering/engine.js';
 import { POLICY_IDS_FILE } from '../../src/steering/policy-ids.js';
 import { UnmatchedReasons, type SessionOutcome } from '../../src/steering/types.js';
@@ -406,5 +406,50 @@ describe('views', () => {
     };
     expect(e.outcome).toMatchObject({ status: 'steered', policy: 'boss-to-fibre', link: 'fibre' });
     expect(writes(calls)).toBe(0);
+  });
+});
+
+describe('internet links', () => {
+  const internetConfig = (dir: string) =>
+    makeConfig(dir, {
+      links: [
+        { name: 'fibre', interface: 'eth1', nextHop4: '192.0.2.1', addressing: 'internet', table: 3600 },
+        { name: 'lte', interface: 'wwan0', addressing: 'internet', table: 3601 },
+      ],
+    });
+  const video = policy('video', { match: { dscp: 10 }, action: { links: ['lte', 'fibre'], mode: 'redirect' } });
+
+  it('binds each mark-mode class to its link; a dead link moves the class, resets the link\'s connections once, and gets its routes back when it returns', () => {
+    // Proves the engine's side of internet failover: class rules first, then one reset per link death, a refresh on return.
+    const routing = new MemoryInternetRouting();
+    const dp = memoryDatapath();
+    const engine = new Engine({ datapath: dp, config: internetConfig(state.dir), attach: false, routing });
+    engine.setRoutes(routes());
+    engine.setPolicies([video]);
+    engine.start();
+    expect([...routing.classLinks()]).toEqual([[10, 1]]);
+    expect(dp.listLinks().get(1)).toMatchObject({ internet: true });
+
+    engine.setLinkHealth('lte', { up: false, reason: 'carrier lost' });
+    expect([...routing.classLinks()]).toEqual([[10, 0]]);
+    expect(routing.resets).toEqual([1]);
+    engine.setLinkHealth('lte', { up: false, reason: 'still down' });
+    expect(routing.resets).toEqual([1]);
+
+    engine.setLinkHealth('lte', { up: true });
+    expect(routing.refreshed).toEqual([1]);
+    expect([...routing.classLinks()]).toEqual([[10, 1]]);
+    expect(routing.resets).toEqual([1]); // failback moves new connections only
+  });
+
+  it('leaves the class rules a previous agent left alone until the policies are in', () => {
+    // Proves that a restart does not unbind classes while the policies are still being read.
+    const routing = new MemoryInternetRouting();
+    routing.setClasses(new Map([[10, 1]]));
+    const engine = new Engine({ datapath: memoryDatapath(), config: internetConfig(state.dir), attach: false, routing });
+    engine.start();
+    expect([...routing.classLinks()]).toEqual([[10, 1]]);
+    engine.setPolicies([]);
+    expect(routing.classLinks().size).toBe(0);
   });
 });

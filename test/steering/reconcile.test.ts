@@ -149,3 +149,27 @@ describe('planChanges: only the differences', () => {
     expect(sameDesired(desired, desiredState([link(0, 'a', { up: false }), link(1, 'b', { ifindex: null })], []))).toBe(false);
   });
 });
+
+describe('desiredState: internet links are chosen per class, before routing', () => {
+  const mark = (dscp: number, links: string[]): WanPolicySpec => ({ match: { dscp }, action: { links, mode: 'redirect' } });
+  const inet = (id: number, name: string, over: Partial<LinkInput> = {}) => link(id, name, { internet: true, ...over });
+
+  it('a class on internet links is bound to the link its policy chose, and follows it on failover', () => {
+    // Proves the class -> link map that the nftables class rules are written from.
+    const up = desiredState([inet(0, 'a'), inet(1, 'b')], [{ name: 'v', id: 3, spec: mark(10, ['b', 'a']) }]);
+    expect([...up.classes]).toEqual([[10, 1]]);
+    expect(up.links.get(1)).toEqual({ ifindex: 11, up: true, internet: true });
+    const down = desiredState([inet(0, 'a'), inet(1, 'b', { up: false })], [{ name: 'v', id: 3, spec: mark(10, ['b', 'a']) }]);
+    expect([...down.classes]).toEqual([[10, 0]]);
+    expect(sameDesired(up, down)).toBe(false);
+  });
+
+  it('no usable internet link: the class takes the default route (no class entry); overlay classes get none', () => {
+    // Proves that a class is never bound to a dead link, and that overlay links stay the BPF program's.
+    const dead = desiredState([inet(0, 'a', { up: false })], [{ name: 'v', id: 3, spec: mark(10, ['a']) }]);
+    expect(dead.classes.size).toBe(0);
+    const overlay = desiredState([link(0, 'a')], [{ name: 'v', id: 3, spec: mark(10, ['a']) }]);
+    expect(overlay.classes.size).toBe(0);
+    expect(overlay.dscp.get(10)).toBe(3);
+  });
+});

@@ -75,7 +75,8 @@ function classRules(layout: InternetLayout, classes: ReadonlyMap<number, number>
   const out: string[] = [];
   for (const [dscp, linkId] of [...classes].sort((a, b) => a[0] - b[0])) {
     if (!ids.has(linkId) || !Number.isInteger(dscp) || dscp < 0 || dscp > 63) continue;
-    out.push(`ip dscp ${dscp} goto bind_${linkId}`, `ip6 dscp ${dscp} goto bind_${linkId}`);
+    // The comment carries the class as a number: nft lists DSCP values by name (af11, ef).
+    out.push(`ip dscp ${dscp} goto bind_${linkId} comment "class ${dscp}"`, `ip6 dscp ${dscp} goto bind_${linkId} comment "class ${dscp}"`);
   }
   return out;
 }
@@ -128,18 +129,17 @@ export function classesScript(layout: InternetLayout, classes: ReadonlyMap<numbe
 /** The class → link id map a `classes` chain holds (from `nft -j list chain`), to adopt it on restart. */
 export function parseClasses(json: string): Map<number, number> {
   const out = new Map<number, number>();
-  let doc: { nftables?: { rule?: { expr?: unknown[] } }[] };
+  let doc: { nftables?: { rule?: { expr?: unknown[]; comment?: string } }[] };
   try {
     doc = JSON.parse(json) as typeof doc;
   } catch {
     return out;
   }
   for (const item of doc.nftables ?? []) {
-    const expr = item.rule?.expr;
-    if (!expr) continue;
-    const text = JSON.stringify(expr);
-    const dscp = /"field":"dscp"}},"right":(\d+)/.exec(text);
-    const target = /"goto":\{"target":"bind_(\d+)"\}/.exec(text);
+    const rule = item.rule;
+    if (!rule) continue;
+    const dscp = /^class (\d+)$/.exec(rule.comment ?? '');
+    const target = /"goto":\{"target":"bind_(\d+)"\}/.exec(JSON.stringify(rule.expr ?? []));
     if (dscp && target) out.set(Number(dscp[1]), Number(target[1]));
   }
   return out;

@@ -82,15 +82,26 @@ export class InternetRouting {
   ) {}
 
   /**
+   * Everything install() checks, without writing anything: the agent asks this before it
+   * touches the datapath, so a link it cannot set up stops it with nothing installed at all.
+   */
+  static check(layout: InternetLayout): void {
+    const nft = openNftContext();
+    if (!nft) throw nftablesMissing();
+    closeNftContext(nft);
+    const routes = layout.links.map(planLinkRoutes);
+    checkRules(layout);
+    for (const r of routes) checkTable(r);
+  }
+
+  /**
    * Check everything, then install (or adopt) the links' tables, rules and the nftables table.
    * Throws InternetLinkError before writing anything when a check fails.
    */
   static install(layout: InternetLayout, opts: { log?: RoutingLogger } = {}): InternetRouting {
     const log = opts.log ?? silent;
     const nft = openNftContext();
-    if (!nft) {
-      throw new InternetLinkError(Code.NFTABLES, 'links[].addressing', 'internet links need nftables, and libnftables.so.1 cannot be loaded', 'install nftables (Debian: apt-get install nftables), or make these links overlay links');
-    }
+    if (!nft) throw nftablesMissing();
     let conntrack = -1;
     try {
       const routes = new Map(layout.links.map((l) => [l.id, planLinkRoutes(l)]));
@@ -260,6 +271,10 @@ export class InternetRouting {
     closeConntrackSocket(this.conntrack);
     closeNftContext(this.nft);
   }
+}
+
+function nftablesMissing(): InternetLinkError {
+  return new InternetLinkError(Code.NFTABLES, 'links[].addressing', 'internet links need nftables, and libnftables.so.1 cannot be loaded', 'install nftables (Debian: apt-get install nftables), or make these links overlay links');
 }
 
 function sameClasses(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): boolean {
