@@ -13,13 +13,14 @@ when its connection breaks (python3: starts fast under nsenter, and can set IP_T
       one connection, one request; print JSON {"seen": the peer address the server saw,
       "up": bytes sent, "down": bytes received}. Exit 1 with {"error": ...} on failure.
 
-  sessions.py loop DST PORT MS DOWN [TOS] [SRC]
-      for MS milliseconds: on one connection, a request for DOWN bytes every 20 ms; when the
-      connection fails (reset, timeout of 1 s without an answer), reconnect at once. One JSON line
+  sessions.py loop DST PORT MS UP DOWN [TOS] [SRC] [CONN_MS]
+      for MS milliseconds: a request every 20 ms, each sending UP bytes and reading DOWN bytes,
+      on one connection (a new one every CONN_MS milliseconds when given, as web clients do);
+      when a connection fails (a reset, 1 s without an answer), reconnect at once. One JSON line
       per event, times in CLOCK_MONOTONIC ns (shared by every network namespace of the host):
-      {"event": "connected", "t": ..., "seen": ...}, {"event": "error", "t": ..., "error": ...},
-      {"event": "first-byte", "t": ...} (the first answer byte on each connection), and at the
-      end {"event": "done", "requests": n, "down": bytes}.
+      {"event": "first-byte", "t": ..., "seen": ...} (the first answer on each connection, with
+      the address the server saw), {"event": "error", "t": ..., "error": ...}, and at the end
+      {"event": "done", "requests": n, "up": bytes, "down": bytes}.
 
 TOS is the whole byte (DSCP << 2 | ECN).
 """
@@ -112,10 +113,12 @@ def exchange(dst, port, up, down, tos, src):
         sys.exit(1)
 
 
-def loop(dst, port, ms, down, tos, src):
+def loop(dst, port, ms, up, down, tos, src, conn_ms):
     end = time.monotonic() + ms / 1000
     requests = 0
     total = 0
+    sent = 0
+    upload = b"u" * up
     emit = lambda **e: print(json.dumps(e), flush=True)
     while time.monotonic() < end:
         try:
@@ -125,13 +128,16 @@ def loop(dst, port, ms, down, tos, src):
             time.sleep(0.01)
             continue
         first = True
+        renew = time.monotonic() + conn_ms / 1000 if conn_ms else end
         try:
-            while time.monotonic() < end:
-                s.sendall(f"0 {down}\n".encode())
+            while time.monotonic() < min(end, renew):
+                s.sendall(f"{up} {down}\n".encode())
                 seen = read_line(s)
                 if first:
                     emit(event="first-byte", t=time.monotonic_ns(), seen=seen)
                     first = False
+                s.sendall(upload)
+                sent += up
                 total += read_exactly(s, down)
                 requests += 1
                 time.sleep(0.02)
@@ -139,7 +145,7 @@ def loop(dst, port, ms, down, tos, src):
             emit(event="error", t=time.monotonic_ns(), error=str(e) or type(e).__name__)
         finally:
             s.close()
-    emit(event="done", requests=requests, down=total)
+    emit(event="done", requests=requests, up=sent, down=total)
 
 
 def main():
@@ -150,7 +156,7 @@ def main():
     elif mode == "exchange":
         exchange(a[0], int(a[1]), int(a[2]), int(a[3]), opt(4, int, 0), opt(5, str, None))
     elif mode == "loop":
-        loop(a[0], int(a[1]), int(a[2]), int(a[3]), opt(4, int, 0), opt(5, str, None))
+        loop(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), opt(5, int, 0), opt(6, str, None), opt(7, int, 0))
     else:
         sys.exit(f"unknown mode {mode}")
 

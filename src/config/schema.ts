@@ -71,7 +71,8 @@ export const InternetConfig = Type.Object(
     rulePriority: Type.Integer({ minimum: 1, maximum: 32_000, default: 9000 }),
     /**
      * The bits of the packet and connection mark the agent owns: link i's mark is (i + 1) shifted
-     * into them. One contiguous run of bits; other bits of the mark are left alone.
+     * into them (all of them set is the agent's own). One contiguous run of bits; other bits of
+     * the mark are left alone.
      */
     markMask: Type.Integer({ minimum: 1, maximum: 0xffffffff, default: 0x3f000000 }),
   },

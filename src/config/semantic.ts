@@ -104,8 +104,9 @@ function internetProblems(config: AgentConfig): ConfigProblem[] {
     const other = tables.get(table);
     if (other !== undefined) problems.push({ field, problem: `table ${table} of ${link.name} is also the table of links[${other}]`, fix: 'give each internet link its own table' });
     else tables.set(table, i);
-    if (contiguous && i + 1 > marks) {
-      problems.push({ field: 'internet.markMask', problem: `0x${markMask.toString(16)} holds ${marks === 1 ? 'a mark for 1 link' : `marks for ${marks} links`}, but internet link ${link.name} is links[${i}]`, fix: 'widen the mask, or list internet links first' });
+    // The all-ones value of the mask is the agent's own (it marks packets conntrack must not see).
+    if (contiguous && i + 1 >= marks) {
+      problems.push({ field: 'internet.markMask', problem: `0x${markMask.toString(16)} holds ${marks - 1 === 1 ? 'a mark for 1 link' : `marks for ${marks - 1} links`}, but internet link ${link.name} is links[${i}]`, fix: 'widen the mask, or list internet links first' });
     }
   });
   const last = rulePriority + config.links.length;

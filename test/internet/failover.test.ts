@@ -8,7 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeRig, INTERNET_CLOUD, ISPS, SESSION_PORT, SESSIONS_TOOL, type WanName } from '../../src/lab/index.js';
+import { EdgeRig, INTERNET_CLOUD, ISPS, PODS, SESSION_PORT, SESSIONS_TOOL } from '../../src/lab/index.js';
 import { describePrivileged } from '../helpers/privilege.js';
 
 const TOS_CLASS_10 = 10 << 2;
@@ -22,7 +22,7 @@ interface LoopEvent {
 
 /** A client that asks for 4 KB every 20 ms and reconnects when its connection breaks. */
 function startLoop(rig: EdgeRig, dst: string, ms: number): { child: ChildProcess; events: LoopEvent[] } {
-  const child = rig.lab.spawn(rig.lab.pods.pod0, ['python3', SESSIONS_TOOL, 'loop', dst, String(SESSION_PORT), String(ms), '4096', String(TOS_CLASS_10)]);
+  const child = rig.lab.spawn(rig.lab.pods.pod0, ['python3', SESSIONS_TOOL, 'loop', dst, String(SESSION_PORT), String(ms), '0', '4096', String(TOS_CLASS_10)]);
   const events: LoopEvent[] = [];
   createInterface({ input: child.stdout! }).on('line', (l) => events.push(JSON.parse(l) as LoopEvent));
   return { child, events };
@@ -84,4 +84,19 @@ describePrivileged('internet links: failover resets bound connections, clients r
       }, 30_000);
     }
   }
+
+  it('a download\'s receiver, which only reads, is reset too when its link dies, not left waiting for its own timeout', async () => {
+    // The receiver sends nothing of its own accord: the agent pokes it so it takes the reset (poke.ts).
+    const child = rig.lab.spawn(rig.lab.pods.pod1, ['python3', SESSIONS_TOOL, 'exchange', INTERNET_CLOUD.v4, String(SESSION_PORT), '0', String(4 * 1024 ** 3), String(TOS_CLASS_10)]);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    const established = () => rig.lab.conntrack(rig.lab.edge).some((l) => l.includes('ESTABLISHED') && l.includes(`src=${PODS.pod1.v4} `) && l.includes('dport=8000'));
+    await until('the download under way', established, 10_000);
+    rig.lab.blackhole('wan1', true);
+    await exited;
+    const result = JSON.parse(out) as { error?: string };
+    expect(result.error).toMatch(/reset/i); // the socket's own timeout would say "timed out"
+  }, 30_000);
 });
+

@@ -66,7 +66,7 @@ describePrivileged('internet links: each placement leaves and comes back by its 
 
   it('a policy change moves new connections, and a connection already open stays on its link', async () => {
     const counters = IspCounters.install(rig.lab, [{ name: 's', up: `tcp dport ${SESSION_PORT}`, down: `tcp sport ${SESSION_PORT}` }]);
-    const loop: ChildProcess = rig.lab.spawn(rig.lab.pods.pod1, ['python3', SESSIONS_TOOL, 'loop', INTERNET_CLOUD.v4, String(SESSION_PORT), '3000', '4096', String(CLASS_10)]);
+    const loop: ChildProcess = rig.lab.spawn(rig.lab.pods.pod1, ['python3', SESSIONS_TOOL, 'loop', INTERNET_CLOUD.v4, String(SESSION_PORT), '3000', '0', '4096', String(CLASS_10)]);
     const events: { event: string; seen?: string; requests?: number }[] = [];
     createInterface({ input: loop.stdout! }).on('line', (l) => events.push(JSON.parse(l) as (typeof events)[number]));
     const deadline = Date.now() + 5000;

@@ -19,12 +19,16 @@
  *                    (the forward/output reset chains), so applications reconnect at once
  *
  * The agent owns the mark bits of internet.markMask: link i's mark is (i + 1) in those bits,
- * and the other bits of a mark are kept as they were.
+ * and the other bits of a mark are kept as they were. All of them set (the mask itself) marks
+ * the agent's own packets that conntrack must not see (the resets' pokes, poke.ts).
  */
 import { linkTable, type AgentConfig } from '../../config/schema.js';
 
 /** The nftables table the agent owns (family inet: IPv4 and IPv6). */
 export const NFT_TABLE = 'wansteer';
+
+/** How long a reset connection's 4-tuple stays in the dead sets. */
+const DEAD_SECONDS = 30;
 
 /** `proto` of the agent's routes and rules, so they are told apart from anyone else's. */
 export const RT_PROTO = 87;
@@ -100,14 +104,24 @@ export function rulesetScript(layout: InternetLayout, classes: ReadonlyMap<numbe
   const ifnames = `{ ${layout.links.map((l) => `"${l.interface}"`).join(', ')} }`;
   // A packet that opens no connection yet its conntrack entry is new: the entry was deleted on
   // failover. Its NAT binding is gone with it, so the connection cannot go on: reset it now.
-  const reset = `ct state new meta mark & ${m} != 0 tcp flags & (syn | ack | rst) != syn reject with tcp reset`;
+  // The dead sets name such connections exactly (poke.ts), marked or not.
+  const reset = [
+    `ct state new meta mark & ${m} != 0 tcp flags & (syn | ack | rst) != syn reject with tcp reset`,
+    'ct state new ip saddr . tcp sport . ip daddr . tcp dport @dead4 reject with tcp reset',
+    'ct state new ip6 saddr . tcp sport . ip6 daddr . tcp dport @dead6 reject with tcp reset',
+  ];
+  const deadSet = (family: 4 | 6) => {
+    const addr = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+    return `  set dead${family} {\n    type ${addr} . inet_service . ${addr} . inet_service\n    flags timeout\n    timeout ${DEAD_SECONDS}s\n  }`;
+  };
   chains.push(
     chain('restore', [`ct mark & ${m} vmap ${restore}`]),
     chain('classes', classRules(layout, classes)),
     chain('prerouting', [`ct mark & ${m} != 0 goto restore`, 'ct state != new return', `iifname vmap ${arrival}`, 'goto classes'], 'type filter hook prerouting priority mangle; policy accept;'),
     chain('output', [`ct mark & ${m} != 0 goto restore`, 'ct state != new return', 'goto classes'], 'type route hook output priority mangle; policy accept;'),
-    chain('forward_reset', [reset], 'type filter hook forward priority filter; policy accept;'),
-    chain('output_reset', [reset], 'type filter hook output priority filter; policy accept;'),
+    chain('forward_reset', reset, 'type filter hook forward priority filter; policy accept;'),
+    chain('output_reset', reset, 'type filter hook output priority filter; policy accept;'),
+    chain('raw_output', [`meta mark ${m} notrack`], 'type filter hook output priority raw; policy accept;'),
     chain('postrouting', [`meta mark & ${m} != 0 oifname ${ifnames} masquerade`], 'type nat hook postrouting priority srcnat; policy accept;'),
   );
   return [
@@ -115,6 +129,8 @@ export function rulesetScript(layout: InternetLayout, classes: ReadonlyMap<numbe
     `delete table inet ${NFT_TABLE}`,
     `table inet ${NFT_TABLE} {`,
     `  comment "wansteer: internet links (docs/links.md); managed by the agent"`,
+    deadSet(4),
+    deadSet(6),
     ...chains,
     '}',
     '',

@@ -16,12 +16,17 @@
  * arrive), so a restart moves no connection.
  */
 import { execFileSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { closeConntrackSocket, countConntrackByMark, flushConntrackByMark, openConntrackSocket } from '../../../native/conntrack.js';
+import { networkInterfaces } from 'node:os';
+import { closeConntrackSocket, dumpConntrackByMark, flushConntrackByMark, openConntrackSocket } from '../../../native/conntrack.js';
+import { closeRawSocket, openRawSocket, sendRaw } from '../../../native/raw.js';
 import { closeNftContext, openNftContext, runNft, type NftContext } from '../../../native/nftables.js';
+import { parseAddress } from '../addr.js';
 import { describeErrno } from '../errors.js';
 import { InternetErrorCode as Code, InternetLinkError } from './errors.js';
 import { classesScript, hex, NFT_TABLE, parseClasses, RT_PROTO, ruleLines, rulePriorities, rulesetScript, type InternetLayout, type InternetLink } from './layout.js';
+import { deadConnections, deadSetScript, fmt, pokePacket } from './poke.js';
 
 export interface RoutingLogger {
   info(fields: object, message: string): void;
@@ -72,6 +77,8 @@ interface RouteJson {
 export class InternetRouting {
   private classes = new Map<number, number>();
   private closed = false;
+  /** Raw sockets for the resets' pokes, per family (-1: none; the resets then wait for the inside end to send). */
+  private readonly raw: Record<4 | 6, number> = { 4: -1, 6: -1 };
 
   private constructor(
     private readonly layout: InternetLayout,
@@ -113,6 +120,7 @@ export class InternetRouting {
       }
       const routing = new InternetRouting(layout, nft, conntrack, routes, log);
       routing.apply();
+      routing.openRawSockets();
       return routing;
     } catch (err) {
       if (conntrack >= 0) closeConntrackSocket(conntrack);
@@ -242,17 +250,41 @@ export class InternetRouting {
     return this.classes;
   }
 
+  private openRawSockets(): void {
+    for (const family of [4, 6] as const) {
+      const fd = openRawSocket(family, this.layout.mask);
+      if (fd >= 0) this.raw[family] = fd;
+      else this.log.warn({ family, errno: describeErrno(-fd) }, 'no raw socket: connections of a dead link reset only when their inside end next sends');
+    }
+  }
+
   /**
-   * Delete the conntrack entries of connections bound to the link (its mark): they cannot move,
-   * and without their entry their next packet is answered with a reset. Returns how many.
+   * Reset the connections bound to the link (its mark): they cannot move. Their conntrack
+   * entries are deleted, their inside ends' 4-tuples go into the dead sets, and each inside end
+   * is poked so it answers at once and takes the reset (poke.ts). Returns how many.
    */
   resetConnections(linkId: number): number {
     const link = this.layout.links.find((l) => l.id === linkId);
     if (!link || this.closed) return 0;
-    const n = countConntrackByMark(this.conntrack, link.mark, this.layout.mask);
+    const entries = dumpConntrackByMark(this.conntrack, link.mark, this.layout.mask);
     const rc = flushConntrackByMark(this.conntrack, link.mark, this.layout.mask);
     if (rc < 0) throw new Error(`conntrack flush of link ${link.name}: ${describeErrno(-rc)}`);
-    return Math.max(n, 0);
+    if (typeof entries === 'number') {
+      this.log.warn({ link: link.name, errno: describeErrno(-entries) }, 'could not list the connections of a dead link: they reset when they next send');
+      return 0;
+    }
+    const local = localAddresses();
+    const dead = deadConnections(entries, (a) => local.has(fmt(a)));
+    const script = deadSetScript(dead);
+    if (script) {
+      const r = runNft(this.nft, script);
+      if (r.rc !== 0) this.log.warn({ link: link.name, error: r.error.trim() }, 'could not name the dead connections for their reset');
+    }
+    for (const d of dead) {
+      const fd = this.raw[d.family];
+      if (fd >= 0) sendRaw(fd, d.family, pokePacket(d, randomInt(0, 2 ** 32)), d.inside.addr);
+    }
+    return entries.length;
   }
 
   /** Put the link's routes back into its table (gone when its interface went down or away). */
@@ -268,9 +300,22 @@ export class InternetRouting {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const fd of Object.values(this.raw)) if (fd >= 0) closeRawSocket(fd);
     closeConntrackSocket(this.conntrack);
     closeNftContext(this.nft);
   }
+}
+
+/** The node's own addresses, as fmt() writes them. */
+function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      const parsed = parseAddress(a.address.split('%')[0]!);
+      if (parsed) out.add(fmt(Buffer.from(parsed.family === 4 ? parsed.bytes.subarray(0, 4) : parsed.bytes)));
+    }
+  }
+  return out;
 }
 
 function nftablesMissing(): InternetLinkError {
