@@ -2,7 +2,9 @@
 -- src/steering/types.ts) and sends it to the node agent with a fire-and-forget httpCall.
 --
 -- Envoy's Lua rules, kept here:
---   * no globals and nothing kept between requests (Lua state is per worker thread);
+--   * no globals; the one thing kept between requests is the table of connections already
+--     reported (below), a local of the closure M.new returns: one per Lua state, and Envoy
+--     has one Lua state per worker thread;
 --   * the stream handle is used only inside the call that received it, never stored;
 --   * nothing blocks: the only I/O is an asynchronous httpCall;
 --   * the request is never failed, delayed or altered: every Envoy call is protected, a missing
@@ -18,8 +20,10 @@ local PLACEMENTS = {
   ["sidecar-outbound"] = { direction = "outbound", own = "downstreamDirectRemoteAddress", peer = "downstreamLocalAddress" },
 }
 
--- Connection-level dynamic metadata namespace of the "already reported" marker.
-local MARKER_NAMESPACE = "wansteer"
+-- Placements whose report carries the route Envoy matched (streamInfo():routeName()): their
+-- routes are built from the VirtualServices, so the agent need not match the request again. An
+-- inbound sidecar's routes are Istio's own per-port ones and name no VirtualService route.
+local REPORTS_ROUTE = { ["sidecar-outbound"] = true, ["gateway"] = true }
 
 local function index(object, name)
   return object[name]
@@ -140,9 +144,20 @@ end
 
 -- The report -----------------------------------------------------------------------------------
 
+-- The downstream TLS connection, or nil. streamInfo():downstreamSslConnection() where this
+-- Envoy has it; connection():ssl() is the older way, which Envoy 1.39 still answers but with a
+-- deprecation warning in its log on every call.
+local function downstream_ssl(handle, info)
+  local found, method = pcall(index, info, "downstreamSslConnection")
+  if found and type(method) == "function" then
+    return try(info, "downstreamSslConnection")
+  end
+  return try(try(handle, "connection"), "ssl")
+end
+
 -- Istio identities are spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
-local function peer_namespace(handle)
-  local ssl = try(try(handle, "connection"), "ssl")
+local function peer_namespace(handle, info)
+  local ssl = downstream_ssl(handle, info)
   local sans = try(ssl, "uriSanPeerCertificate")
   if type(sans) ~= "table" then
     return nil
@@ -156,7 +171,8 @@ local function peer_namespace(handle)
   return nil
 end
 
--- Returns the JSON body, or nil and why there is nothing to report.
+-- Returns the JSON body, the session's address family and the connection's key, or nil and
+-- why there is nothing to report.
 local function build(handle, settings)
   local info = try(handle, "streamInfo")
   if info == nil then
@@ -200,52 +216,94 @@ local function build(handle, settings)
     request[#request + 1] = { "headers", json_object(matched) }
   end
   if settings.placement.direction == "inbound" then
-    local namespace = peer_namespace(handle)
+    local namespace = peer_namespace(handle, info)
     if namespace then
       request[#request + 1] = { "sourceNamespace", json_string(namespace) }
     end
   end
+  if settings.report_route then
+    local route = try(info, "routeName")
+    if type(route) == "string" and route ~= "" then
+      request[#request + 1] = { "routeName", json_string(route) }
+    end
+  end
 
   local protocol = try(info, "protocol") == "HTTP/3" and "udp" or "tcp"
-  return json_object({
+  local body = json_object({
     { "direction", json_string(settings.placement.direction) },
     { "protocol", json_string(protocol) },
     { "local", json_string(own) },
     { "remote", json_string(peer) },
     { "request", json_object(request) },
   })
+  return body, own_family, protocol .. " " .. own .. " " .. peer
 end
 
--- The connection's metadata, when this Envoy exposes it (connectionStreamInfo, Envoy 1.31+),
--- and whether this very report was already sent on the connection.
-local function connection_marker(handle, body)
-  local metadata = try(try(handle, "connectionStreamInfo"), "dynamicMetadata")
-  if metadata == nil then
-    return nil, false
+-- Connections already reported --------------------------------------------------------------------
+
+-- What each connection last reported, so that its next requests with the same attributes are
+-- not reported again: one report per connection and class, not one per request. Envoy keeps
+-- a connection on the worker that accepted it, so this worker's table sees all its requests.
+-- (Envoy's connection dynamic metadata cannot hold the marker: from Lua it is read-only.)
+--
+-- Keyed by the connection's addresses. Bounded: two generations of at most `limit` entries;
+-- when the young one is full the old one is dropped, so a closed connection's entry goes after
+-- at most 2 x limit newer ones, and a live connection's entry is carried into the young one
+-- when it is used. An entry older than `refresh_s` is reported again: that heals a report the
+-- agent never got (down, slow, 429) and a flow the agent aged out while the connection idled.
+local function reported_connections(limit, refresh_s, now)
+  local young, old, count = {}, {}, 0
+  local seen = {}
+
+  local function put(key, entry)
+    if young[key] == nil then
+      if count >= limit then
+        young, old, count = {}, young, 0
+      end
+      count = count + 1
+    end
+    young[key] = entry
   end
-  local entry = try(metadata, "get", MARKER_NAMESPACE)
-  return metadata, type(entry) == "table" and entry.reported == body
+
+  -- True when this connection reported this very body less than refresh_s ago.
+  function seen.recently(key, body)
+    local entry = young[key]
+    if entry == nil then
+      entry = old[key]
+      if entry == nil then
+        return false
+      end
+      old[key] = nil
+      put(key, entry)
+    end
+    return entry.body == body and now() - entry.at < refresh_s
+  end
+
+  function seen.remember(key, body)
+    put(key, { body = body, at = now() })
+  end
+
+  return seen
 end
 
-local function report(handle, settings)
-  local body, why = build(handle, settings)
+local function report(handle, settings, seen)
+  local body, family_or_why, key = build(handle, settings)
   if body == nil then
-    log(handle, "logDebug", "no session report: " .. why)
+    log(handle, "logDebug", "no session report: " .. family_or_why)
     return
   end
-  local metadata, sent = connection_marker(handle, body)
-  if sent then
+  if seen.recently(key, body) then
     return
   end
-  -- Fire and forget: Envoy sends the call and resumes the script at once.
-  local ok, err = protected(handle, "httpCall", settings.cluster, settings.call_headers, body, settings.timeout_ms, true)
+  -- Fire and forget: Envoy sends the call and resumes the script at once; it returns nothing.
+  -- An IPv6 session is reported over IPv6, so the report comes from the session's own address.
+  local cluster = family_or_why == 6 and settings.cluster_v6 or settings.cluster
+  local ok, err = protected(handle, "httpCall", cluster, settings.call_headers, body, settings.timeout_ms, true)
   if not ok then
     log(handle, "logWarn", "session report not sent: " .. tostring(err))
     return
   end
-  if metadata ~= nil then
-    protected(metadata, "set", MARKER_NAMESPACE, "reported", body)
-  end
+  seen.remember(key, body)
 end
 
 -- Settings ----------------------------------------------------------------------------------------
@@ -261,7 +319,11 @@ local function settings_from(config)
   if type(config.cluster) ~= "string" or config.cluster == "" then
     return nil, "no agent cluster"
   end
-  local timeout_ms = tonumber(config.timeout_ms) or 200
+  if config.cluster_v6 ~= nil and (type(config.cluster_v6) ~= "string" or config.cluster_v6 == "") then
+    return nil, "cluster_v6 is not a cluster name"
+  end
+  -- Envoy checks the timeout with luaL_checkint: a whole number of milliseconds.
+  local timeout_ms = math.floor(tonumber(config.timeout_ms) or 200)
   local headers = {}
   for _, name in ipairs(type(config.headers) == "table" and config.headers or {}) do
     if type(name) == "string" and name:match("^[%l%d!#$%%&'*+%-.^_`|~]+$") then
@@ -272,8 +334,12 @@ local function settings_from(config)
   return {
     placement = placement,
     cluster = config.cluster,
+    cluster_v6 = config.cluster_v6 or config.cluster,
     timeout_ms = timeout_ms,
     headers = headers,
+    report_route = REPORTS_ROUTE[config.placement] == true,
+    remember = math.max(1, math.floor(tonumber(config.remember_connections) or 4096)),
+    refresh_s = math.max(1, tonumber(config.refresh_s) or 60),
     call_headers = {
       [":method"] = "POST",
       [":path"] = config.path or "/v1/sessions",
@@ -292,8 +358,13 @@ function M.new(config)
       log(handle, "logWarn", "session reports disabled: " .. problem)
     end
   end
+  -- Seconds are enough for refresh_s; Envoy's Lua has the standard os library.
+  local clock = type(os) == "table" and os.time or function()
+    return 0
+  end
+  local seen = reported_connections(settings.remember, settings.refresh_s, clock)
   return function(handle)
-    local ok, err = pcall(report, handle, settings)
+    local ok, err = pcall(report, handle, settings, seen)
     if not ok then
       log(handle, "logWarn", "session report failed: " .. tostring(err))
     end
