@@ -14,8 +14,9 @@ export const PLACEMENTS: readonly Placement[] = ['sidecar-inbound', 'sidecar-out
 /** What `require("wansteer.config")` returns inside the filter. */
 export interface FilterConfig {
   readonly placement: Placement;
-  /** The Envoy cluster the report httpCall goes to. */
+  /** The Envoy cluster the report httpCall goes to (for IPv6 sessions: cluster_v6, when set). */
   readonly cluster: string;
+  readonly cluster_v6?: string;
   /** `:authority` of the report call. */
   readonly authority: string;
   /** The agent's intake path. */
@@ -23,6 +24,10 @@ export interface FilterConfig {
   readonly timeout_ms: number;
   /** Lower-case header names the route rules match on; only these are reported. */
   readonly headers: readonly string[];
+  /** A connection is reported again after this many seconds (default 60): see report.lua. */
+  readonly refresh_s?: number;
+  /** Connections remembered per Envoy worker, per generation (default 4096). */
+  readonly remember_connections?: number;
 }
 
 export interface FilterFiles {
