@@ -171,8 +171,23 @@ local function peer_namespace(handle, info)
   return nil
 end
 
--- Returns the JSON body, the session's address family and the connection's key, or nil and
--- why there is nothing to report.
+-- The part of a report that decides its class: every request attribute the route rules read.
+-- The authority, the allow-listed headers, the peer namespace and the route always count; the
+-- path, method and scheme only when some rule matches on them (config.class_fields), so a
+-- connection whose requests differ only in path is still one session of one class.
+local function class_of(request, class_fields)
+  local parts = {}
+  for _, field in ipairs(request) do
+    local name = field[1]
+    if class_fields[name] ~= false then
+      parts[#parts + 1] = name .. "=" .. field[2]
+    end
+  end
+  return table.concat(parts, ",")
+end
+
+-- Returns the JSON body, the session's address family, the connection's key and the request's
+-- class, or nil and why there is nothing to report.
 local function build(handle, settings)
   local info = try(handle, "streamInfo")
   if info == nil then
@@ -236,13 +251,13 @@ local function build(handle, settings)
     { "remote", json_string(peer) },
     { "request", json_object(request) },
   })
-  return body, own_family, protocol .. " " .. own .. " " .. peer
+  return body, own_family, protocol .. " " .. own .. " " .. peer, class_of(request, settings.class_fields)
 end
 
 -- Connections already reported --------------------------------------------------------------------
 
--- What each connection last reported, so that its next requests with the same attributes are
--- not reported again: one report per connection and class, not one per request. Envoy keeps
+-- What each connection last reported, so that its next requests of the same class are not
+-- reported again: one report per connection and class, not one per request. Envoy keeps
 -- a connection on the worker that accepted it, so this worker's table sees all its requests.
 -- (Envoy's connection dynamic metadata cannot hold the marker: from Lua it is read-only.)
 --
@@ -265,8 +280,8 @@ local function reported_connections(limit, refresh_s, now)
     young[key] = entry
   end
 
-  -- True when this connection reported this very body less than refresh_s ago.
-  function seen.recently(key, body)
+  -- True when this connection reported this class less than refresh_s ago.
+  function seen.recently(key, class)
     local entry = young[key]
     if entry == nil then
       entry = old[key]
@@ -276,23 +291,23 @@ local function reported_connections(limit, refresh_s, now)
       old[key] = nil
       put(key, entry)
     end
-    return entry.body == body and now() - entry.at < refresh_s
+    return entry.class == class and now() - entry.at < refresh_s
   end
 
-  function seen.remember(key, body)
-    put(key, { body = body, at = now() })
+  function seen.remember(key, class)
+    put(key, { class = class, at = now() })
   end
 
   return seen
 end
 
 local function report(handle, settings, seen)
-  local body, family_or_why, key = build(handle, settings)
+  local body, family_or_why, key, class = build(handle, settings)
   if body == nil then
     log(handle, "logDebug", "no session report: " .. family_or_why)
     return
   end
-  if seen.recently(key, body) then
+  if seen.recently(key, class) then
     return
   end
   -- Fire and forget: Envoy sends the call and resumes the script at once; it returns nothing.
@@ -303,7 +318,7 @@ local function report(handle, settings, seen)
     log(handle, "logWarn", "session report not sent: " .. tostring(err))
     return
   end
-  seen.remember(key, body)
+  seen.remember(key, class)
 end
 
 -- Settings ----------------------------------------------------------------------------------------
@@ -331,6 +346,16 @@ local function settings_from(config)
     end
   end
   table.sort(headers)
+  -- Without the list (an older render), every attribute counts: more reports, never too few.
+  local class_fields = {}
+  if type(config.class_fields) == "table" then
+    class_fields = { path = false, method = false, scheme = false }
+    for _, name in ipairs(config.class_fields) do
+      if class_fields[name] == false then
+        class_fields[name] = true
+      end
+    end
+  end
   return {
     placement = placement,
     cluster = config.cluster,
@@ -338,6 +363,7 @@ local function settings_from(config)
     timeout_ms = timeout_ms,
     headers = headers,
     report_route = REPORTS_ROUTE[config.placement] == true,
+    class_fields = class_fields,
     remember = math.max(1, math.floor(tonumber(config.remember_connections) or 4096)),
     refresh_s = math.max(1, tonumber(config.refresh_s) or 60),
     call_headers = {

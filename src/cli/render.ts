@@ -16,7 +16,7 @@ import { UsageError, type CliIo } from './explain.js';
 import {
   DEFAULT_AGENT_HOST, DEFAULT_AGENT_PORT, DEFAULT_SELECTOR, envoyFilterObjects, type AgentHosts, type KubeObject, type Scope,
 } from './render/envoy-filter.js';
-import { headerAllowList } from './render/header-allow-list.js';
+import { classFields, headerAllowList } from './render/header-allow-list.js';
 import { filterSource, PLACEMENTS, readFilterFiles, type Placement } from './render/lua-source.js';
 import { parseMarkClass, resolveMarkClasses, type MarkClass } from './render/mark-classes.js';
 import { manifestYaml } from './render/yaml.js';
@@ -129,6 +129,7 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
     agentPort,
     timeoutMs,
     headers,
+    classFields: classFields(virtualServices, placement),
     markClasses: marks.classes,
     luaSource: (config) => filterSource(files, config),
   });

@@ -59,6 +59,8 @@ describe('wansteer render envoyfilter', () => {
     expect(typed.default_source_code.inline_string).toContain(`placement = "${context}"`);
     expect(typed.default_source_code.inline_string).not.toContain('require(');
     expect(typed.default_source_code.inline_string).toContain('cluster_v6 = "wansteer-agent-v6"');
+    // The mesh's rules (cloud-service, reviews) match on headers only; the gateway's (bookinfo) on paths.
+    expect(typed.default_source_code.inline_string).toContain(context === 'gateway' ? 'class_fields = { "path" }' : 'class_fields = {}');
   });
 
   it.each([

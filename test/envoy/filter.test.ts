@@ -218,6 +218,21 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     expectUntouched(events);
   });
 
+  it('counts only what the rules read as the class: a new path is a new class only when a rule matches on paths', async () => {
+    const paths = ['/a', '/b?x=1', '/c'].map((path) => request({ headers: [[':authority', 'svc'], [':path', path], [':method', 'GET'], ['end-user', 'minion']] }));
+    const headersOnly = await runFilter({ config: config('sidecar-inbound', ['end-user'], { class_fields: [] }), requests: paths });
+    expect(eventsOf(headersOnly, 'httpCall').map((c) => c.request)).toEqual([1]);
+    // The one report carries the request's own path: the agent classifies what was asked.
+    expect(reportsOf(headersOnly)).toMatchObject([{ request: { path: '/a' } }]);
+    const byPath = await runFilter({ config: config('sidecar-inbound', ['end-user'], { class_fields: ['path'] }), requests: paths });
+    expect(eventsOf(byPath, 'httpCall').map((c) => c.request)).toEqual([1, 2, 3]);
+    const methods = await runFilter({
+      config: config('sidecar-inbound', ['end-user'], { class_fields: ['method'] }),
+      requests: [request(), request({ headers: [[':authority', 'cloud-service.cloud.svc.cluster.local'], [':path', '/'], [':method', 'POST'], ['end-user', 'minion']] })],
+    });
+    expect(eventsOf(methods, 'httpCall').map((c) => c.request)).toEqual([1, 2]);
+  });
+
   it('remembers a bounded number of connections per worker, keeping those in use', async () => {
     // Two generations of 2 entries. A, used between newer connections, stays known throughout;
     // B, not used again, is pushed out by C, D and E, and is reported once more when it comes back.

@@ -13,7 +13,7 @@
  * istio-system, a selector picks labelled workloads of every namespace). docs/envoy.md explains
  * each choice.
  */
-import type { FilterConfig, Placement } from './lua-source.js';
+import type { ClassField, FilterConfig, Placement } from './lua-source.js';
 import type { MarkClass } from './mark-classes.js';
 
 export const LUA_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua';
@@ -222,6 +222,8 @@ export interface EnvoyFilterInput {
   readonly agentPort: number;
   readonly timeoutMs: number;
   readonly headers: readonly string[];
+  /** Which of path, method and scheme the rules read (header-allow-list.ts classFields). */
+  readonly classFields: readonly ClassField[];
   readonly markClasses: readonly MarkClass[];
   /** Builds the Lua source for a filter configuration (lua-source.ts filterSource). */
   readonly luaSource: (config: FilterConfig) => string;
@@ -238,6 +240,7 @@ export function envoyFilterObjects(input: EnvoyFilterInput): KubeObject[] {
     path: INTAKE_PATH,
     timeout_ms: input.timeoutMs,
     headers: input.headers,
+    class_fields: input.classFields,
   };
   const objects: KubeObject[] = [];
   if (input.agentHosts === undefined) objects.push(agentService(input.agentPort));

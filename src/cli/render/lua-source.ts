@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { fromRoot } from '../../config/paths.js';
 
 export type Placement = 'sidecar-inbound' | 'sidecar-outbound' | 'gateway';
+export type ClassField = 'path' | 'method' | 'scheme';
 export const PLACEMENTS: readonly Placement[] = ['sidecar-inbound', 'sidecar-outbound', 'gateway'];
 
 /** What `require("wansteer.config")` returns inside the filter. */
@@ -24,6 +25,12 @@ export interface FilterConfig {
   readonly timeout_ms: number;
   /** Lower-case header names the route rules match on; only these are reported. */
   readonly headers: readonly string[];
+  /**
+   * Which of path, method and scheme the route rules read: only those (with the authority, the
+   * headers, the peer namespace and the route) tell one request's class from another's, so a
+   * connection is reported again only when they change. Absent: all of them.
+   */
+  readonly class_fields?: readonly ClassField[];
   /** A connection is reported again after this many seconds (default 60): see report.lua. */
   readonly refresh_s?: number;
   /** Connections remembered per Envoy worker, per generation (default 4096). */
