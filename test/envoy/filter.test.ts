@@ -291,7 +291,7 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
       "set=false attempt to call method 'set' (a nil value)",
       "new field=false attempt to index upvalue 'handle' (a userdata value)",
       expect.stringMatching(/^dot call=false bad argument #1 to 'headers' \(userdata expected, got (no value|nil)\)/),
-      "no timeout=false bad argument #5 to '?' (number expected, got nil)",
+      "no timeout=false bad argument #4 to 'httpCall' (number expected, got nil)",
       'async returns nothing=true',
       'missing header is no value=true',
     ]);

@@ -212,11 +212,12 @@ for _, name in ipairs(scenario.clusters or {}) do
   known_clusters[name] = true
 end
 
--- luaL_checkint: a number, or a string that reads as one, truncated to an integer.
+-- luaL_checkint: a number, or a string that reads as one, truncated to an integer. Envoy 1.39's
+-- messages count arguments after the handle and name the method (contract.test.ts).
 local function check_int(value, position)
   local n = tonumber(value)
   if type(value) ~= "number" and not (type(value) == "string" and n ~= nil) then
-    error("bad argument #" .. position .. " to '?' (number expected, got " .. type(value) .. ")", 0)
+    error("bad argument #" .. position .. " to 'httpCall' (number expected, got " .. type(value) .. ")", 0)
   end
   return n >= 0 and math.floor(n) or math.ceil(n)
 end
@@ -225,22 +226,22 @@ local function http_call(request, cluster, headers, body, timeout_or_options, as
   local form, timeout_ms = "positional", nil
   if type(timeout_or_options) == "table" then
     form = "options"
-    timeout_ms = timeout_or_options.timeout_ms and check_int(timeout_or_options.timeout_ms, 5) or 0
+    timeout_ms = timeout_or_options.timeout_ms and check_int(timeout_or_options.timeout_ms, 4) or 0
     asynchronous = timeout_or_options.asynchronous
   elseif asynchronous ~= nil and type(asynchronous) ~= "boolean" then
     error("http call asynchronous flag must be 'true', 'false', or empty", 0)
   end
   if type(cluster) ~= "string" and type(cluster) ~= "number" then
-    error("bad argument #2 to '?' (string expected, got " .. type(cluster) .. ")", 0)
+    error("bad argument #1 to 'httpCall' (string expected, got " .. type(cluster) .. ")", 0)
   end
   if type(headers) ~= "table" then
-    error("bad argument #3 to '?' (table expected, got " .. type(headers) .. ")", 0)
+    error("bad argument #2 to 'httpCall' (table expected, got " .. type(headers) .. ")", 0)
   end
   if body ~= nil and type(body) ~= "string" and type(body) ~= "number" then
-    error("bad argument #4 to '?' (string expected, got " .. type(body) .. ")", 0)
+    error("bad argument #3 to 'httpCall' (string expected, got " .. type(body) .. ")", 0)
   end
   if form == "positional" then
-    timeout_ms = check_int(timeout_or_options, 5)
+    timeout_ms = check_int(timeout_or_options, 4)
   end
   if timeout_ms < 0 then
     error("http call timeout must be >= 0", 0)
