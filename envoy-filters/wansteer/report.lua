@@ -174,21 +174,29 @@ end
 -- The part of a report that decides its class: every request attribute the route rules read.
 -- The authority, the allow-listed headers, the peer namespace and the route always count; the
 -- path, method and scheme only when some rule matches on them (config.class_fields), so a
--- connection whose requests differ only in path is still one session of one class.
+-- connection whose requests differ only in path is still one session of one class. Built from
+-- the raw values: the JSON is only written for a request that is reported.
 local function class_of(request, class_fields)
   local parts = {}
   for _, field in ipairs(request) do
-    local name = field[1]
+    local name, value = field[1], field[2]
     if class_fields[name] ~= false then
-      parts[#parts + 1] = name .. "=" .. field[2]
+      if type(value) == "table" then
+        for _, header in ipairs(value) do
+          parts[#parts + 1] = header[1] .. "=" .. header[2]
+        end
+      else
+        parts[#parts + 1] = name .. "=" .. value
+      end
     end
   end
-  return table.concat(parts, ",")
+  return table.concat(parts, "\0")
 end
 
--- Returns the JSON body, the session's address family, the connection's key and the request's
--- class, or nil and why there is nothing to report.
-local function build(handle, settings)
+-- What Envoy tells about one request: the session (its addresses and the connection's key),
+-- the request attributes as { name, value } (headers: a list of { name, value }) and their
+-- class; or nil and why there is nothing to report.
+local function observe(handle, settings)
   local info = try(handle, "streamInfo")
   if info == nil then
     return nil, "no stream info"
@@ -210,48 +218,69 @@ local function build(handle, settings)
     return nil, "request has no :authority, :path or :method"
   end
 
-  local request = {
-    { "authority", json_string(authority) },
-    { "path", json_string(path) },
-    { "method", json_string(method) },
-  }
+  local request = { { "authority", authority }, { "path", path }, { "method", method } }
   local scheme = try(headers, "get", ":scheme")
   if type(scheme) == "string" then
-    request[#request + 1] = { "scheme", json_string(scheme) }
+    request[#request + 1] = { "scheme", scheme }
   end
   -- get() joins a header's several values with ",", as Istio's matching sees them.
   local matched = {}
   for _, name in ipairs(settings.headers) do
     local value = try(headers, "get", name)
     if type(value) == "string" then
-      matched[#matched + 1] = { name, json_string(value) }
+      matched[#matched + 1] = { name, value }
     end
   end
   if #matched > 0 then
-    request[#request + 1] = { "headers", json_object(matched) }
+    request[#request + 1] = { "headers", matched }
   end
   if settings.placement.direction == "inbound" then
     local namespace = peer_namespace(handle, info)
     if namespace then
-      request[#request + 1] = { "sourceNamespace", json_string(namespace) }
+      request[#request + 1] = { "sourceNamespace", namespace }
     end
   end
   if settings.report_route then
     local route = try(info, "routeName")
     if type(route) == "string" and route ~= "" then
-      request[#request + 1] = { "routeName", json_string(route) }
+      request[#request + 1] = { "routeName", route }
     end
   end
 
   local protocol = try(info, "protocol") == "HTTP/3" and "udp" or "tcp"
-  local body = json_object({
-    { "direction", json_string(settings.placement.direction) },
-    { "protocol", json_string(protocol) },
-    { "local", json_string(own) },
-    { "remote", json_string(peer) },
-    { "request", json_object(request) },
+  return {
+    family = own_family,
+    key = protocol .. " " .. own .. " " .. peer,
+    class = class_of(request, settings.class_fields),
+    protocol = protocol,
+    own = own,
+    peer = peer,
+    request = request,
+  }
+end
+
+-- The report's JSON body (src/steering/types.ts SessionReport).
+local function encode(session, direction)
+  local fields = {}
+  for i, field in ipairs(session.request) do
+    local value = field[2]
+    if type(value) == "table" then
+      local pairs_ = {}
+      for j, header in ipairs(value) do
+        pairs_[j] = { header[1], json_string(header[2]) }
+      end
+      fields[i] = { field[1], json_object(pairs_) }
+    else
+      fields[i] = { field[1], json_string(value) }
+    end
+  end
+  return json_object({
+    { "direction", json_string(direction) },
+    { "protocol", json_string(session.protocol) },
+    { "local", json_string(session.own) },
+    { "remote", json_string(session.peer) },
+    { "request", json_object(fields) },
   })
-  return body, own_family, protocol .. " " .. own .. " " .. peer, class_of(request, settings.class_fields)
 end
 
 -- Connections already reported --------------------------------------------------------------------
@@ -302,23 +331,24 @@ local function reported_connections(limit, refresh_s, now)
 end
 
 local function report(handle, settings, seen)
-  local body, family_or_why, key, class = build(handle, settings)
-  if body == nil then
-    log(handle, "logDebug", "no session report: " .. family_or_why)
+  local session, why = observe(handle, settings)
+  if session == nil then
+    log(handle, "logDebug", "no session report: " .. why)
     return
   end
-  if seen.recently(key, class) then
+  if seen.recently(session.key, session.class) then
     return
   end
+  local body = encode(session, settings.placement.direction)
   -- Fire and forget: Envoy sends the call and resumes the script at once; it returns nothing.
   -- An IPv6 session is reported over IPv6, so the report comes from the session's own address.
-  local cluster = family_or_why == 6 and settings.cluster_v6 or settings.cluster
+  local cluster = session.family == 6 and settings.cluster_v6 or settings.cluster
   local ok, err = protected(handle, "httpCall", cluster, settings.call_headers, body, settings.timeout_ms, true)
   if not ok then
     log(handle, "logWarn", "session report not sent: " .. tostring(err))
     return
   end
-  seen.remember(key, class)
+  seen.remember(session.key, session.class)
 end
 
 -- Settings ----------------------------------------------------------------------------------------
