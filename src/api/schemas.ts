@@ -33,6 +33,8 @@ export const SessionRequestBody = Type.Object(
     headers: Type.Optional(Type.Record(HeaderName, Type.String({ maxLength: 8192 }), { maxProperties: 64, additionalProperties: false })),
     sourceNamespace: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
     sourceLabels: Type.Optional(Type.Record(LabelName, Type.String({ maxLength: 63 }), { maxProperties: 64, additionalProperties: false })),
+    /** The Envoy route the proxy matched, as Istio names it (`route` or `route.match`). */
+    routeName: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   },
   { additionalProperties: false },
 );

@@ -11,9 +11,12 @@ import { parsePolicyFile } from '../policies/policy-file.js';
 import { DirectoryRuleSource } from '../routes/directory-source.js';
 import { RuleSet } from '../routes/rule-set.js';
 import type { VirtualService } from '../routes/model.js';
+import { canonicalIp } from '../steering/intake.js';
 import { UsageError, type CliIo } from './explain.js';
-import { DEFAULT_AGENT_HOST, DEFAULT_AGENT_PORT, envoyFilterObjects, type KubeObject } from './render/envoy-filter.js';
-import { headerAllowList } from './render/header-allow-list.js';
+import {
+  DEFAULT_AGENT_HOST, DEFAULT_AGENT_PORT, DEFAULT_SELECTOR, envoyFilterObjects, type AgentHosts, type KubeObject, type Scope,
+} from './render/envoy-filter.js';
+import { classFields, headerAllowList } from './render/header-allow-list.js';
 import { filterSource, PLACEMENTS, readFilterFiles, type Placement } from './render/lua-source.js';
 import { parseMarkClass, resolveMarkClasses, type MarkClass } from './render/mark-classes.js';
 import { manifestYaml } from './render/yaml.js';
@@ -37,12 +40,18 @@ Inputs:
                            to this DestinationRule subset; its upstream sockets get DSCP N
                            (repeatable; HOST is the service's full name)
 
-Placement and agent:
+Placement and scope:
   --context C              sidecar-inbound (default, Clovisor's), sidecar-outbound or gateway
-  --namespace NS           namespace of the EnvoyFilters (default ${DEFAULT_NAMESPACE}: every workload)
+  --namespace NS           namespace of the EnvoyFilters (default ${DEFAULT_NAMESPACE}, Istio's root
+                           namespace: the selector then picks workloads in every namespace)
+  --selector K=V[,K=V]     pod labels of the workloads that report (default ${selectorText(DEFAULT_SELECTOR)})
+  --all-workloads          no selector: every workload the namespace reaches reports
+
+Agent:
   --agent-port N           the agent's session intake port (default ${DEFAULT_AGENT_PORT})
   --agent-host HOST        where Envoy reaches the agent, when not the node-local Service
-                           ${DEFAULT_AGENT_HOST} (rendered too); an IP for hosts without Kubernetes
+                           ${DEFAULT_AGENT_HOST} (rendered too): a DNS name, or an
+                           IP for hosts without Kubernetes (repeatable: one IPv4 and one IPv6)
   --timeout-ms N           the report call's timeout (default ${DEFAULT_TIMEOUT_MS})
 
 Output:
@@ -58,8 +67,10 @@ const OPTIONS = {
   'mark-class': { type: 'string', multiple: true },
   context: { type: 'string' },
   namespace: { type: 'string' },
+  selector: { type: 'string' },
+  'all-workloads': { type: 'boolean' },
   'agent-port': { type: 'string' },
-  'agent-host': { type: 'string' },
+  'agent-host': { type: 'string', multiple: true },
   'timeout-ms': { type: 'string' },
   out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -92,14 +103,10 @@ export async function runRender(argv: readonly string[], io: CliIo): Promise<num
 async function renderEnvoyFilter(values: Values, warn: (warning: string) => void): Promise<string> {
   if (!values.rules) throw new UsageError('--rules DIR is required');
   const placement = placementFrom(values.context ?? 'sidecar-inbound');
-  const namespace = values.namespace ?? DEFAULT_NAMESPACE;
-  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace ${JSON.stringify(namespace)} is not a namespace name`);
+  const scope = scopeFrom(values);
   const agentPort = integer(values['agent-port'], '--agent-port', DEFAULT_AGENT_PORT, 1, 65535);
   const timeoutMs = integer(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 10_000);
-  const agentHost = values['agent-host'];
-  if (agentHost !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-.A-Za-z0-9:]*[A-Za-z0-9])?)$/.test(agentHost)) {
-    throw new UsageError(`--agent-host ${JSON.stringify(agentHost)} is not a host name or IP address`);
-  }
+  const agentHosts = agentHostsFrom(values['agent-host'] ?? []);
   const specs = (values['mark-class'] ?? []).map(parseMarkClass);
   if (specs.length > 0 && !values.policies) throw new UsageError('--mark-class needs --policies FILE to find the class policies');
 
@@ -117,24 +124,77 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
   const headers = headerAllowList(virtualServices);
   const objects = envoyFilterObjects({
     placement,
-    namespace,
-    ...(agentHost !== undefined ? { agentHost } : {}),
+    scope,
+    ...(agentHosts !== undefined ? { agentHosts } : {}),
     agentPort,
     timeoutMs,
     headers,
+    classFields: classFields(virtualServices, placement),
     markClasses: marks.classes,
     luaSource: (config) => filterSource(files, config),
   });
-  return manifestYaml(objects, headerComment(placement, headers, marks.classes, objects));
+  return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects));
 }
 
-function headerComment(placement: Placement, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[]): string[] {
+function headerComment(placement: Placement, scope: Scope, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[]): string[] {
   return [
     'Rendered by `wansteer render envoyfilter`; do not edit, render again (docs/envoy.md).',
-    `Placement: ${placement}. Reported request headers: ${headers.length > 0 ? headers.join(', ') : '(none)'}.`,
+    `Placement: ${placement}. Workloads: ${scope.selector ? `labelled ${selectorText(scope.selector)}` : 'all'} (EnvoyFilters in ${scope.namespace}).`,
+    `Reported request headers: ${headers.length > 0 ? headers.join(', ') : '(none)'}.`,
     `Mark classes: ${classes.length > 0 ? classes.map((c) => `${c.policy} = ${c.host}${c.port ? `:${c.port}` : ''}/${c.subset} (DSCP ${c.dscp})`).join('; ') : '(none)'}.`,
     `Objects: ${objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`).join(', ')}.`,
   ];
+}
+
+function scopeFrom(values: Values): Scope {
+  const namespace = values.namespace ?? DEFAULT_NAMESPACE;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace ${JSON.stringify(namespace)} is not a namespace name`);
+  if (values['all-workloads']) {
+    if (values.selector !== undefined) throw new UsageError('--selector and --all-workloads exclude each other');
+    return { namespace };
+  }
+  return { namespace, selector: values.selector === undefined ? DEFAULT_SELECTOR : parseSelector(values.selector) };
+}
+
+/** Kubernetes label syntax: an optional DNS-subdomain prefix, a name of at most 63 characters. */
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+function parseSelector(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of text.split(',')) {
+    const at = pair.indexOf('=');
+    const [key, value] = at < 0 ? [pair, undefined] : [pair.slice(0, at), pair.slice(at + 1)];
+    if (value === undefined || !LABEL_KEY.test(key) || !LABEL_VALUE.test(value) || key in labels) {
+      throw new UsageError(`--selector wants KEY=VALUE[,KEY=VALUE] with Kubernetes label names and values, got ${JSON.stringify(text)}`);
+    }
+    labels[key] = value;
+  }
+  return labels;
+}
+
+function selectorText(labels: Readonly<Record<string, string>>): string {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+/** --agent-host, given 0-2 times: one DNS name, or an IPv4 and/or an IPv6 literal. */
+function agentHostsFrom(hosts: readonly string[]): AgentHosts | undefined {
+  if (hosts.length === 0) return undefined;
+  let v4: string | undefined;
+  let v6: string | undefined;
+  const names: string[] = [];
+  for (const host of hosts) {
+    const literal = canonicalIp(host.replace(/^\[(.*)\]$/, '$1'));
+    if (literal?.family === 4 && v4 === undefined) v4 = literal.ip;
+    else if (literal?.family === 6 && v6 === undefined) v6 = literal.ip;
+    else if (literal === null && /^[A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?$/.test(host) && !/^[\d.]+$/.test(host)) names.push(host);
+    else if (literal === null) throw new UsageError(`--agent-host ${JSON.stringify(host)} is not a host name or IP address`);
+    else throw new UsageError(`--agent-host: one address of each family at most, got ${hosts.join(', ')}`);
+  }
+  if (names.length > 1 || (names.length === 1 && hosts.length > 1)) {
+    throw new UsageError(`--agent-host: one DNS name (reached over both families), or IP addresses; got ${hosts.join(', ')}`);
+  }
+  return names.length === 1 ? { name: names[0]! } : { ...(v4 !== undefined ? { v4 } : {}), ...(v6 !== undefined ? { v6 } : {}) };
 }
 
 function placementFrom(text: string): Placement {

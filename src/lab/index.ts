@@ -11,6 +11,8 @@ export { CLOUD, EDGE, WanLab } from './overlay.js';
 export { IngressCounters, type FlowMatch } from './counters.js';
 export { DelayLine } from './delay-line.js';
 export { LabAgentClient, type LabAnswer, type LabLinkView, type LabRequest } from './agent-client.js';
+export { ENVOY_VERSION, envoyBinary, LabEnvoy, type LabEnvoyOptions } from './envoy.js';
+export { meshBootstrap, routesFromVirtualService, type ClusterSpec, type ListenerSpec, type MeshSpec, type RouteSpec } from './envoy-mesh.js';
 
 /** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
 export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');

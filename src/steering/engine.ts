@@ -29,7 +29,7 @@
  * the step after it: route match -> policy, keyed by the identity of the frozen RouteMatch the
  * compiled table returns, and dropped whenever routes, policies or link choices change.
  */
-import { classifyRequest } from '../routes/classify.js';
+import { classifyByRouteName, classifyRequest } from '../routes/classify.js';
 import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
 import { RouteTable, type RouteMatch } from '../routes/route-table.js';
@@ -565,7 +565,9 @@ export class Engine implements SteeringEngine, SteeringStats {
   private classify(q: SessionRequest): PolicyRuntime | Unmatched {
     // Without the rules or the policies every answer would be a wrong "no-virtual-service" or "no-policy".
     if (!this.routesSynced || !this.policiesSynced) return NOT_READY;
-    const res = classifyRequest(this.table, routeRequest(q));
+    const request = routeRequest(q);
+    // The route the proxy matched, when it says (outbound and gateway placements), else ours.
+    const res = (q.routeName ? classifyByRouteName(this.table, request, q.routeName) : undefined) ?? classifyRequest(this.table, request);
     if (!res.matched) return res.reason === 'no-route' ? NO_ROUTE : NO_VIRTUAL_SERVICE;
     return this.resolve(res);
   }

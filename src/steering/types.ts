@@ -29,6 +29,12 @@ export interface SessionRequest {
   sourceLabels?: Record<string, string>;
   /** Which proxy saw the request: `mesh` (a sidecar, the default) or a gateway as `namespace/name`. */
   gateway?: string;
+  /**
+   * The Envoy route the proxy matched (`streamInfo():routeName()`, Istio's `route[.match]` name),
+   * when it knows: the engine then takes that route of the host's VirtualService instead of
+   * matching the attributes again.
+   */
+  routeName?: string;
 }
 
 export interface SessionReport {

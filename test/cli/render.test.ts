@@ -1,6 +1,8 @@
 // Proves `wansteer render envoyfilter`: the objects pass Istio's EnvoyFilter schema, the Lua goes
-// in as default_source_code at the chosen context and runs standalone, the agent cluster and
-// the mark-mode IP_TOS patches are what docs/envoy.md says, and bad input exits 2 with the reason.
+// in as default_source_code at the chosen context and runs standalone, every EnvoyFilter is
+// scoped to the selected workloads, the agent clusters (one per family) and the mark-mode DSCP
+// patches are what docs/envoy.md says, and bad input exits 2 with the reason. What the rendered
+// objects do in a real Envoy: test/envoy/envoy.test.ts.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +45,9 @@ describe('wansteer render envoyfilter', () => {
     for (const doc of r.docs.filter((d) => d.kind === 'EnvoyFilter')) expect(() => new EnvoyFilter(doc as any).validate()).not.toThrow();
     const reporter = named(r.docs, `wansteer-session-report-${context}`);
     expect(reporter.metadata.namespace).toBe('istio-system');
+    for (const doc of r.docs.filter((d) => d.kind === 'EnvoyFilter')) {
+      expect(doc.spec.workloadSelector, doc.metadata.name).toEqual({ labels: { 'wansteer.io/steer': 'true' } });
+    }
     const [patch] = reporter.spec.configPatches;
     expect(patch).toMatchObject({
       applyTo: 'HTTP_FILTER',
@@ -53,6 +58,27 @@ describe('wansteer render envoyfilter', () => {
     expect(Object.keys(typed).sort()).toEqual(['@type', 'default_source_code']);
     expect(typed.default_source_code.inline_string).toContain(`placement = "${context}"`);
     expect(typed.default_source_code.inline_string).not.toContain('require(');
+    expect(typed.default_source_code.inline_string).toContain('cluster_v6 = "wansteer-agent-v6"');
+    // The mesh's rules (cloud-service, reviews) match on headers only; the gateway's (bookinfo) on paths.
+    expect(typed.default_source_code.inline_string).toContain(context === 'gateway' ? 'class_fields = { "path" }' : 'class_fields = {}');
+  });
+
+  it.each([
+    [['--selector', 'app=shop,tier=edge'], 'istio-system', { labels: { app: 'shop', tier: 'edge' } }],
+    [['--namespace', 'edge', '--all-workloads'], 'edge', undefined],
+    [['--namespace', 'edge'], 'edge', { labels: { 'wansteer.io/steer': 'true' } }],
+  ])('scopes every EnvoyFilter with %j', async (argv, namespace, selector) => {
+    const r = await render(['--rules', RULES, '--policies', POLICIES, '--mark-class', JASON, ...argv]);
+    expect(r.code).toBe(0);
+    const filters = r.docs.filter((d) => d.kind === 'EnvoyFilter');
+    expect(filters).toHaveLength(3);
+    for (const doc of filters) {
+      expect(doc.metadata.namespace).toBe(namespace);
+      expect(doc.spec.workloadSelector).toEqual(selector);
+      expect(() => new EnvoyFilter(doc as any).validate()).not.toThrow();
+    }
+    const labels = selector ? Object.entries(selector.labels).map(([k, v]) => `${k}=${v}`).join(',') : '';
+    expect(r.stdout).toContain(selector ? `# Placement: sidecar-inbound. Workloads: labelled ${labels}` : '# Placement: sidecar-inbound. Workloads: all');
   });
 
   requireTool('luajit', LUAJIT).it('ships Lua that runs on its own in LuaJIT and reports the headers the rules match on', async () => {
@@ -74,40 +100,51 @@ describe('wansteer render envoyfilter', () => {
     ]);
   });
 
-  it('reaches the agent through the node-local Service by default', async () => {
+  it('reaches the agent through the node-local, dual-stack Service by default, one cluster per family', async () => {
     const r = await render(['--rules', RULES, '--agent-port', '9191']);
     expect(named(r.docs, 'wansteer-agent')).toMatchObject({
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { namespace: 'wansteer-system' },
-      spec: { internalTrafficPolicy: 'Local', selector: { 'app.kubernetes.io/name': 'wansteer-agent' }, ports: [{ port: 9191, targetPort: 9191 }] },
+      spec: {
+        internalTrafficPolicy: 'Local',
+        ipFamilyPolicy: 'PreferDualStack',
+        selector: { 'app.kubernetes.io/name': 'wansteer-agent' },
+        ports: [{ port: 9191, targetPort: 9191 }],
+      },
     });
     const cluster = named(r.docs, 'wansteer-agent-cluster');
-    expect(cluster.spec.configPatches.map((p: any) => [p.applyTo, p.match.context, p.patch.operation])).toEqual([
-      ['CLUSTER', 'SIDECAR_OUTBOUND', 'ADD'],
-      ['CLUSTER', 'GATEWAY', 'ADD'],
+    expect(cluster.spec.configPatches.map((p: any) => [p.applyTo, p.match.context, p.patch.operation, p.patch.value.name, p.patch.value.dns_lookup_family])).toEqual([
+      ['CLUSTER', 'SIDECAR_OUTBOUND', 'ADD', 'wansteer-agent', 'V4_ONLY'],
+      ['CLUSTER', 'GATEWAY', 'ADD', 'wansteer-agent', 'V4_ONLY'],
+      ['CLUSTER', 'SIDECAR_OUTBOUND', 'ADD', 'wansteer-agent-v6', 'V6_ONLY'],
+      ['CLUSTER', 'GATEWAY', 'ADD', 'wansteer-agent-v6', 'V6_ONLY'],
     ]);
-    expect(cluster.spec.configPatches[0].patch.value).toMatchObject({
-      name: 'wansteer-agent',
-      type: 'STRICT_DNS',
-      load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'wansteer-agent.wansteer-system.svc.cluster.local', port_value: 9191 } } } }] }] },
-    });
+    for (const patch of cluster.spec.configPatches) {
+      expect(patch.patch.value).toMatchObject({
+        type: 'STRICT_DNS',
+        load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 'wansteer-agent.wansteer-system.svc.cluster.local', port_value: 9191 } } } }] }] },
+      });
+    }
     expect(r.stdout).not.toMatch(/&a\d|\*a\d/); // no YAML anchors: kubectl users read these files
   });
 
   it.each([
-    ['10.0.0.1', '10.0.0.1'],
-    ['[fd00::1]', 'fd00::1'],
-  ])('uses a STATIC cluster and no Service for --agent-host %s', async (host, address) => {
-    const r = await render(['--rules', RULES, '--agent-host', host]);
+    [['10.0.0.1'], [['wansteer-agent', '10.0.0.1']], 'wansteer-agent'],
+    [['[fd00::1]'], [['wansteer-agent', 'fd00::1']], 'wansteer-agent'],
+    [['fd00:0::1', '10.0.0.1'], [['wansteer-agent', '10.0.0.1'], ['wansteer-agent-v6', 'fd00::1']], 'wansteer-agent-v6'],
+  ])('uses STATIC clusters and no Service for --agent-host %j', async (hosts, clusters, v6Cluster) => {
+    const r = await render(['--rules', RULES, ...hosts.flatMap((h) => ['--agent-host', h])]);
     expect(r.docs.map((d) => d.kind)).toEqual(['EnvoyFilter', 'EnvoyFilter']);
-    expect(named(r.docs, 'wansteer-agent-cluster').spec.configPatches[0].patch.value).toMatchObject({
-      type: 'STATIC',
-      load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address, port_value: 9090 } } } }] }] },
-    });
+    const patches = named(r.docs, 'wansteer-agent-cluster').spec.configPatches.filter((p: any) => p.match.context === 'SIDECAR_OUTBOUND');
+    expect(patches.map((p: any) => [p.patch.value.name, p.patch.value.type, p.patch.value.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address])).toEqual(
+      clusters.map(([name, address]) => [name, 'STATIC', address]),
+    );
+    const source = named(r.docs, 'wansteer-session-report-sidecar-inbound').spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string;
+    expect(source).toContain(`cluster = "wansteer-agent", cluster_v6 = "${v6Cluster}"`);
   });
 
-  it('gives each mark class\'s upstream cluster an IP_TOS of its DSCP, for sidecars and gateways', async () => {
+  it('gives each mark class\'s upstream cluster its DSCP, IP_TOS on IPv4 sockets and IPV6_TCLASS on IPv6 ones, for sidecars and gateways', async () => {
     const r = await render(['--rules', RULES, '--policies', POLICIES, '--mark-class', JASON, '--mark-class', 'jason-on-fibre=ratings.default.svc.cluster.local:9080/v3']);
     expect(r.stderr).toBe('');
     const marks = named(r.docs, 'wansteer-mark-classes');
@@ -117,9 +154,22 @@ describe('wansteer render envoyfilter', () => {
       ['SIDECAR_OUTBOUND', { service: 'ratings.default.svc.cluster.local', subset: 'v3', portNumber: 9080 }],
       ['GATEWAY', { service: 'ratings.default.svc.cluster.local', subset: 'v3', portNumber: 9080 }],
     ]);
+    const noPort = { description: 'bind without reserving a port', level: 0, name: 24, int_value: 1, state: 'STATE_PREBIND' };
     expect(marks.spec.configPatches[0].patch).toEqual({
       operation: 'MERGE',
-      value: { upstream_bind_config: { socket_options: [{ description: 'wansteer mark class jason-on-fibre (DSCP 10)', level: 0, name: 1, int_value: 40, state: 'STATE_PREBIND' }] } },
+      value: {
+        upstream_bind_config: {
+          source_address: { address: '0.0.0.0', port_value: 0 },
+          socket_options: [{ description: 'wansteer mark class jason-on-fibre (DSCP 10): IP_TOS', level: 0, name: 1, int_value: 40, state: 'STATE_PREBIND' }, noPort],
+          // Envoy uses this address's options, not the ones above, for IPv6 upstreams.
+          extra_source_addresses: [
+            {
+              address: { address: '::', port_value: 0 },
+              socket_options: { socket_options: [{ description: 'wansteer mark class jason-on-fibre (DSCP 10): IPV6_TCLASS', level: 41, name: 67, int_value: 40, state: 'STATE_PREBIND' }, noPort] },
+            },
+          ],
+        },
+      },
     });
   });
 
@@ -168,7 +218,7 @@ items:
 
     it('reports every header a rule matches on, headers and withoutHeaders alike, lower-cased', async () => {
       const r = await render(['--rules', dir]);
-      expect(r.stdout).toContain('# Placement: sidecar-inbound. Reported request headers: x-debug, x-plan, x-region.');
+      expect(r.stdout).toContain('# Reported request headers: x-debug, x-plan, x-region.');
       expect(named(r.docs, 'wansteer-session-report-sidecar-inbound').spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string).toContain(
         'headers = { "x-debug", "x-plan", "x-region" }',
       );
@@ -196,6 +246,12 @@ items:
     [['--rules', RULES, '--timeout-ms', 'soon'], '--timeout-ms must be 1-10000'],
     [['--rules', RULES, '--namespace', 'Istio_System'], 'is not a namespace name'],
     [['--rules', RULES, '--agent-host', 'http://agent'], 'is not a host name or IP address'],
+    [['--rules', RULES, '--agent-host', '10.0.0.1', '--agent-host', '10.0.0.2'], 'one address of each family at most'],
+    [['--rules', RULES, '--agent-host', 'agent.example', '--agent-host', '10.0.0.2'], 'one DNS name (reached over both families), or IP addresses'],
+    [['--rules', RULES, '--agent-host', '10.0.0.256'], 'is not a host name or IP address'],
+    [['--rules', RULES, '--selector', 'app'], '--selector wants KEY=VALUE'],
+    [['--rules', RULES, '--selector', 'app=a b'], '--selector wants KEY=VALUE'],
+    [['--rules', RULES, '--selector', 'app=x', '--all-workloads'], '--selector and --all-workloads exclude each other'],
     [['--rules', RULES, '--mark-class', JASON], '--mark-class needs --policies FILE'],
     [['--rules', RULES, '--mark-class', 'jason'], '--mark-class wants POLICY=HOST[:PORT]/SUBSET'],
     [['--rules', RULES, '--policies', POLICIES, '--mark-class', 'jason-on-fibre=reviews/v2'], "give the service's full name"],

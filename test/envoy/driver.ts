@@ -14,13 +14,14 @@ export const HARNESS = fromRoot('test/envoy/harness.lua');
 export const FILTER = fromRoot('envoy-filters/wansteer.lua');
 
 export interface RequestScenario {
-  connection?: number;
   /** In order; a name may repeat (a header with several values). */
   headers?: [string, string][];
   stream_info?: Record<string, string>;
   peer_uri_sans?: string[];
   /** Make these handle methods raise, as a broken or different Envoy might. */
   raise?: Record<string, string>;
+  /** Seconds since the run started, as os.time() tells during this request (default: the previous request's). */
+  at?: number;
 }
 
 export interface Scenario {
@@ -28,7 +29,6 @@ export interface Scenario {
   source?: string;
   config?: FilterConfig;
   clusters?: string[];
-  envoy?: { connection_stream_info?: boolean; connection_metadata_writable?: boolean };
   requests: RequestScenario[];
 }
 
@@ -38,7 +38,6 @@ export type HarnessEvent =
   | { event: 'httpCall'; request: number; form: string; cluster: string; headers: Record<string, string>; body: string; timeout_ms: number; asynchronous: boolean }
   | { event: 'log'; request: number; level: string; message: string }
   | { event: 'header-mutation'; request: number; op: string; key: string }
-  | { event: 'metadata-set'; request: number; namespace: string; key: string }
   | { event: 'script-error'; request: number; message: string }
   | { event: 'stale-handle'; request: number; method: string }
   | { event: 'respond' | 'body'; request: number }
@@ -49,8 +48,7 @@ export async function runFilter(scenario: Scenario): Promise<HarnessEvent[]> {
   const dir = await mkdtemp(join(tmpdir(), 'wansteer-lua-'));
   try {
     const table: Record<string, unknown> = {
-      clusters: scenario.clusters ?? [scenario.config?.cluster ?? 'wansteer-agent'],
-      envoy: scenario.envoy ?? {},
+      clusters: scenario.clusters ?? [...new Set([scenario.config?.cluster ?? 'wansteer-agent', scenario.config?.cluster_v6 ?? 'wansteer-agent'])],
       requests: scenario.requests,
     };
     if (scenario.source !== undefined) {

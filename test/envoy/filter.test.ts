@@ -1,14 +1,20 @@
 // Proves the real Envoy Lua filter (envoy-filters/) in LuaJIT under a harness that provides
-// Envoy's stream handle API: the exact report it sends per placement and address family, that it
-// sends nothing and breaks nothing when fields are missing or Envoy calls fail, that it never
-// blocks or alters the request, and that it reports a connection once.
+// Envoy's stream handle API (held to a real Envoy by test/envoy/contract.test.ts): the exact
+// report it sends per placement and address family, that it sends nothing and breaks nothing when
+// fields are missing or Envoy calls fail, that it never blocks or alters the request, and that it
+// reports a connection once per class, in a bounded table.
 import { expect, it } from 'vitest';
 import { filterSource, readFilterFiles, type FilterConfig, type Placement } from '../../src/cli/render/lua-source.js';
 import { requireTool } from '../helpers/tools.js';
 import { eventsOf, LUAJIT, reportsOf, runFilter, type HarnessEvent, type RequestScenario } from './driver.js';
 
-function config(placement: Placement, headers = ['end-user', 'x-tier']): FilterConfig {
-  return { placement, cluster: 'wansteer-agent', authority: 'wansteer-agent', path: '/v1/sessions', timeout_ms: 200, headers };
+function config(placement: Placement, headers = ['end-user', 'x-tier'], more: Partial<FilterConfig> = {}): FilterConfig {
+  return { placement, cluster: 'wansteer-agent', authority: 'wansteer-agent', path: '/v1/sessions', timeout_ms: 200, headers, ...more };
+}
+
+/** The same request on another connection: another client port. */
+function onPort(port: number, overrides: Parameters<typeof request>[0] = {}): RequestScenario {
+  return request({ stream_info: { downstreamLocalAddress: '10.1.0.5:8080', downstreamDirectRemoteAddress: `203.0.113.7:${port}` }, ...overrides });
 }
 
 function request(overrides: Partial<RequestScenario> & { extra?: [string, string][] } = {}): RequestScenario {
@@ -60,27 +66,28 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     expectUntouched(events);
   });
 
-  it('reports IPv6 sessions in the [addr]:port form and IPv4-mapped ones as IPv4', async () => {
+  it('reports IPv6 sessions in the [addr]:port form over the IPv6 cluster, and IPv4-mapped ones as IPv4', async () => {
     const events = await runFilter({
-      config: config('sidecar-inbound'),
+      config: config('sidecar-inbound', ['end-user'], { cluster_v6: 'wansteer-agent-v6' }),
       requests: [
         request({ stream_info: { downstreamLocalAddress: '[fd00:10::5]:8080', downstreamDirectRemoteAddress: '[2001:db8::7]:41000' } }),
-        request({ connection: 2, stream_info: { downstreamLocalAddress: '[::FFFF:10.1.0.5]:8080', downstreamDirectRemoteAddress: '[::ffff:203.0.113.7]:41000' } }),
+        request({ stream_info: { downstreamLocalAddress: '[::FFFF:10.1.0.5]:8080', downstreamDirectRemoteAddress: '[::ffff:203.0.113.7]:41000' } }),
       ],
     });
     expect(reportsOf(events)).toMatchObject([
       { direction: 'inbound', local: '[fd00:10::5]:8080', remote: '[2001:db8::7]:41000' },
       { direction: 'inbound', local: '10.1.0.5:8080', remote: '203.0.113.7:41000' },
     ]);
+    expect(eventsOf(events, 'httpCall').map((c) => c.cluster)).toEqual(['wansteer-agent-v6', 'wansteer-agent']);
     expectUntouched(events);
   });
 
-  it('reports outbound sessions as the app socket to the address it dialled', async () => {
+  it('reports outbound sessions as the app socket to the address it dialled, with the route Envoy matched', async () => {
     const events = await runFilter({
       config: config('sidecar-outbound'),
       requests: [
         request({
-          stream_info: { downstreamLocalAddress: '198.51.100.20:443', downstreamDirectRemoteAddress: '10.1.0.5:53122' },
+          stream_info: { downstreamLocalAddress: '198.51.100.20:443', downstreamDirectRemoteAddress: '10.1.0.5:53122', routeName: 'minion' },
           peer_uri_sans: ['spiffe://cluster.local/ns/edge/sa/app'],
         }),
       ],
@@ -92,10 +99,20 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
         protocol: 'tcp',
         local: '10.1.0.5:53122',
         remote: '198.51.100.20:443',
-        request: { authority: 'cloud-service.cloud.svc.cluster.local', path: '/api/v1/orders?id=7', method: 'GET', scheme: 'http', headers: { 'end-user': 'minion' } },
+        request: { authority: 'cloud-service.cloud.svc.cluster.local', path: '/api/v1/orders?id=7', method: 'GET', scheme: 'http', headers: { 'end-user': 'minion' }, routeName: 'minion' },
       },
     ]);
     expectUntouched(events);
+  });
+
+  it('leaves the route out inbound (Istio\'s per-port routes name no rule) and where Envoy matched none', async () => {
+    const events = await runFilter({
+      config: config('sidecar-inbound'),
+      requests: [request({ stream_info: { downstreamLocalAddress: '10.1.0.5:8080', downstreamDirectRemoteAddress: '203.0.113.7:41000', routeName: 'default' } })],
+    });
+    expect(reportsOf(events)[0]).not.toHaveProperty('request.routeName');
+    const gateway = await runFilter({ config: config('gateway'), requests: [request()] });
+    expect(reportsOf(gateway)[0]).not.toHaveProperty('request.routeName');
   });
 
   it('reports a gateway session as inbound, against the directly connected peer, with the mTLS peer namespace', async () => {
@@ -103,13 +120,13 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
       config: config('gateway'),
       requests: [
         request({
-          stream_info: { downstreamLocalAddress: '10.1.0.9:8443', downstreamDirectRemoteAddress: '198.51.100.4:50000', downstreamRemoteAddress: '192.0.2.1:0' },
+          stream_info: { downstreamLocalAddress: '10.1.0.9:8443', downstreamDirectRemoteAddress: '198.51.100.4:50000', downstreamRemoteAddress: '192.0.2.1:0', routeName: 'boss' },
           peer_uri_sans: ['https://example.com/not-spiffe', 'spiffe://cluster.local/ns/shop/sa/frontend'],
         }),
       ],
     });
     expect(reportsOf(events)).toMatchObject([
-      { direction: 'inbound', local: '10.1.0.9:8443', remote: '198.51.100.4:50000', request: { sourceNamespace: 'shop' } },
+      { direction: 'inbound', local: '10.1.0.9:8443', remote: '198.51.100.4:50000', request: { sourceNamespace: 'shop', routeName: 'boss' } },
     ]);
     expectUntouched(events);
   });
@@ -172,7 +189,7 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     const events = await runFilter({
       config: config('sidecar-inbound'),
       clusters: ['some-other-cluster'],
-      requests: [request(), request({ connection: 2, raise: { httpCall: 'upstream connect error' } })],
+      requests: [request(), request({ raise: { httpCall: 'upstream connect error' } })],
     });
     expect(eventsOf(events, 'httpCall')).toEqual([]);
     expect(eventsOf(events, 'log').map((l) => [l.level, l.message])).toEqual([
@@ -182,20 +199,52 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     expectUntouched(events);
   });
 
-  it('reports a connection once, again when the request attributes change, and every request on an Envoy without connection metadata', async () => {
-    const same = [request(), request(), request({ connection: 2 }), request({ extra: [['x-tier', 'gold']] })];
-    const marked = await runFilter({ config: config('sidecar-inbound'), requests: same });
-    expect(eventsOf(marked, 'httpCall').map((c) => c.request)).toEqual([1, 3, 4]);
-    expectUntouched(marked);
+  it('reports a connection once per class: again when its attributes change, and after refresh_s', async () => {
+    const events = await runFilter({
+      config: config('sidecar-inbound'),
+      requests: [
+        request(), // 1: reported
+        request(), // 2: same connection, same class
+        onPort(41001), // 3: another connection
+        request({ extra: [['x-tier', 'gold']] }), // 4: the class changed on connection 1
+        request({ extra: [['x-tier', 'gold']] }), // 5
+        request(), // 6: and changed back
+        request({ at: 59 }), // 7: reported 59 s ago
+        request({ at: 60 }), // 8: 60 s ago: once more, in case the agent missed it or aged the flow out
+        request({ at: 61 }), // 9
+      ],
+    });
+    expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([1, 3, 4, 6, 8]);
+    expectUntouched(events);
+  });
 
-    const older = await runFilter({ config: config('sidecar-inbound'), envoy: { connection_stream_info: false }, requests: same });
-    expect(eventsOf(older, 'httpCall').map((c) => c.request)).toEqual([1, 2, 3, 4]);
-    expectUntouched(older);
+  it('counts only what the rules read as the class: a new path is a new class only when a rule matches on paths', async () => {
+    const paths = ['/a', '/b?x=1', '/c'].map((path) => request({ headers: [[':authority', 'svc'], [':path', path], [':method', 'GET'], ['end-user', 'minion']] }));
+    const headersOnly = await runFilter({ config: config('sidecar-inbound', ['end-user'], { class_fields: [] }), requests: paths });
+    expect(eventsOf(headersOnly, 'httpCall').map((c) => c.request)).toEqual([1]);
+    // The one report carries the request's own path: the agent classifies what was asked.
+    expect(reportsOf(headersOnly)).toMatchObject([{ request: { path: '/a' } }]);
+    const byPath = await runFilter({ config: config('sidecar-inbound', ['end-user'], { class_fields: ['path'] }), requests: paths });
+    expect(eventsOf(byPath, 'httpCall').map((c) => c.request)).toEqual([1, 2, 3]);
+    const methods = await runFilter({
+      config: config('sidecar-inbound', ['end-user'], { class_fields: ['method'] }),
+      requests: [request(), request({ headers: [[':authority', 'cloud-service.cloud.svc.cluster.local'], [':path', '/'], [':method', 'POST'], ['end-user', 'minion']] })],
+    });
+    expect(eventsOf(methods, 'httpCall').map((c) => c.request)).toEqual([1, 2]);
+  });
 
-    const readOnly = await runFilter({ config: config('sidecar-inbound'), envoy: { connection_metadata_writable: false }, requests: same });
-    expect(eventsOf(readOnly, 'httpCall').map((c) => c.request)).toEqual([1, 2, 3, 4]);
-    expect(eventsOf(readOnly, 'log')).toEqual([]);
-    expectUntouched(readOnly);
+  it('remembers a bounded number of connections per worker, keeping those in use', async () => {
+    // Two generations of 2 entries. A, used between newer connections, stays known throughout;
+    // B, not used again, is pushed out by C, D and E, and is reported once more when it comes back.
+    const [a, b, c, d, e] = [41001, 41002, 41003, 41004, 41005].map((port) => onPort(port));
+    const events = await runFilter({ config: config('sidecar-inbound', ['end-user'], { remember_connections: 2 }), requests: [a!, b!, c!, a!, d!, a!, e!, a!, b!] });
+    expect(eventsOf(events, 'httpCall').map((call) => call.request)).toEqual([1, 2, 3, 5, 7, 9]);
+    expectUntouched(events);
+  });
+
+  it('does not remember a report that could not be sent', async () => {
+    const events = await runFilter({ config: config('sidecar-inbound'), requests: [request({ raise: { httpCall: 'overflow' } }), request()] });
+    expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([2]);
   });
 
   it('loads with a broken configuration and says why on each request instead of failing Envoy', async () => {
@@ -216,6 +265,36 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     expect(rendered[0]).toEqual({ event: 'loaded' });
     expect(eventsOf(rendered, 'httpCall')).toEqual(eventsOf(fromFiles, 'httpCall'));
     expectUntouched(rendered);
+  });
+
+  it('refuses what Envoy refuses: a connection metadata set, new fields on a handle, `.` calls, a missing timeout', async () => {
+    const probe = `
+      function envoy_on_request(handle)
+        local out = {}
+        local function check(name, fn)
+          local ok, err = pcall(fn)
+          out[#out + 1] = name .. "=" .. tostring(ok) .. (ok and "" or " " .. tostring(err):gsub("^.-:%d+: ", ""))
+        end
+        local call = { [":method"] = "POST", [":path"] = "/", [":authority"] = "a" }
+        check("userdata", function() assert(type(handle) == "userdata") end)
+        check("set", function() handle:connectionStreamInfo():dynamicMetadata():set("wansteer", "k", "v") end)
+        check("new field", function() handle.kept = true end)
+        check("dot call", function() handle.headers() end)
+        check("no timeout", function() handle:httpCall("wansteer-agent", call, "", nil, true) end)
+        check("async returns nothing", function() assert(select("#", handle:httpCall("wansteer-agent", call, "", 5, true)) == 0) end)
+        check("missing header is no value", function() assert(select("#", handle:headers():get("x-absent")) == 0) end)
+        handle:logInfo(table.concat(out, "; "))
+      end`;
+    const events = await runFilter({ source: probe, clusters: ['wansteer-agent'], requests: [request()] });
+    expect(eventsOf(events, 'log')[0]!.message.split('; ')).toEqual([
+      'userdata=true',
+      "set=false attempt to call method 'set' (a nil value)",
+      "new field=false attempt to index upvalue 'handle' (a userdata value)",
+      expect.stringMatching(/^dot call=false bad argument #1 to 'headers' \(userdata expected, got (no value|nil)\)/),
+      "no timeout=false bad argument #4 to 'httpCall' (number expected, got nil)",
+      'async returns nothing=true',
+      'missing header is no value=true',
+    ]);
   });
 
   it('catches a script that breaks the rules the filter is held to (the harness is not toothless)', async () => {

@@ -1,7 +1,15 @@
 -- A stand-in for Envoy's HTTP Lua filter, for running the real wansteer filter in LuaJIT (the
--- Lua Envoy embeds). It provides the documented stream handle API the filter may use, as
--- Envoy does: the script is loaded once into a Lua state, then envoy_on_request runs as a
+-- Lua Envoy embeds). It provides the stream handle API the filter may use, as Envoy does: the
+-- script is loaded once into a Lua state (one worker's), then envoy_on_request runs as a
 -- coroutine per request with a handle that is only valid during that request.
+--
+-- It is held to Envoy (source/extensions/filters/http/lua/ wrappers.h and lua_filter.cc, and
+-- test/envoy/contract.test.ts, which runs one table of cases through this and a real Envoy):
+-- handles are userdata whose methods must be called with `:` and which take no new fields;
+-- the connection's dynamic metadata has get and __pairs but no set; headers:get() of a missing
+-- header returns nothing; httpCall checks its arguments in Envoy's order with Envoy's messages
+-- (the positional timeout through luaL_checkint, so it is required), and an asynchronous call
+-- returns nothing at all.
 --
 --   luajit harness.lua SCENARIO.lua
 --
@@ -9,10 +17,10 @@
 --   script | source   the filter file to load, or its text (a rendered default_source_code)
 --   package_path      where require() looks; "" proves a rendered source needs no files
 --   clusters          cluster names httpCall accepts (Envoy rejects calls to unknown clusters)
---   envoy             { connection_stream_info = bool, connection_metadata_writable = bool }
---   requests          list of { connection = id, headers = { {name, value}, ... },
---                     stream_info = { downstreamLocalAddress = "...", ... }, peer_uri_sans = {...},
---                     raise = { method name = error message } }
+--   requests          list of { headers = { {name, value}, ... }, at = seconds (os.time() during
+--                     the request, relative to the run's start; default: the previous request's),
+--                     stream_info = { downstreamLocalAddress = "...", routeName = "...", ... },
+--                     peer_uri_sans = {...}, raise = { method name = error message } }
 --
 -- Everything the script does through a handle is written to stdout, one JSON object a line.
 
@@ -69,11 +77,17 @@ end
 -- Objects with methods, like Envoy's userdata wrappers -----------------------------------------
 
 -- Every method checks that the request it belongs to is still running: Envoy fails a script
--- that keeps a handle (or anything obtained from it) beyond its coroutine.
+-- that keeps a handle (or anything obtained from it) beyond its coroutine. Like Envoy's, the
+-- object is a userdata: a field that is no method reads as nil, assigning one is an error, and
+-- a method called with `.` instead of `:` fails Envoy's luaL_checkudata on its first argument.
 local function object(request, methods)
+  local proxy = newproxy(true)
   local wrapped = {}
   for name, fn in pairs(methods) do
     wrapped[name] = function(self, ...)
+      if self ~= proxy then
+        error("bad argument #1 to '" .. name .. "' (userdata expected, got " .. type(self) .. ")", 2)
+      end
       if request.ended then
         emit({ event = "stale-handle", request = request.index, method = name })
         error("object used outside of proper coroutine", 2)
@@ -85,7 +99,8 @@ local function object(request, methods)
       return fn(...)
     end
   end
-  return setmetatable({}, { __index = wrapped })
+  getmetatable(proxy).__index = wrapped
+  return proxy
 end
 
 local function lower(name)
@@ -106,11 +121,11 @@ local function header_map(request, entries)
   local function mutated(op, key, value)
     emit({ event = "header-mutation", request = request.index, op = op, key = key, value = value })
   end
-  -- Several values of one header come back joined with ",".
+  -- Several values of one header come back joined with ","; a missing one is no value at all.
   function methods.get(key)
     local found = values(key)
     if #found == 0 then
-      return nil
+      return
     end
     return table.concat(found, ",")
   end
@@ -140,20 +155,21 @@ local function header_map(request, entries)
   return object(request, methods)
 end
 
+-- A stream's dynamic metadata can be written; a connection's, from Lua, only read (Envoy's
+-- ConnectionDynamicMetadataMapWrapper exports get and __pairs, no set).
 local function metadata_map(request, store, writable)
-  return object(request, {
+  local methods = {
     get = function(namespace)
       return store[namespace]
     end,
-    set = function(namespace, key, value)
-      if not writable then
-        error("dynamic metadata is read-only here")
-      end
+  }
+  if writable then
+    methods.set = function(namespace, key, value)
       store[namespace] = store[namespace] or {}
       store[namespace][key] = value
-      emit({ event = "metadata-set", request = request.index, namespace = namespace, key = key })
-    end,
-  })
+    end
+  end
+  return object(request, methods)
 end
 
 local STREAM_INFO_ADDRESSES = {
@@ -163,7 +179,7 @@ local STREAM_INFO_ADDRESSES = {
   "downstreamDirectRemoteAddress",
 }
 
-local function stream_info(request, fields, metadata)
+local function stream_info(request, fields, metadata, ssl)
   local methods = {
     protocol = function()
       return fields.protocol or "HTTP/1.1"
@@ -176,6 +192,9 @@ local function stream_info(request, fields, metadata)
     end,
     routeName = function()
       return fields.routeName or ""
+    end,
+    downstreamSslConnection = function()
+      return ssl
     end,
   }
   for _, name in ipairs(STREAM_INFO_ADDRESSES) do
@@ -193,21 +212,45 @@ for _, name in ipairs(scenario.clusters or {}) do
   known_clusters[name] = true
 end
 
+-- luaL_checkint: a number, or a string that reads as one, truncated to an integer. Envoy 1.39's
+-- messages count arguments after the handle and name the method (contract.test.ts).
+local function check_int(value, position)
+  local n = tonumber(value)
+  if type(value) ~= "number" and not (type(value) == "string" and n ~= nil) then
+    error("bad argument #" .. position .. " to 'httpCall' (number expected, got " .. type(value) .. ")", 0)
+  end
+  return n >= 0 and math.floor(n) or math.ceil(n)
+end
+
 local function http_call(request, cluster, headers, body, timeout_or_options, asynchronous)
-  local form, timeout_ms = "positional", timeout_or_options
+  local form, timeout_ms = "positional", nil
   if type(timeout_or_options) == "table" then
     form = "options"
-    timeout_ms = timeout_or_options.timeout_ms
+    timeout_ms = timeout_or_options.timeout_ms and check_int(timeout_or_options.timeout_ms, 4) or 0
     asynchronous = timeout_or_options.asynchronous
+  elseif asynchronous ~= nil and type(asynchronous) ~= "boolean" then
+    error("http call asynchronous flag must be 'true', 'false', or empty", 0)
+  end
+  if type(cluster) ~= "string" and type(cluster) ~= "number" then
+    error("bad argument #1 to 'httpCall' (string expected, got " .. type(cluster) .. ")", 0)
+  end
+  if type(headers) ~= "table" then
+    error("bad argument #2 to 'httpCall' (table expected, got " .. type(headers) .. ")", 0)
+  end
+  if body ~= nil and type(body) ~= "string" and type(body) ~= "number" then
+    error("bad argument #3 to 'httpCall' (string expected, got " .. type(body) .. ")", 0)
+  end
+  if form == "positional" then
+    timeout_ms = check_int(timeout_or_options, 4)
+  end
+  if timeout_ms < 0 then
+    error("http call timeout must be >= 0", 0)
   end
   if not known_clusters[cluster] then
-    error("http call cluster invalid. Must be configured")
+    error("http call cluster invalid. Must be configured", 0)
   end
-  if type(headers) ~= "table" or headers[":method"] == nil or headers[":path"] == nil or headers[":authority"] == nil then
-    error("http call headers must include ':path', ':method', and ':authority'")
-  end
-  if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
-    error("http call timeout must be >= 0")
+  if headers[":method"] == nil or headers[":path"] == nil or headers[":authority"] == nil then
+    error("http call headers must include ':path', ':method', and ':authority'", 0)
   end
   local copied = {}
   for key, value in pairs(headers) do
@@ -224,8 +267,8 @@ local function http_call(request, cluster, headers, body, timeout_or_options, as
     asynchronous = asynchronous == true,
   })
   if asynchronous == true then
-    -- Envoy sends the request and returns at once; the answer (or its absence) is never seen.
-    return nil, nil
+    -- Envoy sends the request and returns at once, with no value: the answer is never seen.
+    return
   end
   -- A synchronous call suspends the script (and the request) until the answer comes.
   return coroutine.yield("httpCall")
@@ -233,18 +276,9 @@ end
 
 -- The request handle -----------------------------------------------------------------------------
 
-local connections = {}
-local envoy = scenario.envoy or {}
-
 local function request_handle(request)
-  local connection = connections[request.connection or 1]
-  if connection == nil then
-    connection = { metadata = {} }
-    connections[request.connection or 1] = connection
-  end
   local headers = header_map(request, request.headers)
   local stream_metadata = metadata_map(request, {}, true)
-  local info = stream_info(request, request.stream_info or {}, stream_metadata)
   local ssl = nil
   if request.peer_uri_sans then
     ssl = object(request, {
@@ -256,6 +290,9 @@ local function request_handle(request)
       end,
     })
   end
+  local info = stream_info(request, request.stream_info or {}, stream_metadata, ssl)
+  -- Nothing a connection carries is kept here: the filter may only read it.
+  local connection_metadata = metadata_map(request, {}, false)
   local methods = {
     headers = function()
       return headers
@@ -288,15 +325,12 @@ local function request_handle(request)
       emit({ event = "log", request = request.index, level = level, message = message })
     end
   end
-  if envoy.connection_stream_info ~= false then
-    local connection_metadata = metadata_map(request, connection.metadata, envoy.connection_metadata_writable ~= false)
-    methods.connectionStreamInfo = function()
-      return object(request, {
-        dynamicMetadata = function()
-          return connection_metadata
-        end,
-      })
-    end
+  methods.connectionStreamInfo = function()
+    return object(request, {
+      dynamicMetadata = function()
+        return connection_metadata
+      end,
+    })
   end
   return object(request, methods)
 end
@@ -305,6 +339,12 @@ end
 
 package.path = scenario.package_path or ""
 package.cpath = ""
+
+-- os.time() as the requests say (`at`), so a test can let time pass between two of them.
+local START, now = 1000000, 0
+os.time = function()
+  return START + now
+end
 
 local globals_before = {}
 for name in pairs(_G) do
@@ -339,6 +379,7 @@ for index, request in ipairs(scenario.requests or {}) do
     entry[1] = lower(entry[1])
     before[i] = { entry[1], entry[2] }
   end
+  now = request.at or now
   local handle = request_handle(request)
   local co = coroutine.create(envoy_on_request)
   local suspended = { __array = true }

@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { describe, it, type TestFunction } from 'vitest';
+import { ENVOY_VERSION, envoyBinary } from '../../src/lab/envoy.js';
 
 export interface RequiredTool {
   /** Why the tool cannot run here (with what to do about it), or undefined. */
@@ -48,4 +49,13 @@ function toolMissing(tool: string, path: string | undefined): string | undefined
   } catch {
     return `${tool} missing${path ? ` (no ${path})` : ''}: run scripts/setup.sh`;
   }
+}
+
+/**
+ * The real Envoy (scripts/setup-envoy.sh installs the pinned version in the cache; WANSTEER_ENVOY
+ * points at another): its tests skip without it locally and fail under CI.
+ */
+export function requireEnvoy(): RequiredTool & { readonly path: string; readonly version: string } {
+  const path = envoyBinary();
+  return { ...requireTool(`envoy ${process.env.WANSTEER_ENVOY ? '(WANSTEER_ENVOY)' : ENVOY_VERSION}`, path), path, version: ENVOY_VERSION };
 }

@@ -40,6 +40,19 @@ describe('sessions', () => {
     expect(engine.latency.count).toBe(2);
   });
 
+  it('takes the route the proxy matched when the report names it, and matches itself when the name is unknown', () => {
+    // Proves routeName (outbound and gateway proxies): the attributes say boss, Envoy matched minion
+    // (say the header was rewritten after routing); an Istio-internal route name falls back to matching.
+    const dp = memoryDatapath();
+    const engine = startedEngine(dp, state.dir);
+    const named = (sport: number, routeName: string) => {
+      const r = report(`10.0.0.5:${sport}`, '198.51.100.9:443', { 'x-user': 'boss' });
+      return { ...r, request: { ...r.request, routeName } };
+    };
+    const out = engine.reportSessions([named(40000, 'minion'), named(40001, 'default'), named(40002, 'boss')], '10.0.0.5');
+    expect(status(out)).toEqual(['steered:minion-to-lte', 'steered:boss-to-fibre', 'steered:boss-to-fibre']);
+  });
+
   it('answers unmatched with the reason for each way a session can miss', () => {
     // Proves no-virtual-service, no-route, no-policy and no-usable-link, and that none writes a flow.
     const dp = memoryDatapath();

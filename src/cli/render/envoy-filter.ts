@@ -3,17 +3,23 @@
  *
  *  - the session reporter: an EnvoyFilter inserting the Lua filter before the router at one
  *    placement (SIDECAR_INBOUND, SIDECAR_OUTBOUND or GATEWAY);
- *  - the agent cluster the filter's httpCall goes to, and (in cluster) the Service behind it;
- *  - mark mode: for each class, an IP_TOS socket option on its upstream cluster.
+ *  - the agent clusters the filter's httpCall goes to (one per address family), and (in
+ *    cluster) the dual-stack, node-local Service behind them;
+ *  - mark mode: for each class, the DSCP as a socket option on its upstream cluster (IP_TOS on
+ *    IPv4 sockets, IPV6_TCLASS on IPv6 ones).
  *
- * Istio applies an EnvoyFilter in its root namespace (istio-system) to every workload.
- * docs/envoy.md explains each choice.
+ * Every EnvoyFilter carries the same scope: a namespace and, unless told otherwise, a workload
+ * selector, so only the edge workloads that opted in report sessions (in Istio's root namespace,
+ * istio-system, a selector picks labelled workloads of every namespace). docs/envoy.md explains
+ * each choice.
  */
-import type { FilterConfig, Placement } from './lua-source.js';
+import type { ClassField, FilterConfig, Placement } from './lua-source.js';
 import type { MarkClass } from './mark-classes.js';
 
 export const LUA_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua';
 export const AGENT_CLUSTER = 'wansteer-agent';
+/** The same agent reached over IPv6: an IPv6 session is reported from the pod's IPv6 address. */
+export const AGENT_CLUSTER_V6 = 'wansteer-agent-v6';
 export const INTAKE_PATH = '/v1/sessions';
 export const DEFAULT_AGENT_PORT = 9090;
 export const DEFAULT_AGENT_NAMESPACE = 'wansteer-system';
@@ -34,70 +40,120 @@ const PATCH_CONTEXT: Record<Placement, string> = {
  */
 const CLUSTER_CONTEXTS = ['SIDECAR_OUTBOUND', 'GATEWAY'] as const;
 
-/** IPPROTO_IP / IP_TOS on Linux. */
+/** The label a workload carries to report sessions, unless --selector says another. */
+export const DEFAULT_SELECTOR: Readonly<Record<string, string>> = { 'wansteer.io/steer': 'true' };
+
+/** Linux socket option numbers: IPPROTO_IP / IP_TOS, IP_BIND_ADDRESS_NO_PORT; IPPROTO_IPV6 / IPV6_TCLASS. */
 const SOL_IP = 0;
 const IP_TOS = 1;
+const IP_BIND_ADDRESS_NO_PORT = 24;
+const SOL_IPV6 = 41;
+const IPV6_TCLASS = 67;
 
 export type KubeObject = Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace: string; labels?: Record<string, string> } };
 
-export interface AgentEndpoint {
-  /** An IP literal (a STATIC cluster) or a DNS name (STRICT_DNS). */
-  readonly host: string;
-  readonly port: number;
+/** Which workloads the EnvoyFilters apply to. */
+export interface Scope {
+  readonly namespace: string;
+  /** Pod labels a workload must carry; undefined: every workload the namespace reaches. */
+  readonly selector?: Readonly<Record<string, string>>;
 }
 
-export function sessionReporter(placement: Placement, namespace: string, luaSource: string): KubeObject {
+function envoyFilter(name: string, scope: Scope, configPatches: unknown[]): KubeObject {
   return {
     apiVersion: 'networking.istio.io/v1alpha3',
     kind: 'EnvoyFilter',
-    metadata: { name: `wansteer-session-report-${placement}`, namespace, labels: { ...PART_OF } },
+    metadata: { name, namespace: scope.namespace, labels: { ...PART_OF } },
     spec: {
-      configPatches: [
-        {
-          applyTo: 'HTTP_FILTER',
-          match: {
-            context: PATCH_CONTEXT[placement],
-            listener: {
-              filterChain: {
-                filter: { name: 'envoy.filters.network.http_connection_manager', subFilter: { name: 'envoy.filters.http.router' } },
-              },
-            },
-          },
-          patch: {
-            // Last before the router: after Istio's authn/authz filters, so refused requests are never reported.
-            operation: 'INSERT_BEFORE',
-            value: {
-              name: 'wansteer.session_report',
-              typed_config: { '@type': LUA_FILTER_TYPE, default_source_code: { inline_string: luaSource } },
-            },
+      ...(scope.selector !== undefined ? { workloadSelector: { labels: { ...scope.selector } } } : {}),
+      configPatches,
+    },
+  };
+}
+
+export function sessionReporter(placement: Placement, scope: Scope, luaSource: string): KubeObject {
+  return envoyFilter(`wansteer-session-report-${placement}`, scope, [
+    {
+      applyTo: 'HTTP_FILTER',
+      match: {
+        context: PATCH_CONTEXT[placement],
+        listener: {
+          filterChain: {
+            filter: { name: 'envoy.filters.network.http_connection_manager', subFilter: { name: 'envoy.filters.http.router' } },
           },
         },
-      ],
+      },
+      patch: {
+        // Last before the router: after Istio's authn/authz filters, so refused requests are never reported.
+        operation: 'INSERT_BEFORE',
+        value: {
+          name: 'wansteer.session_report',
+          typed_config: { '@type': LUA_FILTER_TYPE, default_source_code: { inline_string: luaSource } },
+        },
+      },
     },
+  ]);
+}
+
+/**
+ * Where the agent is: a DNS name (the node-local Service, or the user's), reached over both
+ * families, or IP literals, at most one per family.
+ */
+export type AgentHosts = { readonly name: string } | { readonly v4?: string; readonly v6?: string };
+
+/** The Envoy clusters for the agent, and which one the filter reports each family's sessions to. */
+export interface AgentClusters {
+  readonly clusters: readonly Record<string, unknown>[];
+  readonly v4: string;
+  readonly v6: string;
+}
+
+/**
+ * A report must come from the session's own address (the agent's spoof check), so an IPv6
+ * session is reported over IPv6 and an IPv4 one over IPv4: a DNS name gets one cluster per
+ * family (V4_ONLY, V6_ONLY); literals one STATIC cluster each. With a single literal, both
+ * families report through it.
+ */
+export function agentClusters(hosts: AgentHosts, port: number): AgentClusters {
+  if ('name' in hosts) {
+    return {
+      clusters: [dnsCluster(AGENT_CLUSTER, hosts.name, port, 'V4_ONLY'), dnsCluster(AGENT_CLUSTER_V6, hosts.name, port, 'V6_ONLY')],
+      v4: AGENT_CLUSTER,
+      v6: AGENT_CLUSTER_V6,
+    };
+  }
+  if (hosts.v4 !== undefined && hosts.v6 !== undefined) {
+    return { clusters: [staticCluster(AGENT_CLUSTER, hosts.v4, port), staticCluster(AGENT_CLUSTER_V6, hosts.v6, port)], v4: AGENT_CLUSTER, v6: AGENT_CLUSTER_V6 };
+  }
+  const only = hosts.v4 ?? hosts.v6;
+  if (only === undefined) throw new Error('agentClusters: no agent host');
+  return { clusters: [staticCluster(AGENT_CLUSTER, only, port)], v4: AGENT_CLUSTER, v6: AGENT_CLUSTER };
+}
+
+function dnsCluster(name: string, host: string, port: number, family: 'V4_ONLY' | 'V6_ONLY'): Record<string, unknown> {
+  return { ...clusterBase(name, host, port), type: 'STRICT_DNS', dns_lookup_family: family };
+}
+
+function staticCluster(name: string, address: string, port: number): Record<string, unknown> {
+  return { ...clusterBase(name, address.replace(/^\[|\]$/g, ''), port), type: 'STATIC' };
+}
+
+function clusterBase(name: string, address: string, port: number): Record<string, unknown> {
+  return {
+    name,
+    connect_timeout: '0.25s',
+    lb_policy: 'ROUND_ROBIN',
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address, port_value: port } } } }] }] },
   };
 }
 
-/** The cluster the report httpCall reaches the node's agent through. */
-export function agentCluster(agent: AgentEndpoint, namespace: string): KubeObject {
-  const literal = isIpLiteral(agent.host);
-  const cluster = {
-    name: AGENT_CLUSTER,
-    type: literal ? 'STATIC' : 'STRICT_DNS',
-    connect_timeout: '0.25s',
-    lb_policy: 'ROUND_ROBIN',
-    load_assignment: {
-      cluster_name: AGENT_CLUSTER,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: agent.host.replace(/^\[|\]$/g, ''), port_value: agent.port } } } }] }],
-    },
-  };
-  return {
-    apiVersion: 'networking.istio.io/v1alpha3',
-    kind: 'EnvoyFilter',
-    metadata: { name: 'wansteer-agent-cluster', namespace, labels: { ...PART_OF } },
-    spec: {
-      configPatches: CLUSTER_CONTEXTS.map((context) => ({ applyTo: 'CLUSTER', match: { context }, patch: { operation: 'ADD', value: cluster } })),
-    },
-  };
+/** The clusters the report httpCall reaches the node's agent through. */
+export function agentClusterFilter(clusters: readonly Record<string, unknown>[], scope: Scope): KubeObject {
+  return envoyFilter(
+    'wansteer-agent-cluster',
+    scope,
+    clusters.flatMap((cluster) => CLUSTER_CONTEXTS.map((context) => ({ applyTo: 'CLUSTER', match: { context }, patch: { operation: 'ADD', value: cluster } }))),
+  );
 }
 
 /**
@@ -113,53 +169,61 @@ export function agentService(port: number): KubeObject {
     spec: {
       selector: { ...AGENT_POD_LABELS },
       internalTrafficPolicy: 'Local',
+      // An address of each family where the cluster has both: IPv6 sessions are reported over IPv6.
+      ipFamilyPolicy: 'PreferDualStack',
       ports: [{ name: 'http-intake', port, targetPort: port, protocol: 'TCP' }],
     },
   };
 }
 
-/** Mark mode: each class's upstream sockets carry the class's DSCP in IP_TOS. */
-export function markClassFilter(classes: readonly MarkClass[], namespace: string): KubeObject {
+/**
+ * Mark mode: each class's upstream sockets carry the class's DSCP. Envoy applies a bind
+ * config's socket options to every upstream socket whatever its family, and IPV6_TCLASS on an
+ * IPv4 socket fails the connection; so the IPv4 options sit on the bind config and the IPv6 ones
+ * on an extra source address `::`, which Envoy uses (with its own options, instead) for IPv6
+ * upstreams. The wildcard addresses with port 0 bind nothing the kernel would not pick anyway;
+ * IP_BIND_ADDRESS_NO_PORT keeps the port choice at connect(), so the bind costs no ephemeral ports.
+ */
+export function markClassFilter(classes: readonly MarkClass[], scope: Scope): KubeObject {
   const configPatches = classes.flatMap((c) =>
     CLUSTER_CONTEXTS.map((context) => ({
       applyTo: 'CLUSTER',
       match: { context, cluster: { service: c.host, subset: c.subset, ...(c.port !== undefined ? { portNumber: c.port } : {}) } },
-      patch: {
-        operation: 'MERGE',
-        value: {
-          upstream_bind_config: {
-            socket_options: [
-              {
-                description: `wansteer mark class ${c.policy} (DSCP ${c.dscp})`,
-                level: SOL_IP,
-                name: IP_TOS,
-                // DSCP is the TOS byte's upper six bits; the ECN bits stay 0 for the kernel to set.
-                int_value: c.dscp << 2,
-                state: 'STATE_PREBIND',
-              },
-            ],
-          },
-        },
-      },
+      patch: { operation: 'MERGE', value: { upstream_bind_config: markBindConfig(c) } },
     })),
   );
+  return envoyFilter('wansteer-mark-classes', scope, configPatches);
+}
+
+function markBindConfig(c: MarkClass): Record<string, unknown> {
+  // DSCP is the TOS / traffic class byte's upper six bits; the ECN bits stay 0 for the kernel to set.
+  const tos = c.dscp << 2;
+  const what = `wansteer mark class ${c.policy} (DSCP ${c.dscp})`;
+  const option = (description: string, level: number, name: number, value: number) => ({ description, level, name, int_value: value, state: 'STATE_PREBIND' });
+  const noPort = option('bind without reserving a port', SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1);
   return {
-    apiVersion: 'networking.istio.io/v1alpha3',
-    kind: 'EnvoyFilter',
-    metadata: { name: 'wansteer-mark-classes', namespace, labels: { ...PART_OF } },
-    spec: { configPatches },
+    source_address: { address: '0.0.0.0', port_value: 0 },
+    socket_options: [option(`${what}: IP_TOS`, SOL_IP, IP_TOS, tos), noPort],
+    extra_source_addresses: [
+      {
+        address: { address: '::', port_value: 0 },
+        socket_options: { socket_options: [option(`${what}: IPV6_TCLASS`, SOL_IPV6, IPV6_TCLASS, tos), noPort] },
+      },
+    ],
   };
 }
 
 export interface EnvoyFilterInput {
   readonly placement: Placement;
-  /** Where the EnvoyFilters live; the root namespace (istio-system) means every workload. */
-  readonly namespace: string;
+  /** Where the EnvoyFilters live and which workloads they select. */
+  readonly scope: Scope;
   /** Where the agent listens; absent: the node-local Service, which is rendered too. */
-  readonly agentHost?: string;
+  readonly agentHosts?: AgentHosts;
   readonly agentPort: number;
   readonly timeoutMs: number;
   readonly headers: readonly string[];
+  /** Which of path, method and scheme the rules read (header-allow-list.ts classFields). */
+  readonly classFields: readonly ClassField[];
   readonly markClasses: readonly MarkClass[];
   /** Builds the Lua source for a filter configuration (lua-source.ts filterSource). */
   readonly luaSource: (config: FilterConfig) => string;
@@ -167,22 +231,20 @@ export interface EnvoyFilterInput {
 
 /** Everything for one placement, in apply order. */
 export function envoyFilterObjects(input: EnvoyFilterInput): KubeObject[] {
-  const agent: AgentEndpoint = { host: input.agentHost ?? DEFAULT_AGENT_HOST, port: input.agentPort };
+  const agent = agentClusters(input.agentHosts ?? { name: DEFAULT_AGENT_HOST }, input.agentPort);
   const config: FilterConfig = {
     placement: input.placement,
-    cluster: AGENT_CLUSTER,
+    cluster: agent.v4,
+    cluster_v6: agent.v6,
     authority: AGENT_CLUSTER,
     path: INTAKE_PATH,
     timeout_ms: input.timeoutMs,
     headers: input.headers,
+    class_fields: input.classFields,
   };
   const objects: KubeObject[] = [];
-  if (input.agentHost === undefined) objects.push(agentService(input.agentPort));
-  objects.push(agentCluster(agent, input.namespace), sessionReporter(input.placement, input.namespace, input.luaSource(config)));
-  if (input.markClasses.length > 0) objects.push(markClassFilter(input.markClasses, input.namespace));
+  if (input.agentHosts === undefined) objects.push(agentService(input.agentPort));
+  objects.push(agentClusterFilter(agent.clusters, input.scope), sessionReporter(input.placement, input.scope, input.luaSource(config)));
+  if (input.markClasses.length > 0) objects.push(markClassFilter(input.markClasses, input.scope));
   return objects;
-}
-
-function isIpLiteral(host: string): boolean {
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || /^\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?$/.test(host);
 }

@@ -9,13 +9,15 @@ import { readFile } from 'node:fs/promises';
 import { fromRoot } from '../../config/paths.js';
 
 export type Placement = 'sidecar-inbound' | 'sidecar-outbound' | 'gateway';
+export type ClassField = 'path' | 'method' | 'scheme';
 export const PLACEMENTS: readonly Placement[] = ['sidecar-inbound', 'sidecar-outbound', 'gateway'];
 
 /** What `require("wansteer.config")` returns inside the filter. */
 export interface FilterConfig {
   readonly placement: Placement;
-  /** The Envoy cluster the report httpCall goes to. */
+  /** The Envoy cluster the report httpCall goes to (for IPv6 sessions: cluster_v6, when set). */
   readonly cluster: string;
+  readonly cluster_v6?: string;
   /** `:authority` of the report call. */
   readonly authority: string;
   /** The agent's intake path. */
@@ -23,6 +25,16 @@ export interface FilterConfig {
   readonly timeout_ms: number;
   /** Lower-case header names the route rules match on; only these are reported. */
   readonly headers: readonly string[];
+  /**
+   * Which of path, method and scheme the route rules read: only those (with the authority, the
+   * headers, the peer namespace and the route) tell one request's class from another's, so a
+   * connection is reported again only when they change. Absent: all of them.
+   */
+  readonly class_fields?: readonly ClassField[];
+  /** A connection is reported again after this many seconds (default 60): see report.lua. */
+  readonly refresh_s?: number;
+  /** Connections remembered per Envoy worker, per generation (default 4096). */
+  readonly remember_connections?: number;
 }
 
 export interface FilterFiles {
