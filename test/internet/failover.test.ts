@@ -81,6 +81,8 @@ describePrivileged('internet links: failover resets bound connections, clients r
         const bound = rig.lab.conntrack(rig.lab.edge).filter((l) => /mark=33554432\b/.test(l) && l.includes('dport=8000'));
         expect(bound, JSON.stringify(loop.events)).toEqual([]);
         await until('the agent\'s log line', () => /internet link wan1 is down: its connections were reset/.test(rig.log), 5000);
+        const metrics = rig.call('GET', '/metrics').body as string;
+        expect(Number(/^wansteer_connection_resets_total\{link="wan1"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
       }, 30_000);
     }
   }
