@@ -64,7 +64,8 @@ export function monotonicNs(): bigint {
   return process.hrtime.bigint();
 }
 
-const FLOW_CHUNK = 65_536;
+/** Flow entries per batched syscall (upsertFlows) and per chunk of a table walk. */
+export const FLOW_CHUNK = 65_536;
 
 /** One family's share of a batch: packed keys and values, `count` of them filled. */
 interface FlowChunk {
