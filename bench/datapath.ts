@@ -24,7 +24,7 @@ import { type Case, type Mode, figures, measure } from './per-packet.js';
 import { ipv4Udp, ipv6Tcp } from './packets.js';
 
 const ROUNDS: Record<Mode, number> = { repeat: 21, fresh: 25 };
-const WRITE_ROUNDS = 5;
+const WRITE_ROUNDS = 7;
 const MAX_RATIO = 1.5;
 const DSCP = 46;
 
