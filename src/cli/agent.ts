@@ -24,7 +24,7 @@ import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import {
   Datapath, DatapathError, internetLayout, InternetLinkError, InternetRouting, MemoryDatapath, MemoryInternetRouting, openCarrierReader,
-  type DatapathPort, type InternetRoutingPort,
+  type DatapathPort, type InternetLayout, type InternetRoutingPort,
 } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
@@ -130,11 +130,11 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
   };
   try {
     // A link that cannot be set up stops the start before anything is installed.
-    const layout = config.datapath.dryRun ? null : internetLayout(config);
-    if (layout) InternetRouting.check(layout);
+    const layout = internetLayout(config.links, config.internet);
+    if (layout && !config.datapath.dryRun) InternetRouting.check(layout);
     const datapath = openDatapath(config, logger);
     closers.push(() => datapath.close());
-    const routing = openInternetRouting(config, logger);
+    const routing = openInternetRouting(config, layout, logger);
     if (routing) closers.push(() => routing.close());
 
     const ruleSet = new RuleSet();
@@ -258,8 +258,7 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
  * Internet links' routing tables, rules and nftables table (null: no internet link). Checked
  * before anything is written; in force until `wansteer cleanup`, like the pinned datapath.
  */
-function openInternetRouting(config: AgentConfig, logger: Logger): InternetRoutingPort | null {
-  const layout = internetLayout(config);
+function openInternetRouting(config: AgentConfig, layout: InternetLayout | null, logger: Logger): InternetRoutingPort | null {
   if (!layout) return null;
   if (config.datapath.dryRun) return new MemoryInternetRouting();
   return InternetRouting.install(layout, { log: logger.child({ part: 'internet' }) });
