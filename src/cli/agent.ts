@@ -32,7 +32,7 @@ import { RuleSet } from '../routes/rule-set.js';
 import { RouteTableFeed } from '../routes/table-feed.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { Engine } from '../steering/engine.js';
-import { SourceStates } from '../steering/source-states.js';
+import { SourceStates, type RefusedObject, type SourceProblem } from '../steering/source-states.js';
 import { fromCluster, keepClusterSnapshot, NOTHING_RESTORED, restoreClusterSnapshot, SNAPSHOT_SOURCE, type RuleSource } from './cluster-state.js';
 import type { CliIo } from './explain.js';
 
@@ -139,6 +139,9 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     closers.push(() => routeFeed.stop());
     // Until the cluster answers: what this node last saw of it, if anything.
     const sourceStates = new SourceStates();
+    if (rules.problem) sourceStates.watchProblem('routes', rules.problem);
+    if (store.problem) sourceStates.watchProblem('policies', store.problem);
+    if (store.refused) sourceStates.watchRefused(store.refused);
     const restored = fromCluster(config) ? await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger) : NOTHING_RESTORED;
     if (restored.routes) sourceStates.set('routes', 'snapshot');
     if (restored.policies) sourceStates.set('policies', 'snapshot');
@@ -252,15 +255,19 @@ async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Lo
   const { VirtualServiceInformer } = await import('../k8s/virtual-service-informer.js');
   const informer = VirtualServiceInformer.fromKubeConfig(await kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
   informer.start();
-  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects() };
+  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects(), problem: () => informer.problem() };
 }
 
-async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {
+/** The store; a cluster one also says why it cannot list (problem) and what it leaves out (refused). */
+type AgentPolicyStore = PolicyStore & { problem?: () => SourceProblem | undefined; refused?: () => RefusedObject[] };
+
+async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<AgentPolicyStore> {
   const links = config.links.map((l) => l.name);
   const log = logger.child({ part: 'policies' });
   if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, logger: log });
   const { createClusterPolicyStore } = await import('../k8s/wan-policy-store.js');
-  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, logger: log });
+  const store = createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, logger: log, nodeName: config.nodeName });
+  return Object.assign(store, { problem: () => store.problem(), refused: () => store.refused() });
 }
 
 let kube: KubeConfig | undefined;

@@ -24,9 +24,11 @@ import { registerPassReasons } from './pass-reasons.js';
 import { registerPolicyFlows, type PolicyFlowsOptions } from './policy-flows.js';
 import { registerPolicySessions } from './policy-sessions.js';
 import { registerPolicyTraffic } from './policy-traffic.js';
+import { registerRefusedPolicies } from './refused-policies.js';
 import { registerReportLatency } from './report-latency.js';
 import { ScrapeCache } from './scrape-cache.js';
 import { registerSessions } from './sessions.js';
+import { registerSourceFailure } from './source-failure.js';
 import { registerSourceState } from './source-state.js';
 import { registerWriteErrors } from './write-errors.js';
 
@@ -60,6 +62,10 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerWriteErrors(registry, engine);
   registerPassReasons(registry, scrape);
   if (sources.ageing) registerFlowsAged(registry, sources.ageing);
-  if (sources.sources) registerSourceState(registry, sources.sources);
+  if (sources.sources) {
+    registerSourceState(registry, sources.sources);
+    registerSourceFailure(registry, sources.sources);
+    registerRefusedPolicies(registry, sources.sources);
+  }
   return registry;
 }
