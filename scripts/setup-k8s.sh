@@ -3,6 +3,7 @@
 # modules, and Istio's CRDs from istio.io/api, into a cache outside the repository:
 #   /var/cache/wansteer/k8s/<version>/bin/{kube-apiserver,etcd}
 #   /var/cache/wansteer/istio/api-<version>/crds.yaml
+#   /var/cache/wansteer/istio/<version>/bin/pilot-discovery   (with --istiod)
 # Go's module and build caches live under /var/cache/wansteer/go, so a rerun (or a version bump
 # that shares most dependencies) is quick. Idempotent: a present binary is not rebuilt.
 # Called by scripts/setup.sh; WANSTEER_SKIP_K8S=1 skips it (the real-server tests then skip, or
@@ -73,6 +74,24 @@ if [ ! -f "$istio_dir/crds.yaml" ]; then
   [ -f "$crds" ] || die "istio.io/api@$ISTIO_API_VERSION has no kubernetes/customresourcedefinitions.gen.yaml"
   mkdir -p "$istio_dir"
   cp "$crds" "$istio_dir/crds.yaml.tmp" && mv "$istio_dir/crds.yaml.tmp" "$istio_dir/crds.yaml"
+fi
+
+# --- istiod (pilot-discovery), on request ------------------------------------------------------
+# For the tests that give the rendered EnvoyFilters to istiod. istio.io/istio needs no
+# replacements: a throwaway module that requires it builds its command.
+if [ "${1:-}" = --istiod ]; then
+  istiod_bin="$CACHE/istio/$ISTIO_VERSION/bin"
+  if [ ! -x "$istiod_bin/pilot-discovery" ]; then
+    started=$(date +%s)
+    build="$CACHE/istio/$ISTIO_VERSION/build"
+    mkdir -p "$build" "$istiod_bin"
+    say "building pilot-discovery ($ISTIO_VERSION) into $istiod_bin (a first build takes a while)"
+    printf 'module wansteer.local/istio-build\n\ngo 1.26\n\nrequire istio.io/istio %s\n' "$ISTIO_VERSION" > "$build/go.mod"
+    ( cd "$build" && go build -trimpath -ldflags='-s -w' -o "$istiod_bin/pilot-discovery.tmp" istio.io/istio/pilot/cmd/pilot-discovery ) \
+      || die "building pilot-discovery $ISTIO_VERSION failed (see the go output above)"
+    mv "$istiod_bin/pilot-discovery.tmp" "$istiod_bin/pilot-discovery"
+    say "built pilot-discovery in $(( $(date +%s) - started ))s"
+  fi
 fi
 
 say "kube-apiserver $K8S_VERSION, etcd, Istio CRDs $ISTIO_API_VERSION ready under $CACHE"

@@ -23,7 +23,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ApiextensionsV1Api, CoreV1Api, KubeConfig, type KubernetesObject,
+  ApiextensionsV1Api, CoreV1Api, KubeConfig,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { fromRoot } from '../../src/config/paths.js';
@@ -47,6 +47,13 @@ export const ISTIO_CRDS = join(CACHE, 'istio', `api-${VERSIONS.ISTIO_API_VERSION
 export const controlPlane: RequiredTool = requireTool('kube-apiserver and etcd (scripts/setup-k8s.sh)', KUBE_APISERVER);
 
 const ADMIN_TOKEN = 'wansteer-test-admin';
+
+/** Any object as a manifest has it (the helper sends it as it is). */
+export interface ApiObject {
+  readonly apiVersion?: string;
+  readonly kind?: string;
+  readonly metadata?: { readonly name?: string; readonly namespace?: string };
+}
 
 /** The Istio CRDs the agent and the manifests need. */
 const ISTIO_CRD_NAMES = ['virtualservices.networking.istio.io', 'envoyfilters.networking.istio.io'];
@@ -138,10 +145,10 @@ export class KubeControlPlane {
   /** The project's WanPolicy CRD and Istio's VirtualService and EnvoyFilter CRDs, established and served. */
   async installCrds(): Promise<void> {
     const istio = parseAllDocuments(readFileSync(ISTIO_CRDS, 'utf8'))
-      .map((d) => d.toJS() as KubernetesObject)
+      .map((d) => d.toJS() as ApiObject)
       .filter((o) => o && ISTIO_CRD_NAMES.includes(o.metadata?.name ?? ''));
     if (istio.length !== ISTIO_CRD_NAMES.length) throw new Error(`${ISTIO_CRDS} lacks ${ISTIO_CRD_NAMES.join(' or ')}`);
-    const ours = parseAllDocuments(readFileSync(fromRoot('deploy/crds/wanpolicy.yaml'), 'utf8')).map((d) => d.toJS() as KubernetesObject);
+    const ours = parseAllDocuments(readFileSync(fromRoot('deploy/crds/wanpolicy.yaml'), 'utf8')).map((d) => d.toJS() as ApiObject);
     await this.apply([...istio, ...ours]);
   }
 
@@ -150,11 +157,11 @@ export class KubeControlPlane {
    * server does not serve (a ServiceMonitor without the Prometheus operator) are skipped, and
    * returned.
    */
-  async apply(objects: readonly KubernetesObject[]): Promise<KubernetesObject[]> {
+  async apply(objects: readonly ApiObject[]): Promise<ApiObject[]> {
     const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
     for (const crd of crds) await this.create(crd);
     for (const crd of crds) await this.waitServed(crd.metadata!.name!);
-    const skipped: KubernetesObject[] = [];
+    const skipped: ApiObject[] = [];
     const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
     // Namespaces before what lives in them.
     for (const o of [...rest.filter((o) => o.kind === 'Namespace'), ...rest.filter((o) => o.kind !== 'Namespace')]) {
@@ -167,7 +174,7 @@ export class KubeControlPlane {
    * POSTs the object as it is (client-node's typed models would drop fields they do not know,
    * such as x-kubernetes-int-or-string in Istio's CRDs); false when the server does not serve its kind.
    */
-  async create(object: KubernetesObject): Promise<boolean> {
+  async create(object: ApiObject): Promise<boolean> {
     const path = await this.pathOf(object);
     if (!path) return false;
     const res = await this.request('POST', path, object);
@@ -176,7 +183,7 @@ export class KubeControlPlane {
   }
 
   /** The collection path of the object's kind (or the object's path, with `name`), found through discovery. */
-  async pathOf(object: KubernetesObject, name?: string): Promise<string | undefined> {
+  async pathOf(object: ApiObject, name?: string): Promise<string | undefined> {
     const base = object.apiVersion!.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
     const discovery = await this.request('GET', base);
     const resources = (discovery.body as { resources?: { name: string; kind: string; namespaced: boolean }[] }).resources ?? [];
