@@ -139,9 +139,9 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     closers.push(() => routeFeed.stop());
     // Until the cluster answers: what this node last saw of it, if anything.
     const sourceStates = new SourceStates();
-    if (rules.problem) sourceStates.watchProblem('routes', rules.problem);
-    if (store.problem) sourceStates.watchProblem('policies', store.problem);
-    if (store.refused) sourceStates.watchRefused(store.refused);
+    if (rules.problem) sourceStates.watchProblem('routes', () => rules.problem?.());
+    if (store.problem) sourceStates.watchProblem('policies', () => store.problem?.());
+    if (store.refused) sourceStates.watchRefused(() => store.refused?.() ?? []);
     const restored = fromCluster(config) ? await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger) : NOTHING_RESTORED;
     if (restored.routes) sourceStates.set('routes', 'snapshot');
     if (restored.policies) sourceStates.set('policies', 'snapshot');
@@ -179,7 +179,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     ageing.start();
     closers.push(() => ageing.stop());
 
-    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates });
+    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates, eventLoop: true });
     const sessions = SessionIntake.create(engine, config.intake, registry);
     const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
     if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
@@ -266,8 +266,7 @@ async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<A
   const log = logger.child({ part: 'policies' });
   if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, logger: log });
   const { createClusterPolicyStore } = await import('../k8s/wan-policy-store.js');
-  const store = createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, logger: log, nodeName: config.nodeName });
-  return Object.assign(store, { problem: () => store.problem(), refused: () => store.refused() });
+  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, logger: log, nodeName: config.nodeName });
 }
 
 let kube: KubeConfig | undefined;

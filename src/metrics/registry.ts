@@ -14,6 +14,7 @@ import type { PolicyStatus } from '../steering/engine.js';
 import type { SteeringStats } from '../steering/stats.js';
 import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
+import { registerEventLoop } from './event-loop.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
 import { registerLinkChanges, type LinkChangeSource } from './link-changes.js';
@@ -43,6 +44,8 @@ export interface MetricsSources {
   sources?: SourceStates;
   /** Milliseconds clock for the scrape caches (tests). */
   now?: () => number;
+  /** Measure the event loop's longest delay between scrapes (the agent: yes). */
+  eventLoop?: boolean;
 }
 
 export function createRegistry(sources: MetricsSources): Registry {
@@ -62,6 +65,7 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerWriteErrors(registry, engine);
   registerPassReasons(registry, scrape);
   if (sources.ageing) registerFlowsAged(registry, sources.ageing);
+  if (sources.eventLoop) registerEventLoop(registry);
   if (sources.sources) {
     registerSourceState(registry, sources.sources);
     registerSourceFailure(registry, sources.sources);

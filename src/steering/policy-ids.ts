@@ -2,14 +2,22 @@
  * Node-local policy ids: the number each policy name has in the datapath (flow entries and
  * DSCP entries hold it). Flows outlive the agent in pinned maps, so the assignment must
  * outlive it too: it is kept in `<stateDir>/policy-ids.json`, replaced atomically (temp file,
- * fsync, rename, fsync of the directory), and saved before a new id is written anywhere.
+ * rename), and saved before a new id is written anywhere — once per list of policies the
+ * engine takes in, so a burst of 1000 new WanPolicies is one save, not 1000.
+ *
+ * No fsync: the file must outlive the agent, not the machine. The pinned maps it describes live
+ * in bpffs, in kernel memory, and are gone after a power cut too (the next agent then starts
+ * from empty maps, and a missing or torn file only drops flows it no longer has). After an
+ * agent crash the renamed file is there, whole, in the page cache. An fsync here cost 1-300 ms
+ * of blocked event loop per save on a busy disk (up to a second seen), during which no session
+ * report or probe was served.
  *
  *   { "version": 1, "next": 4, "ids": { "boss-to-fibre": 1, "minion-to-lte": 3 } }
  *
  * Ids are handed out round-robin from `next`, so a released id is not reused until the other
  * 4094 have been: a flow still carrying an old id can never be steered by a newer policy.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { MAX_POLICIES } from '../datapath/abi.js';
 
@@ -108,7 +116,7 @@ export class PolicyIds {
     return id;
   }
 
-  /** Write the assignment: all of it or none of it lands, even across a power cut. */
+  /** Write the assignment: all of it or none of it lands, whenever the agent stops. */
   save(): void {
     const dir = join(this.file, '..');
     mkdirSync(dir, { recursive: true });
@@ -120,7 +128,6 @@ export class PolicyIds {
       const fd = openSync(tmp, 'w', 0o644);
       try {
         writeSync(fd, text);
-        fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
@@ -132,13 +139,6 @@ export class PolicyIds {
         /* never created */
       }
       throw err;
-    }
-    // The rename is durable only once the directory entry is.
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
     }
   }
 }

@@ -26,7 +26,8 @@ import { PolicyError } from '../../src/policies/errors.js';
 import type { WanPolicySpec } from '../../src/policies/model.js';
 import { RuleSet } from '../../src/routes/rule-set.js';
 import { DEPLOY_DIR, kustomizeBuild } from '../deploy/helpers/manifests.js';
-import { controlPlane, KubeControlPlane } from '../helpers/kube-control-plane.js';
+import { controlPlane } from '../helpers/control-plane-gate.js';
+import { KubeControlPlane } from '../helpers/kube-control-plane.js';
 import { virtualService } from './fake-apiserver.js';
 
 const NS = 'wansteer-system';
