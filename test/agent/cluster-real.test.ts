@@ -131,8 +131,13 @@ controlPlane.describe('wansteer agent against a real kube-apiserver, as its Serv
     expect(text).toMatch(/REFUSED: 1 WanPolicy left out on this node/);
     expect(text).toMatch(/jason-again\s+WS_POLICY_DUPLICATE_MATCH\s+/);
     expect(await metrics()).toMatch(/^wansteer_policies_refused\{reason="WS_POLICY_DUPLICATE_MATCH"\} 1$/m);
-    const events = (await cp.request('GET', `/api/v1/namespaces/${NS}/events?fieldSelector=involvedObject.name%3Djason-again`)).body as { items: { message?: string; note?: string }[] };
-    expect(events.items).toHaveLength(1);
+    const events = await eventually('an Event on jason-again', async () => {
+      const list = (await cp.request('GET', `/api/v1/namespaces/${NS}/events?fieldSelector=involvedObject.name%3Djason-again`)).body as { items: { message: string; reason: string }[] };
+      return list.items.length > 0 ? list.items : undefined;
+    });
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ reason: 'Refused' });
+    expect(events[0]!.message).toMatch(/^left out on node edge-1: WS_POLICY_DUPLICATE_MATCH: /);
     expect((await report()).body).toMatchObject({ policy: 'jason-to-wan1', link: 'wan1' });
     await cp.request('DELETE', `${WP}/jason-again`);
     await eventually('no longer refused', async () => !(await metrics()).includes('wansteer_policies_refused{'));
@@ -150,7 +155,7 @@ controlPlane.describe('wansteer agent against a real kube-apiserver, as its Serv
     expect(await metrics()).toMatch(/^wansteer_source_failing\{source="policies",failure="forbidden"\} 1$/m);
     expect(logs.join('')).toMatch(/cannot list resource \\"wanpolicies\\"/);
     expect(logs.join('')).not.toMatch(/HTTP-Code: 403/);
-    const write = await call('POST', '/v1/policies', { name: 'x', spec: toLink('wan0') });
+    const write = await call('POST', '/v1/policies', { name: 'x', spec: { match: { dscp: 20 }, action: { links: [], dscp: 20, mode: 'mark' } } });
     expect(write.status).toBe(403);
     expect(write.body.code).toBe('WS_POLICY_FORBIDDEN');
     expect((await report()).body).toMatchObject({ status: 'steered', policy: 'jason-to-wan1', link: 'wan1' });
