@@ -69,7 +69,7 @@ controlPlane.describe('wansteer agent against a real kube-apiserver, as its Serv
     const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(line) });
     agent = await startAgent({ ...config, listen: { http: '127.0.0.1:0' } }, logger, { handleSignals: false });
     await agent.synced;
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     await agent?.stop();
@@ -149,7 +149,7 @@ controlPlane.describe('wansteer agent against a real kube-apiserver, as its Serv
     expect((await cp.request('DELETE', path)).status).toBe(200);
     // A running watch is not authorised again: the refusal is felt when the watches reconnect.
     await cp.restartApiServer();
-    const text = await eventually('forbidden in status', async () => ((await status()).includes('cannot list') ? status() : undefined), 60_000);
+    const text = await eventually('forbidden in status', async () => ((await status()).includes('cannot list') ? status() : undefined), 120_000);
     expect(text).toMatch(/policies: {4}synced, keeping the last list: now failing with forbidden: .*cannot list resource "wanpolicies" in API group "wansteer.io" in the namespace "wansteer-system"/);
     expect(text).toMatch(/route rules: synced\n/); // VirtualServices are still allowed
     expect(await metrics()).toMatch(/^wansteer_source_failing\{source="policies",failure="forbidden"\} 1$/m);
@@ -162,12 +162,12 @@ controlPlane.describe('wansteer agent against a real kube-apiserver, as its Serv
 
     const { resourceVersion: _rv, uid: _uid, creationTimestamp: _ct, managedFields: _mf, ...metadata } = saved.metadata;
     expect((await cp.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NS}/rolebindings`, { ...saved, metadata })).status).toBe(201);
-    await eventually('recovered', async () => !(await metrics()).includes('wansteer_source_failing{'), 60_000);
+    await eventually('recovered', async () => !(await metrics()).includes('wansteer_source_failing{'), 120_000);
     expect(await status()).toMatch(/policies: {4}synced\n/);
     await cp.request('PUT', `${WP}/jason-to-wan1`, {
       apiVersion: 'wansteer.io/v1alpha1', kind: 'WanPolicy',
       metadata: ((await cp.request('GET', `${WP}/jason-to-wan1`)).body as { metadata: unknown }).metadata, spec: toLink('wan0'),
     });
     await eventually('follows changes again', async () => ((await report()).body.link === 'wan0' ? true : undefined));
-  }, 120_000);
+  }, 300_000);
 });

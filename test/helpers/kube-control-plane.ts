@@ -307,7 +307,7 @@ export class KubeControlPlane {
       `--watch-cache=${this.options.watchCache ?? true}`,
       '--profiling=false',
     ], log);
-    await waitFor('kube-apiserver /readyz', 90_000, async () => {
+    await waitFor('kube-apiserver /readyz', 240_000, async () => {
       const res = await this.request('GET', '/readyz').catch(() => undefined);
       return res?.status === 200;
     }, this.apiServer, log);

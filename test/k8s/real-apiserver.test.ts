@@ -80,7 +80,7 @@ controlPlane.describe('the agent\'s Kubernetes side against a real kube-apiserve
     informer = VirtualServiceInformer.fromKubeConfig(agentConfig, { ruleSet, client, ...fast });
     informer.start();
     await Promise.all([store.ready(), informer.whenReady()]);
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     await store?.close();
@@ -186,7 +186,7 @@ controlPlane.describe('the agent\'s Kubernetes side against a real kube-apiserve
     await eventually('recovered', () => store.problem() === undefined, 30_000);
     await cp.create(wanPolicy('after-rbac', toLte('after')));
     await eventually('sees new objects again', () => store.get('after-rbac'));
-  }, 90_000);
+  }, 300_000);
 
   it('an apiserver restart and an etcd compaction while the watch is away: 410 Gone, a relist, and the changes made meanwhile are seen', async () => {
     const relistsBefore = relists(store);
@@ -202,7 +202,7 @@ controlPlane.describe('the agent\'s Kubernetes side against a real kube-apiserve
     await eventually('after-rbac gone', () => store.get('after-rbac') === undefined, 60_000);
     expect(relists(store)).toBeGreaterThan(relistsBefore);
     expect(store.problem()).toBeUndefined();
-  }, 120_000);
+  }, 300_000);
 });
 
 /** The store's informer's relist count (its ListWatch status). */
