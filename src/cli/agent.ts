@@ -132,7 +132,10 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // Adopt what the pinned maps hold; policy entries stay as found until the policies arrive.
     const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }) });
     engine.start();
-    closers.push(() => engine.stop());
+    closers.push(async () => {
+      engine.stop();
+      await engine.idsSaved();
+    });
 
     // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
     const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));

@@ -180,7 +180,7 @@ export class ListWatch<T extends KubeObject> {
       } catch (err) {
         throw isExpired(err) ? err : sourceError(ListFailedError, this.client.description, err);
       }
-      items.push(...page.items);
+      for (const item of page.items) items.push(withoutManagedFields(item));
       continueToken = page.continueToken || undefined;
       resourceVersion = page.resourceVersion;
     } while (continueToken && !this.stopped);
@@ -252,7 +252,7 @@ export class ListWatch<T extends KubeObject> {
       if (status?.code === 410) return 'expired';
       return new WatchFailedError(this.client.description, `server sent ERROR: ${status?.message ?? JSON.stringify(object)}`);
     }
-    const obj = object as T;
+    const obj = withoutManagedFields(object as T);
     const rv = obj?.metadata?.resourceVersion;
     if (type === 'BOOKMARK') {
       // A bookmark only moves our version forward, so a reconnect resumes from here.
@@ -311,6 +311,17 @@ export class ListWatch<T extends KubeObject> {
     this.lastError = undefined;
     this.failure = undefined;
   }
+}
+
+/**
+ * The object without metadata.managedFields (server-side apply's field ownership): nothing here
+ * reads it, and it is often the larger part of a small object — dropped on the way in, as
+ * client-go informers are told to, it is not held in the cache, the store and the snapshot.
+ */
+function withoutManagedFields<T>(object: T): T {
+  const metadata = (object as { metadata?: { managedFields?: unknown } } | undefined)?.metadata;
+  if (metadata && 'managedFields' in metadata) delete metadata.managedFields;
+  return object;
 }
 
 export function keyOf(obj: KubeObject): string {

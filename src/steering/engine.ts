@@ -39,7 +39,7 @@ import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
 import {
-  applyChanges, desiredState, planChanges, sameDesired, tableOf, usable,
+  applyChanges, ChoiceMemo, desiredState, planChanges, sameDesired, tableOf, usable,
   type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
 } from './reconcile.js';
 import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
@@ -137,6 +137,10 @@ export class Engine implements SteeringEngine, SteeringStats {
   private started = false;
   private stopped = false;
   private stateProblem: string | undefined;
+  /** Choices kept between reconciles (reconcile.ts ChoiceMemo). */
+  private readonly choices = new ChoiceMemo();
+  private saving: Promise<void> | undefined;
+  private saveAgain = false;
   private readonly scratch: ParsedSession = emptySession();
 
   constructor(opts: EngineOptions) {
@@ -175,7 +179,8 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (this.dp.adopted) this.dropUntrustedFlows(found);
     for (const link of this.linkList) this.resolveLink(link);
     this.started = true;
-    if (this.policiesSynced) this.syncPolicies();
+    // At start, before serving, the file is written at once: a restart finds it, whatever comes next.
+    if (this.policiesSynced) this.syncPolicies(true);
     else this.reconcile(true);
   }
 
@@ -286,7 +291,7 @@ export class Engine implements SteeringEngine, SteeringStats {
    * flows of every removed policy deleted in one walk of the flow table. The store hands over a
    * burst of changes as one list, so 1000 deletions are one id save and one walk, not 1000.
    */
-  private syncPolicies(): void {
+  private syncPolicies(blocking = false): void {
     const ids = this.ids!;
     const names = new Set(this.policyList.map((p) => p.name));
     const removed = new Map<number, string>();
@@ -310,23 +315,55 @@ export class Engine implements SteeringEngine, SteeringStats {
       runtimes.set(p.name, { name: p.name, spec: p.spec, id, counts });
     }
     for (const name of removed.values()) this.counts.delete(name);
-    // Saved before any new id reaches the datapath: a crash must not leave ids the file lacks.
-    if (assigned || removed.size > 0) this.saveIds();
+    // Saved off the event loop, a moment after the ids reach the datapath (policy-ids.ts: why that is safe).
+    if (assigned || removed.size > 0) {
+      if (blocking) this.saveIdsNow();
+      else this.saveIds();
+    }
     this.policies = runtimes;
     this.indexRoutePolicies();
     this.reconcile(true);
     if (removed.size > 0) this.deleteFlowsOf(removed);
   }
 
-  private saveIds(): void {
+  private saveIdsNow(): void {
     try {
       this.ids!.save();
       this.stateProblem = undefined;
     } catch (err) {
-      // Steering goes on; a restart before the next good save drops the flows of new ids.
       this.stateProblem = `could not save ${this.ids!.file}: ${(err as Error).message}`;
       this.log.error({ err, file: this.ids!.file }, 'could not save the policy id assignment');
     }
+  }
+
+  /** Starts a save of the id file, or asks for one more after the save in flight (never two at once). */
+  private saveIds(): void {
+    if (this.saving) {
+      this.saveAgain = true;
+      return;
+    }
+    const ids = this.ids!;
+    this.saving = ids.saveAsync().then(
+      () => {
+        this.stateProblem = undefined;
+      },
+      (err: unknown) => {
+        // Steering goes on; a restart before the next good save drops the flows of new ids.
+        this.stateProblem = `could not save ${ids.file}: ${(err as Error).message}`;
+        this.log.error({ err, file: ids.file }, 'could not save the policy id assignment');
+      },
+    ).finally(() => {
+      this.saving = undefined;
+      if (this.saveAgain) {
+        this.saveAgain = false;
+        this.saveIds();
+      }
+    });
+  }
+
+  /** Resolves once the id file holds the ids in use now (the agent waits for it when it stops). */
+  async idsSaved(): Promise<void> {
+    while (this.saving) await this.saving;
   }
 
   /** Deletes the flows of removed policies (id -> name), in one walk of the flow table. */
@@ -367,7 +404,8 @@ export class Engine implements SteeringEngine, SteeringStats {
     for (const link of this.linkList) if (link.ifindex === null && !link.configProblem) this.resolveLink(link);
     const manage = this.policiesSynced;
     const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec, ...(p.choice?.link ? { current: p.choice.link } : {}) })) : [];
-    const desired = desiredState(this.linkList.map(linkInput), inputs);
+    const desired = desiredState(this.linkList.map(linkInput), inputs, this.choices);
+    if (manage) this.choices.keepOnly(new Set(this.policies.keys()));
     for (const p of this.policies.values()) {
       const before = p.choice;
       p.choice = desired.choices.get(p.name);
