@@ -18,7 +18,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -91,7 +91,11 @@ async function main(): Promise<void> {
       log: { level: 'warn' },
     }));
     const probe = fileURLToPath(new URL('./event-loop-probe.mjs', import.meta.url));
-    agent = spawn(shipped.cli[0]!, ['--import', probe, ...shipped.cli.slice(1), 'agent', '--config', config, '--dry-run'], {
+    // WST_BENCH_NICE=-10: the agent ahead of other work on a shared machine (an event-loop delay is
+    // wall time: a process waiting for a core shows the wait as delay).
+    const nice = process.env.WST_BENCH_NICE ? ['nice', '-n', process.env.WST_BENCH_NICE] : [];
+    const argv = [...nice, shipped.cli[0]!, '--import', probe, ...shipped.cli.slice(1), 'agent', '--config', config, '--dry-run'];
+    agent = spawn(argv[0]!, argv.slice(1), {
       env: { ...process.env, KUBECONFIG: kubeconfig },
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
@@ -168,6 +172,10 @@ async function main(): Promise<void> {
       { name: `delete ${DELETE}: agent RSS after`, value: afterDelete.now, unit: 'MB', target: '<= 150' },
       { name: `delete ${DELETE}: policies the engine installed`, value: await installed(), unit: 'policies', target: `<= ${CREATE - DELETE + 2}` },
       { name: 'agent peak RSS (VmHWM) over both phases', value: afterDelete.peak, unit: 'MB' },
+    );
+    figures.push(
+      { name: 'machine load average (1 min) at the end, 2 cores', value: loadavg()[0]!, unit: '' },
+      { name: 'agent niceness (WST_BENCH_NICE)', value: Number(process.env.WST_BENCH_NICE ?? 0), unit: '' },
     );
     report('cluster', figures);
   } finally {
