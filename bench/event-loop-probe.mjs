@@ -5,6 +5,9 @@
 // fall into the window it measures.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
+// The IPC channel must not keep the agent alive once it has shut down.
+process.channel?.unref();
+
 const histogram = monitorEventLoopDelay({ resolution: 5 });
 histogram.enable();
 process.on('message', (message) => {
