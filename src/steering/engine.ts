@@ -321,6 +321,7 @@ export class Engine implements SteeringEngine, SteeringStats {
       else this.saveIds();
     }
     this.policies = runtimes;
+    if (removed.size > 0) this.choices.keepOnly(names);
     this.indexRoutePolicies();
     this.reconcile(true);
     if (removed.size > 0) this.deleteFlowsOf(removed);
@@ -405,7 +406,6 @@ export class Engine implements SteeringEngine, SteeringStats {
     const manage = this.policiesSynced;
     const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec, ...(p.choice?.link ? { current: p.choice.link } : {}) })) : [];
     const desired = desiredState(this.linkList.map(linkInput), inputs, this.choices);
-    if (manage) this.choices.keepOnly(new Set(this.policies.keys()));
     for (const p of this.policies.values()) {
       const before = p.choice;
       p.choice = desired.choices.get(p.name);
