@@ -35,7 +35,7 @@ import { RuleSet } from '../routes/rule-set.js';
 import { RouteTableFeed } from '../routes/table-feed.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { Engine } from '../steering/engine.js';
-import { SourceStates } from '../steering/source-states.js';
+import { SourceStates, type RefusedObject, type SourceProblem } from '../steering/source-states.js';
 import { fromCluster, keepClusterSnapshot, NOTHING_RESTORED, restoreClusterSnapshot, SNAPSHOT_SOURCE, type RuleSource } from './cluster-state.js';
 import type { CliIo } from './explain.js';
 
@@ -146,13 +146,19 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // Adopt what the pinned maps hold; policy entries stay as found until the policies arrive.
     const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }), ...(routing ? { routing } : {}) });
     engine.start();
-    closers.push(() => engine.stop());
+    closers.push(async () => {
+      engine.stop();
+      await engine.idsSaved();
+    });
 
     // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
     const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
     closers.push(() => routeFeed.stop());
     // Until the cluster answers: what this node last saw of it, if anything.
     const sourceStates = new SourceStates();
+    if (rules.problem) sourceStates.watchProblem('routes', () => rules.problem?.());
+    if (store.problem) sourceStates.watchProblem('policies', () => store.problem?.());
+    if (store.refused) sourceStates.watchRefused(() => store.refused?.() ?? []);
     const restored = fromCluster(config) ? await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger) : NOTHING_RESTORED;
     if (restored.routes) sourceStates.set('routes', 'snapshot');
     if (restored.policies) sourceStates.set('policies', 'snapshot');
@@ -190,7 +196,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     ageing.start();
     closers.push(() => ageing.stop());
 
-    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates });
+    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates, eventLoop: true });
     const sessions = SessionIntake.create(engine, config.intake, registry);
     const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
     if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
@@ -276,16 +282,19 @@ async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Lo
   const { VirtualServiceInformer } = await import('../k8s/virtual-service-informer.js');
   const informer = VirtualServiceInformer.fromKubeConfig(await kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
   informer.start();
-  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects() };
+  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects(), problem: () => informer.problem() };
 }
 
-async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {
+/** The store; a cluster one also says why it cannot list (problem) and what it leaves out (refused). */
+type AgentPolicyStore = PolicyStore & { problem?: () => SourceProblem | undefined; refused?: () => RefusedObject[] };
+
+async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<AgentPolicyStore> {
   const links = config.links.map((l) => l.name);
   const internetLinks = config.links.filter((l) => l.addressing === 'internet').map((l) => l.name);
   const log = logger.child({ part: 'policies' });
   if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, internetLinks, logger: log });
   const { createClusterPolicyStore } = await import('../k8s/wan-policy-store.js');
-  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, internetLinks, logger: log });
+  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, internetLinks, logger: log, nodeName: config.nodeName });
 }
 
 let kube: KubeConfig | undefined;

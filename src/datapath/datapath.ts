@@ -38,7 +38,7 @@ import {
 import type { BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
-import type { DatapathPort } from './port.js';
+import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
 
 export interface Counter {
   packets: bigint;
@@ -311,14 +311,14 @@ export class Datapath implements DatapathPort {
   }
 
   /** Every steered flow, optionally only those of one policy. */
-  listFlows(filter: { policyId?: number } = {}): FlowEntry[] {
+  listFlows(filter: FlowFilter = {}): FlowEntry[] {
     const out: FlowEntry[] = [];
     const V = Layout.flowVal.size;
     for (const [family, map] of this.flowMaps()) {
       map.forEachChunk((keys, values, n) => {
         for (let i = 0; i < n; i++) {
           const v = decodeFlowValue(values, i * V);
-          if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
+          if (!flowPasses(filter, v.policyId)) continue;
           out.push({ ...decodeFlowKey(family, keys, i * map.keySize), ...v });
         }
       }, FLOW_CHUNK);

@@ -15,6 +15,7 @@ import type { SteeringStats } from '../steering/stats.js';
 import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
 import { registerConnectionResets, type ConnectionResetSource } from './connection-resets.js';
+import { registerEventLoop } from './event-loop.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
 import { registerLinkChanges, type LinkChangeSource } from './link-changes.js';
@@ -25,9 +26,11 @@ import { registerPassReasons } from './pass-reasons.js';
 import { registerPolicyFlows, type PolicyFlowsOptions } from './policy-flows.js';
 import { registerPolicySessions } from './policy-sessions.js';
 import { registerPolicyTraffic } from './policy-traffic.js';
+import { registerRefusedPolicies } from './refused-policies.js';
 import { registerReportLatency } from './report-latency.js';
 import { ScrapeCache } from './scrape-cache.js';
 import { registerSessions } from './sessions.js';
+import { registerSourceFailure } from './source-failure.js';
 import { registerSourceState } from './source-state.js';
 import { registerWriteErrors } from './write-errors.js';
 
@@ -42,6 +45,8 @@ export interface MetricsSources {
   sources?: SourceStates;
   /** Milliseconds clock for the scrape caches (tests). */
   now?: () => number;
+  /** Measure the event loop's longest delay between scrapes (the agent: yes). */
+  eventLoop?: boolean;
 }
 
 export function createRegistry(sources: MetricsSources): Registry {
@@ -62,6 +67,11 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerWriteErrors(registry, engine);
   registerPassReasons(registry, scrape);
   if (sources.ageing) registerFlowsAged(registry, sources.ageing);
-  if (sources.sources) registerSourceState(registry, sources.sources);
+  if (sources.eventLoop) registerEventLoop(registry);
+  if (sources.sources) {
+    registerSourceState(registry, sources.sources);
+    registerSourceFailure(registry, sources.sources);
+    registerRefusedPolicies(registry, sources.sources);
+  }
   return registry;
 }
