@@ -25,6 +25,8 @@ import { TWAMP_PORT } from './twamp.js';
 /** What the monitor tells its consumer (the shape of the engine's LinkHealth). */
 export interface LinkHealthReport {
   up: boolean;
+  /** The interface's carrier (the engine releases a carrier-less link's neighbour entries). */
+  carrier: boolean;
   rttMs?: number;
   lossPercent?: number;
   jitterMs?: number;
@@ -179,7 +181,7 @@ export class LinkMonitor {
     if (this.stopped) return;
     l.publishedAt = performance.now();
     const v = this.linkView(l);
-    const report: LinkHealthReport = { up: v.up, reason: carrierWhy ?? v.reason };
+    const report: LinkHealthReport = { up: v.up, carrier: v.carrier, reason: carrierWhy ?? v.reason };
     if (v.rttMs !== undefined) report.rttMs = v.rttMs;
     if (v.lossPercent !== undefined) report.lossPercent = v.lossPercent;
     if (v.jitterMs !== undefined) report.jitterMs = v.jitterMs;
