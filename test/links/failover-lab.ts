@@ -1,13 +1,17 @@
 /**
  * The failover rig shared by the link tests and bench/failover.ts: the two-link lab, a TWAMP-light
- * reflector and a UDP sink in the cloud, `wansteer agent` in the edge probing both links with
- * the default settings, and policies that prefer wan1 (the link the main table does not use).
+ * reflector, a UDP sink and an HTTP service that samples goodput in the cloud, `wansteer agent` in
+ * the edge probing both links (default settings, or a `probe.profile`), and policies that prefer
+ * wan1 (the link the main table does not use).
  *
- * Faults: carrier loss (the far end of wan1 set down), drops on wan1's egress (drop()), and
- * delay and jitter on wan1's way back, the cloud's c1 (delay(): a delay line, no netem here).
- * Each steered flow is a 1 kpps UDP stream; the sink reports when its packets change ingress
- * link (CLOCK_MONOTONIC, shared by every namespace), so "fault -> first packet on the new link"
- * is measured on the wire, to the millisecond.
+ * Faults: carrier loss (the far end of wan1 set down), loss on wan1's path (drop(): dropped where
+ * the packets arrive, at the cloud's c1, so steered packets are lost too), and delay and jitter on
+ * wan1's way back, the cloud's c1 (delay(): a delay line, no netem here). Two kinds of steered
+ * flow: 1 kpps UDP streams, whose sink reports when their packets change ingress link
+ * (CLOCK_MONOTONIC, shared by every namespace), so "fault -> first packet on the new link" is
+ * measured on the wire, to the millisecond; and TCP uploads (upload()), whose receiver samples
+ * the bytes each connection delivered every 5 ms, so "fault -> goodput back" is measured where
+ * a user feels it (src/lab/goodput.ts).
  */
 import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +20,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { LabAgentClient, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/lab/index.js';
+import { GoodputMeter, LabAgentClient, startUploads, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/lab/index.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -25,6 +29,7 @@ const MAIN = join(ROOT, 'src/cli/main.ts');
 const AGENT = `http://${EDGE.wan0.v4}:9090`;
 const HOST = 'cloud-service.cloud.svc.cluster.local';
 export const SINK_PORT = 9000;
+export const UPLOAD_PORT = 8080;
 
 /** Policies by the end-user header that selects them; every one prefers wan1, then wan0. */
 export const POLICIES: Record<string, { maxRttMs?: number; maxLossPercent?: number; maxJitterMs?: number } | null> = {
@@ -50,6 +55,7 @@ export class FailoverLab {
   log = '';
   private agent: ChildProcess | undefined;
   private wan1Back: DelayLine | undefined;
+  private goodput: GoodputMeter | undefined;
   private readonly api: LabAgentClient;
   /** Per rig, so two rigs of one process (bench/failover.ts runs two at once) keep apart. */
   private readonly pinDir: string;
@@ -60,7 +66,8 @@ export class FailoverLab {
   }
 
   /**
-   * `probes: false`: the links have no probe (carrier only), to measure what probing costs.
+   * `probes: false`: the links have no probe (carrier only), to measure what probing costs;
+   * `probes: 'fast'`: they probe with `profile: fast`.
    * `cli`: how to run `wansteer` (default: from source under tsx; the benchmarks pass a build).
    * `rules: 'cluster-cut-off'`: rules and policies from a cluster whose API server cannot be
    * reached, with the same VirtualService and policies in the node's cluster snapshot, as on a
@@ -68,7 +75,7 @@ export class FailoverLab {
    */
   static async start(
     tag = 'links',
-    { probes = true, cli = [process.execPath, '--import', 'tsx', MAIN], rules = 'files' as 'files' | 'cluster-cut-off' } = {},
+    { probes = true as boolean | 'fast', cli = [process.execPath, '--import', 'tsx', MAIN], rules = 'files' as 'files' | 'cluster-cut-off' } = {},
   ): Promise<FailoverLab> {
     const lab = WanLab.create(tag);
     const rig = new FailoverLab(lab, mkdtempSync(join(tmpdir(), 'wansteer-links-')), tag);
@@ -81,10 +88,10 @@ export class FailoverLab {
     return rig;
   }
 
-  private async setUp(probes: boolean, cli: string[], rules: 'files' | 'cluster-cut-off'): Promise<void> {
+  private async setUp(probes: boolean | 'fast', cli: string[], rules: 'files' | 'cluster-cut-off'): Promise<void> {
     const { lab, dir } = this;
     mkdirSync(join(dir, 'rules'));
-    const probe = probes ? `, probe: { target: ${CLOUD.service.v4} }` : '';
+    const probe = probes ? `, probe: { target: ${CLOUD.service.v4}${probes === 'fast' ? ', profile: fast' : ''} }` : '';
     writeFileSync(join(dir, 'rules/cloud.yaml'), virtualService());
     writeFileSync(join(dir, 'policies.yaml'), policyFile());
     let sources = [`rules: { source: directory, directory: ${join(dir, 'rules')} }`, `policies: { store: file, file: ${join(dir, 'policies.yaml')} }`];
@@ -116,12 +123,14 @@ export class FailoverLab {
       ].join('\n') + '\n',
     );
 
-    const [wan1Back, , sink] = await Promise.all([
+    const [wan1Back, , sink, goodput] = await Promise.all([
       lab.delayLine(lab.cloud, 'c1'),
       lab.spawnReady(lab.cloud, [...cli, 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'reflector'),
       lab.spawnReady(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)], 'sink'),
+      GoodputMeter.start(lab, lab.cloud, UPLOAD_PORT),
     ]);
     this.wan1Back = wan1Back;
+    this.goodput = goodput;
     createInterface({ input: sink.stdout! }).on('line', (line) => {
       const [at, sport, dev] = line.split(' ');
       this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
@@ -184,6 +193,33 @@ export class FailoverLab {
     return this.lab.spawn(this.lab.edge, ['python3', ARRIVALS, 'send', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(SINK_PORT), String(seconds)]);
   }
 
+  /**
+   * Report TCP sessions of user `user` from EDGE.wan0:sport (one per port) to the cloud's HTTP
+   * service and start their uploads, paced at `kibPerSecond` each; `meter` samples what arrives.
+   */
+  upload(sports: readonly number[], user: string, seconds: number, kibPerSecond = 200): ChildProcess {
+    const answers = this.http(
+      ...sports.map((sport) => ({
+        method: 'POST',
+        path: '/v1/sessions',
+        body: {
+          direction: 'outbound', protocol: 'tcp',
+          local: `${EDGE.wan0.v4}:${sport}`, remote: `${CLOUD.service.v4}:${UPLOAD_PORT}`,
+          request: { authority: HOST, path: '/', method: 'POST', headers: { 'end-user': user } },
+        },
+      })),
+    );
+    for (const a of answers) if (a.body?.status !== 'steered') throw new Error(`session not steered: ${JSON.stringify(a)}`);
+    return startUploads(this.lab, this.lab.edge, {
+      src: EDGE.wan0.v4, sports, dst: CLOUD.service.v4, port: UPLOAD_PORT, host: HOST, user, durationMs: seconds * 1000, kibPerSecond,
+    });
+  }
+
+  /** The goodput of the uploads, as the cloud's service received them. */
+  get meter(): GoodputMeter {
+    return this.goodput!;
+  }
+
   /** The first time (CLOCK_MONOTONIC ns) after `after` that the flow's packets came in by `dev`. */
   async arrival(sport: number, dev: 'c0' | 'c1', after: bigint, timeoutMs: number): Promise<bigint> {
     const deadline = Date.now() + timeoutMs;
@@ -213,7 +249,10 @@ export class FailoverLab {
     return t;
   }
 
-  /** Drop all (a blackhole) or a random share of the packets leaving the edge by wan1; null: none. */
+  /**
+   * Lose all (a blackhole, carrier up) or a random share of the packets the edge sends over wan1,
+   * on the path (dropped as they arrive at the cloud's c1: WanLab.drop); null: none.
+   */
   drop(percent: number | null): bigint {
     const t = process.hrtime.bigint();
     this.lab.drop('wan1', percent);
