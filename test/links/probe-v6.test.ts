@@ -98,17 +98,19 @@ describePrivileged('IPv6 probe targets in network namespaces', () => {
   });
 
   it('a link whose IPv6 address is still in duplicate address detection at start is probed once DAD is done', async () => {
-    // wan1's address again, this time with DAD (~1 s tentative): a socket cannot bind it yet.
+    // wan1's address again, this time with DAD (3 solicitations: 3-4 s tentative, longer than a
+    // loaded machine takes to start the monitor): a socket cannot bind it yet.
+    lab.sysctl(lab.edge, 'net.ipv6.conf.wan1.dad_transmits=3');
     lab.exec(lab.edge, ['ip', '-6', 'addr', 'del', `${EDGE.wan1.v6}/64`, 'dev', 'wan1']);
     lab.exec(lab.edge, ['ip', '-6', 'addr', 'add', `${EDGE.wan1.v6}/64`, 'dev', 'wan1']);
     expect(lab.exec(lab.edge, ['ip', '-6', 'addr', 'show', 'dev', 'wan1', 'scope', 'global'])).toMatch(/tentative/);
     const before = counters.read()['wan1|c1'] ?? 0;
     monitor = await MonitorDriver.start(lab, lab.edge, LINKS, { retryMs: 200 });
-    await monitor.waitFor((h) => h.wan1?.up === true && h.wan1.rttMs !== undefined, 8000, 'wan1 probed after DAD');
+    await monitor.waitFor((h) => h.wan1?.up === true && h.wan1.rttMs !== undefined, 12_000, 'wan1 probed after DAD');
     expect(monitor.log).toMatch(/no usable IPv6 address .*still in duplicate address detection/);
     expect(counters.read()['wan1|c1']).toBeGreaterThan(before);
     expect(counters.read()['wan1|c0'] ?? 0).toBe(0);
     await monitor.stop();
     expect(rules()).toEqual(rulesBefore);
-  }, 15_000);
+  }, 20_000);
 });
