@@ -5,7 +5,9 @@
  *   it every 20 ms, so it must cost microseconds: two syscalls, buffers reused, no child process,
  *   no event-loop round trip.
  * - which neighbour entries does an interface have (RTM_GETNEIGH dump), and delete one
- *   (RTM_DELNEIGH): the datapath releases packets parked on a dead link's unresolved entries.
+ *   (RTM_DELNEIGH): the datapath releases packets parked on a dead link's unresolved entries;
+ *   what state is one entry in (RTM_GETNEIGH), and start resolving it (RTM_NEWNEIGH with
+ *   NTF_USE, as a packet would): a link is not used before its next hop answers.
  *
  * The kernel answers these inside the send (a dump fills its next part inside each receive), so
  * the receives never wait: they are non-blocking, and an empty socket is an error, not a hang.
@@ -14,6 +16,8 @@
  *   linkFlags(nl, 'wan1')                       // IFF_* bits (IFF_UP, IFF_LOWER_UP, ...) or -errno (-ENODEV)
  *   listNeighbours(nl, 7)                       // [{ family, ifindex, state, flags, dst }] or -errno
  *   deleteNeighbour(nl, AF_INET, 7, dst)        // 0 or -errno (-ENOENT: already gone)
+ *   neighbourState(nl, AF_INET, 7, dst)         // NUD_* bits, or -errno (-ENOENT: no entry)
+ *   resolveNeighbour(nl, AF_INET, 7, dst)       // 0 or -errno: start resolving it (ARP/NDP) now
  *   closeRouteSocket(nl);
  *
  * The socket belongs to the network namespace of the process that opens it, like `ip`'s.
@@ -43,7 +47,9 @@ const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 1;
 const NLM_F_ACK = 4;
+const NLM_F_CREATE = 0x400;
 const NLM_F_DUMP = 0x300;
+const NTF_USE = 0x01;
 const NDA_DST = 1;
 const NDA_IFINDEX = 8;
 const IFLA_IFNAME = 3;
@@ -199,32 +205,58 @@ function neighbourAt(b: Buffer, off: number, len: number): NeighbourEntry | unde
   return undefined;
 }
 
+/** RTM_GETNEIGH / RTM_NEWNEIGH / RTM_DELNEIGH for one entry: ndmsg + NDA_DST. */
+function neighbourRequest(type: number, flags: number, family: number, ifindex: number, dst: Buffer, ndmFlags = 0): Buffer {
+  const attr = 4 + dst.length;
+  const req = Buffer.alloc(16 + 12 + align4(attr));
+  req.writeUInt32LE(req.length, 0);
+  req.writeUInt16LE(type, 4);
+  req.writeUInt16LE(NLM_F_REQUEST | flags, 6);
+  req.writeUInt32LE(++seq >>> 0, 8);
+  req.writeUInt8(family, 16);
+  req.writeInt32LE(ifindex, 20);
+  req.writeUInt8(ndmFlags, 26);
+  req.writeUInt16LE(attr, 28);
+  req.writeUInt16LE(NDA_DST, 30);
+  dst.copy(req, 32);
+  return req;
+}
+
+/** Send `req` and read the answer with its sequence number: its type and where it starts, or -errno. */
+function ask(fd: number, req: Buffer): number {
+  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
+  const mySeq = req.readUInt32LE(8);
+  for (;;) {
+    const n = fn.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
+    if (n < 0) return -(koffi.errno() || EAGAIN);
+    if (n < 20) return -EPROTO;
+    if (reply.readUInt32LE(8) !== mySeq) continue;
+    const type = reply.readUInt16LE(4);
+    if (type === NLMSG_ERROR) return reply.readInt32LE(16); // 0: the ack
+    return type === RTM_NEWNEIGH && n >= 28 ? reply.readUInt16LE(24) : -EPROTO; // ndmsg.ndm_state
+  }
+}
+
 /**
  * Delete one neighbour entry: 0, or a negative errno (-ENOENT when there is none). Deleting an
  * unresolved entry frees the packets queued on it at once (the kernel reports each to its
  * sender as unreachable), instead of after its resolution times out.
  */
 export function deleteNeighbour(fd: number, family: number, ifindex: number, dst: Buffer): number {
-  const attr = 4 + dst.length;
-  const req = Buffer.alloc(16 + 12 + align4(attr));
-  const mySeq = ++seq >>> 0;
-  req.writeUInt32LE(req.length, 0);
-  req.writeUInt16LE(RTM_DELNEIGH, 4);
-  req.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK, 6);
-  req.writeUInt32LE(mySeq, 8);
-  req.writeUInt8(family, 16);
-  req.writeInt32LE(ifindex, 20);
-  req.writeUInt16LE(attr, 28);
-  req.writeUInt16LE(NDA_DST, 30);
-  dst.copy(req, 32);
-  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
-  for (;;) {
-    const n = fn.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
-    if (n < 0) return -(koffi.errno() || EAGAIN);
-    if (n < 20) return -EPROTO;
-    if (reply.readUInt32LE(8) !== mySeq) continue;
-    return reply.readUInt16LE(4) === NLMSG_ERROR ? reply.readInt32LE(16) : -EPROTO;
-  }
+  return ask(fd, neighbourRequest(RTM_DELNEIGH, NLM_F_ACK, family, ifindex, dst));
+}
+
+/** One entry's NUD_* state (NUD_NONE is 0), or a negative errno: -ENOENT when there is none. */
+export function neighbourState(fd: number, family: number, ifindex: number, dst: Buffer): number {
+  return ask(fd, neighbourRequest(RTM_GETNEIGH, 0, family, ifindex, dst));
+}
+
+/**
+ * Start resolving `dst` on the interface (creating the entry if needed), as the first packet to
+ * it would, without a packet: 0, or a negative errno. An entry already resolving is left alone.
+ */
+export function resolveNeighbour(fd: number, family: number, ifindex: number, dst: Buffer): number {
+  return ask(fd, neighbourRequest(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_ACK, family, ifindex, dst, NTF_USE));
 }
 
 function align4(n: number): number {

@@ -22,7 +22,7 @@ import { startServer } from '../api/server.js';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
-import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, type DatapathPort } from '../datapath/index.js';
+import { Datapath, DatapathError, MemoryDatapath, openCarrierReader, openNeighbourTable, type DatapathPort } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { FilePolicyStore } from '../policies/file-store.js';
@@ -162,11 +162,14 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     if (!config.datapath.dryRun) {
       const carrier = openCarrierReader();
       closers.push(() => carrier.close());
+      const neighbours = openNeighbourTable();
+      closers.push(() => neighbours.close());
       const monitor = new LinkMonitor({
         links: config.links,
         onHealth: (name, health) => engine.setLinkHealth(name, health),
         logger: logger.child({ part: 'links' }),
         readCarrier: (ifname) => carrier.read(ifname),
+        readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
       });
       await monitor.start();
       closers.push(() => monitor.stop());

@@ -9,4 +9,4 @@ export { testRun, type TestRun } from './test-run.js';
 export { MemoryDatapath } from './memory.js';
 export type { DatapathPort } from './port.js';
 export { openCarrierReader, type CarrierReader } from './carrier.js';
-export type { NeighbourScope } from './neighbours.js';
+export { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';

@@ -75,6 +75,8 @@ export class WanLab extends Lab {
       'link set c1 up',
     ]);
     this.sysctl(c, ...['all', 'default', 'c0', 'c1'].map((key) => `net.ipv4.conf.${key}.rp_filter=0`));
+    // A carrier loss is c0/c1 set down: their IPv6 addresses (the edge's IPv6 next hops) stay.
+    this.sysctl(c, 'net.ipv6.conf.c0.keep_addr_on_down=1', 'net.ipv6.conf.c1.keep_addr_on_down=1');
   }
 
   /**

@@ -50,6 +50,14 @@ export interface LinkMonitorOptions {
    * datapath's rtnetlink reader); absent: carrier from netlink events only.
    */
   readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
+  /**
+   * Whether a next hop answers on an interface now (true), not yet (false: resolution started),
+   * or cannot be told (undefined) — the datapath's neighbour table. With it, a link judged by
+   * carrier alone whose carrier returns is not up before its next hops answer: traffic moved
+   * there sooner would wait on their unresolved entries (seconds, if they do not answer).
+   * Probed links need no such check: their probes go through the same entries.
+   */
+  readNextHop?: (ifname: string, address: string) => boolean | undefined;
 }
 
 /** One reflector probed over a link: its prober, its rule, its own health machine. */
@@ -68,6 +76,12 @@ interface LinkState {
   targets: TargetState[];
   probed: boolean;
   publishedAt: number;
+  /** Next hops checked when the carrier returns (links judged by carrier alone, with readNextHop). */
+  nextHops: string[];
+  /** Carrier reported at least once (the first report is the start, not a return). */
+  carrierSeen: boolean;
+  /** The carrier is back and this next hop does not answer yet: not up until it does. */
+  awaitingNextHop?: string;
 }
 
 /** Least time between two reports of a link's window figures when its state did not change. */
@@ -102,6 +116,8 @@ export class LinkMonitor {
         probed: targets.length > 0,
         targets: (targets.length > 0 ? targets : ['']).map((target) => ({ target, machine: new LinkHealthMachine(settings, target !== '') })),
         publishedAt: 0,
+        nextHops: targets.length === 0 && opts.readNextHop ? [config.nextHop4, config.nextHop6].filter((h): h is string => h !== undefined) : [],
+        carrierSeen: false,
       };
       this.byInterface.set(config.interface, s);
       return s;
@@ -121,7 +137,7 @@ export class LinkMonitor {
     );
     await this.carrierWatch.start();
     const probed = this.links.filter((l) => l.probed);
-    if (this.opts.readCarrier || probed.length > 0) {
+    if (this.opts.readCarrier || probed.length > 0 || this.links.some((l) => l.nextHops.length > 0)) {
       this.tick = setInterval(() => this.onTick(), TICK_MS);
       this.tick.unref();
     }
@@ -148,7 +164,23 @@ export class LinkMonitor {
   private onTick(): void {
     this.carrierWatch?.poll();
     const now = performance.now();
-    for (const l of this.links) for (const t of l.targets) t.prober?.tick(now);
+    for (const l of this.links) {
+      for (const t of l.targets) t.prober?.tick(now);
+      if (l.awaitingNextHop && this.nextHopsAnswer(l)) this.publish(l);
+    }
+  }
+
+  /** True once every next hop of the link answers (or cannot be asked about); else notes the first that does not. */
+  private nextHopsAnswer(l: LinkState): boolean {
+    for (const hop of l.nextHops) {
+      if (this.opts.readNextHop!(l.config.interface, hop) === false) {
+        l.awaitingNextHop = hop;
+        return false;
+      }
+    }
+    if (l.awaitingNextHop) this.log.info({ link: l.config.name, nextHops: l.nextHops }, 'carrier back and the next hop answers: link up');
+    l.awaitingNextHop = undefined;
+    return true;
   }
 
   /** Each link's health now. */
@@ -178,6 +210,12 @@ export class LinkMonitor {
       t.machine.carrier(up);
       if (t.prober) t.prober.suspectMode = t.machine.up;
     }
+    const returned = up && l.carrierSeen;
+    l.carrierSeen = true;
+    l.awaitingNextHop = undefined;
+    if (returned && l.nextHops.length > 0 && !this.nextHopsAnswer(l)) {
+      this.log.info({ link: l.config.name, nextHop: l.awaitingNextHop }, 'carrier back; waiting for the next hop to answer before using the link');
+    }
     this.publish(l, up ? undefined : why);
     if (up) for (const t of l.targets) if (t.route) refreshProbeRoute(t.route, this.opts.ip).catch(() => {});
   }
@@ -202,6 +240,10 @@ export class LinkMonitor {
     l.publishedAt = performance.now();
     const v = this.linkView(l);
     const report: LinkHealthReport = { up: v.up, carrier: v.carrier, reason: carrierWhy ?? v.reason };
+    if (v.up && l.awaitingNextHop) {
+      report.up = false;
+      report.reason = `carrier back; next hop ${l.awaitingNextHop} does not answer yet`;
+    }
     if (v.rttMs !== undefined) report.rttMs = v.rttMs;
     if (v.lossPercent !== undefined) report.lossPercent = v.lossPercent;
     if (v.jitterMs !== undefined) report.jitterMs = v.jitterMs;
