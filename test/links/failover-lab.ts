@@ -215,6 +215,24 @@ export class FailoverLab {
     });
   }
 
+  /**
+   * The edge's TCP counters (nstat's names: TcpRetransSegs, TcpExtTCPSpuriousRtxHostQueues, …),
+   * from /proc/net/snmp and /proc/net/netstat of its namespace.
+   */
+  tcpCounters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const file of ['/proc/net/snmp', '/proc/net/netstat']) {
+      const lines = this.lab.exec(this.lab.edge, ['cat', file]).trim().split('\n');
+      for (let i = 0; i + 1 < lines.length; i += 2) {
+        const names = lines[i]!.split(' ');
+        const values = lines[i + 1]!.split(' ');
+        const group = names[0]!.replace(/:$/, '');
+        for (let k = 1; k < names.length; k++) out[`${group}${names[k]}`] = Number(values[k]);
+      }
+    }
+    return out;
+  }
+
   /** The goodput of the uploads, as the cloud's service received them. */
   get meter(): GoodputMeter {
     return this.goodput!;
