@@ -19,15 +19,19 @@ const HostPort = Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{
 const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IPv4 or IPv6 address' });
 
 /**
- * Probe timings by profile. `default` suits any link (a probe may take 300 ms to come back) and
- * confirms a blackhole in ~0.55 s, before TCP's second retransmission (600 ms after a loss at
- * TCP's 200 ms minimum timeout). `fast` is for links whose round trip stays well under 60 ms and
- * where detection is worth 2.5× the probe packets: a blackhole is confirmed in ~0.15 s, before
- * TCP's first retransmission, so sessions resume at it. Fields given in the config win over the
- * profile's. Measured: bench/failover.ts, docs/links.md.
+ * Probe timings by profile. A blackhole is confirmed after `downAfter` intervals without an
+ * answer plus `timeoutMs` for the last probe's answer. TCP resends a lost segment at its
+ * retransmission timeout, at least 200 ms, then backs off: 200, 600, 1400 ms after the loss; a
+ * session moved to another link resumes at the next of those instants, so detection is worth
+ * most just before one. `default` suits links whose round trip stays under 250 ms and confirms a
+ * blackhole in 0.45-0.55 s, before TCP's second retransmission (at 300 ms of timeout, up to
+ * ~0.61 s: after it, and those sessions waited for the third, 1.4 s). `fast` is for links whose
+ * round trip stays well under 60 ms, where detection is worth 2.5x the probe packets: confirmed
+ * in ~0.15 s, before TCP's first retransmission, so sessions resume at once. Fields given in the
+ * config win over the profile's. Measured: bench/failover.ts, docs/links.md.
  */
 export const PROBE_PROFILES = {
-  default: { intervalMs: 100, timeoutMs: 300, downAfter: 3, upAfter: 10 },
+  default: { intervalMs: 100, timeoutMs: 250, downAfter: 3, upAfter: 10 },
   fast: { intervalMs: 40, timeoutMs: 60, downAfter: 2, upAfter: 25 },
 } as const;
 export type ProbeProfile = keyof typeof PROBE_PROFILES;

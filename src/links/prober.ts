@@ -2,7 +2,7 @@
  * Active probes over one link: TWAMP-light test packets (twamp.ts) to a reflector, one every
  * `intervalMs`, each answered or declared lost after `timeoutMs`.
  *
- *   const p = new Prober({ local: '10.10.2.1', target: '10.20.0.1', intervalMs: 100, timeoutMs: 300,
+ *   const p = new Prober({ local: '10.10.2.1', target: '10.20.0.1', intervalMs: 100, timeoutMs: 250,
  *                          onSample: (s) => machine.sample(s) });
  *   await p.start();      // binds local:0; p.port is the source port (probe-route.ts pins it to the link)
  *

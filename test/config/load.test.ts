@@ -50,7 +50,7 @@ describe('loadConfig: good input', () => {
     const file = join(dir, 'good.yaml');
     await writeFile(file, GOOD);
     const config = await loadConfig({ file, hostname });
-    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', port: 862, intervalMs: 200, timeoutMs: 300, downAfter: 3, upAfter: 10, window: 50 });
+    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', port: 862, intervalMs: 200, timeoutMs: 250, downAfter: 3, upAfter: 10, window: 50 });
     expect(config.datapath).toEqual({ pinDir: '/sys/fs/bpf/wansteer', flowTableSize: 1 << 20, flowIdleSeconds: 300, dryRun: false });
     expect(config.rules).toEqual({ source: 'directory', directory: '/etc/wansteer/rules' });
     expect(config.policies).toEqual({ store: 'file', file: '/tmp/p.yaml' });
@@ -95,7 +95,7 @@ describe('loadConfig: good input', () => {
     const [a, b, c] = resolveConfig(doc, { hostname }).links.map((l) => l.probe);
     expect(a).toMatchObject({ profile: 'fast', ...PROBE_PROFILES.fast, window: 50, port: 862 });
     expect(b).toMatchObject({ intervalMs: PROBE_PROFILES.fast.intervalMs, timeoutMs: 90, downAfter: PROBE_PROFILES.fast.downAfter, upAfter: 40 });
-    expect(c).toMatchObject({ intervalMs: 100, timeoutMs: 300, downAfter: 3, upAfter: 10 });
+    expect(c).toMatchObject({ intervalMs: 100, timeoutMs: 250, downAfter: 3, upAfter: 10 });
   });
 
   it('takes flags over environment variables over the file', () => {
