@@ -260,21 +260,22 @@ export class FailoverLab {
 
   // ---- faults ---------------------------------------------------------------------------
 
-  /** Carrier loss on the edge's wan1: its far end set down. Returns when it was issued. */
+  /**
+   * Carrier loss on the edge's wan1: its far end set down. Returns when it took effect, as well
+   * as it can be told: the middle of the command that did it (its netlink call is in there
+   * somewhere; starting and ending the process can take tens of ms on a loaded machine).
+   */
   carrier(up: boolean): bigint {
-    const t = process.hrtime.bigint();
-    this.lab.setCloudLink('c1', up);
-    return t;
+    return during(() => this.lab.setCloudLink('c1', up));
   }
 
   /**
    * Lose all (a blackhole, carrier up) or a random share of the packets the edge sends over wan1,
-   * on the path (dropped as they arrive at the cloud's c1: WanLab.drop); null: none.
+   * on the path (dropped as they arrive at the cloud's c1: WanLab.drop); null: none. Returns when
+   * it took effect, as carrier() does.
    */
   drop(percent: number | null): bigint {
-    const t = process.hrtime.bigint();
-    this.lab.drop('wan1', percent);
-    return t;
+    return during(() => this.lab.drop('wan1', percent));
   }
 
   /**
@@ -288,6 +289,13 @@ export class FailoverLab {
 }
 
 export const ms = (ns: bigint) => Number(ns) / 1e6;
+
+/** The middle of `act` on CLOCK_MONOTONIC. */
+function during(act: () => unknown): bigint {
+  const start = process.hrtime.bigint();
+  act();
+  return (start + process.hrtime.bigint()) / 2n;
+}
 
 
 function virtualService(): string {
