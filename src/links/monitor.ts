@@ -8,11 +8,13 @@
  *   ...
  *   await m.stop();       // probes stop, probe rules and tables are removed
  *
- * Links without a `probe` are judged by carrier alone. A link may probe several reflectors
+ * Links without a `probe` are judged by carrier alone; when their carrier returns they are up
+ * again only once their next hops answer (readNextHop). A link may probe several reflectors
  * (`probe.targets`), each with its own prober, rule and health machine: the link is up while any
  * of them answers. A target whose interface address is missing at start, or whose IPv6 address
  * is still in duplicate address detection, is retried every few seconds (until then the link's
- * carrier and its other targets judge it).
+ * carrier and its other targets judge it). One 20 ms tick drives the carrier poll, the normal
+ * probes and those next-hop checks.
  */
 import { isIPv6 } from 'node:net';
 import { probeTargets, type LinkConfig } from '../config/schema.js';
