@@ -5,7 +5,8 @@
  *
  * - carrier loss (wan1's far end set down) and a blackhole (every packet over wan1 lost on its
  *   path, carrier up), RUNS runs each at a random phase against the probe clock; the fault's
- *   instant is the middle of the command that made it. In each run:
+ *   instant is taken on the wire: when the UDP flow's last packet came in by wan1 (the command
+ *   that makes a fault can take tens of ms to start on a loaded machine). In each run:
  *   the time from the fault to the first packet of a steered 1 kpps UDP flow arriving by wan0
  *   (the datapath moved); and, for FLOWS steered TCP uploads, the time until each delivers again
  *   at >= 80 % of its rate before, as the cloud's service reads it (src/lab/goodput.ts: what a
@@ -79,6 +80,8 @@ interface Runs {
   /** Failback -> goodput back, per flow (0: never below 80 %). */
   failback: number[];
   failbackRetrans: number[];
+  /** Of those, found spurious by a D-SACK (the original arrived too, late: reordering, not loss). */
+  failbackSpurious: number[];
   /** Segments TCP would not resend because a copy was still queued in the host, per run. */
   hostQueued: number[];
   /** Runs started again because the flows left wan1 before the fault: the link was called down while fine. */
@@ -110,8 +113,10 @@ class Rig {
       into.spurious++; // moved with no fault: not a run to measure
     }
     const c0 = lab.tcpCounters();
-    const fault = kind === 'carrier' ? lab.carrier(false) : lab.drop(100);
-    const moved = await lab.arrival(udp, 'c0', fault, 5000);
+    const issued = kind === 'carrier' ? lab.carrier(false) : lab.drop(100);
+    const moved = await lab.arrival(udp, 'c0', issued - 200n * NS_PER_MS, 5000);
+    // The fault's instant on the wire: the stream's last packet by wan1 (1 ms resolution).
+    const fault = lab.onset(udp, moved) ?? issued;
     await lab.meter.until(fault + BigInt(WATCH_MS) * NS_PER_MS);
     const c1 = lab.tcpCounters();
     const healed = kind === 'carrier' ? lab.carrier(true) : lab.drop(null);
@@ -128,16 +133,17 @@ class Rig {
     }
     into.hostQueued.push(c1.TcpExtTCPSpuriousRtxHostQueues! - c0.TcpExtTCPSpuriousRtxHostQueues!);
     into.failbackRetrans.push(c2.TcpRetransSegs! - c1.TcpRetransSegs!);
+    into.failbackSpurious.push(c2.TcpExtTCPDSACKRecvSegs! - c1.TcpExtTCPDSACKRecvSegs!);
   }
 }
 
 async function runs(rig: Rig, kind: FaultKind): Promise<Runs> {
-  const r: Runs = { firstPacket: [], goodput: [], notBack: 0, failback: [], failbackRetrans: [], hostQueued: [], spurious: 0 };
+  const r: Runs = { firstPacket: [], goodput: [], notBack: 0, failback: [], failbackRetrans: [], failbackSpurious: [], hostQueued: [], spurious: 0 };
   for (let i = 0; i < RUNS; i++) await rig.run(kind, r);
   const f = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ');
   console.log(`${rig.lab.lab.tag} ${kind}: first packet (ms) ${f(r.firstPacket)}`);
   console.log(`  goodput back (ms) ${f(r.goodput)}${r.notBack ? ` (${r.notBack} not back within ${WATCH_MS} ms)` : ''}`);
-  console.log(`  failback dip (ms) ${f(r.failback)}; retransmitted segments per failback ${f(r.failbackRetrans)}; host-queued per fault ${f(r.hostQueued)}; runs redone after a move with no fault: ${r.spurious}`);
+  console.log(`  failback dip (ms) ${f(r.failback)}; retransmitted segments per failback ${f(r.failbackRetrans)} (D-SACKed: ${f(r.failbackSpurious)}); host-queued per fault ${f(r.hostQueued)}; runs redone after a move with no fault: ${r.spurious}`);
   return r;
 }
 
@@ -265,6 +271,8 @@ async function run(cli: string[]): Promise<void> {
     ...spread(failback('carrier loss'), carrier.failback, 'ms'),
     ...spread(failback('blackhole'), blackhole.failback, 'ms'),
     { name: 'failback: segments TCP retransmitted from the repair to 1.5 s after the move back, all uploads, per run, max', value: Math.max(...carrier.failbackRetrans, ...blackhole.failbackRetrans, ...fast.failbackRetrans), unit: 'segments' },
+    { name: 'failback: of those, D-SACKed (spurious: the original arrived too, reordered), all runs', value: [...carrier.failbackSpurious, ...blackhole.failbackSpurious, ...fast.failbackSpurious].reduce((a, b) => a + b, 0), unit: 'segments' },
+    { name: 'failback: segments retransmitted, all runs', value: [...carrier.failbackRetrans, ...blackhole.failbackRetrans, ...fast.failbackRetrans].reduce((a, b) => a + b, 0), unit: 'segments' },
     { name: 'moves with no fault while waiting for a run (a link called down while fine), probe.profile fast', value: fast.spurious, unit: 'moves' },
     { name: 'moves with no fault while waiting for a run, default probes', value: carrier.spurious + blackhole.spurious, unit: 'moves' },
     { name: 'runs per fault kind (each at a random phase against the probe clock)', value: RUNS, unit: 'runs' },

@@ -44,6 +44,8 @@ export interface Arrival {
   at: bigint;
   sport: number;
   dev: string;
+  /** When the flow's packet before this one arrived (on the link it left): 0n for the first. */
+  before: bigint;
 }
 
 export type LinkView = LabLinkView;
@@ -132,8 +134,8 @@ export class FailoverLab {
     this.wan1Back = wan1Back;
     this.goodput = goodput;
     createInterface({ input: sink.stdout! }).on('line', (line) => {
-      const [at, sport, dev] = line.split(' ');
-      this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
+      const [at, sport, dev, before] = line.split(' ');
+      this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev!, before: BigInt(before ?? 0) });
     });
     this.agent = lab.spawn(lab.edge, [...agentCli, 'agent', '--config', join(dir, 'config.yaml')]);
     this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
@@ -251,6 +253,16 @@ export class FailoverLab {
       if (Date.now() > deadline) throw new Error(`flow ${sport} never arrived by ${dev}: ${JSON.stringify(mine.map((a) => [String(a.at), a.dev]))}\n${this.log.slice(-3000)}`);
       await sleep(5);
     }
+  }
+
+  /**
+   * When a fault that moved the flow to its link at `moved` (an arrival() answer) hit it on the
+   * wire: its 1 kpps packets stopped arriving by the old link then, so half a millisecond after
+   * the last one did. Independent of how long the command that made the fault took.
+   */
+  onset(sport: number, moved: bigint): bigint | undefined {
+    const change = this.arrivals.find((a) => a.sport === sport && a.at === moved);
+    return change && change.before > 0n ? change.before + 500_000n : undefined;
   }
 
   /** Ingress changes of a flow at or after `after`. */
