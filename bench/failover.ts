@@ -106,20 +106,28 @@ class Rig {
 
   async run(kind: FaultKind, into: Runs): Promise<void> {
     const { lab, udp } = this;
+    const inject = (on: boolean) => (kind === 'carrier' ? lab.carrier(!on) : lab.drop(on ? 100 : null));
+    let c0: Record<string, number>;
+    let fault: bigint;
+    let moved: bigint;
     for (;;) {
       const settled = await lab.arrival(udp, 'c1', process.hrtime.bigint(), 20_000);
       await sleep(1500 + Math.random() * 100); // a steady second for the rate before; a random phase against the probe clock
-      if (lab.changes(udp, settled + 1n).length === 0) break;
-      into.spurious++; // moved with no fault: not a run to measure
+      c0 = lab.tcpCounters();
+      const started = process.hrtime.bigint();
+      const issued = inject(true);
+      moved = await lab.arrival(udp, 'c0', settled + 1n, 5000);
+      if (moved >= started) {
+        // The fault's instant on the wire: the stream's last packet by wan1 (1 ms resolution).
+        fault = lab.onset(udp, moved) ?? issued;
+        break;
+      }
+      into.spurious++; // moved before the fault, with none: not a run to measure
+      inject(false);
     }
-    const c0 = lab.tcpCounters();
-    const issued = kind === 'carrier' ? lab.carrier(false) : lab.drop(100);
-    const moved = await lab.arrival(udp, 'c0', issued - 200n * NS_PER_MS, 5000);
-    // The fault's instant on the wire: the stream's last packet by wan1 (1 ms resolution).
-    const fault = lab.onset(udp, moved) ?? issued;
     await lab.meter.until(fault + BigInt(WATCH_MS) * NS_PER_MS);
     const c1 = lab.tcpCounters();
-    const healed = kind === 'carrier' ? lab.carrier(true) : lab.drop(null);
+    const healed = inject(false);
     const back = await lab.arrival(udp, 'c1', healed, 10_000);
     await lab.meter.until(back + 1500n * NS_PER_MS);
     const c2 = lab.tcpCounters();
