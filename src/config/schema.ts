@@ -21,14 +21,14 @@ const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IP
 /**
  * Probe timings by profile. A blackhole is confirmed after `downAfter` intervals without an
  * answer plus `timeoutMs` for the last probe's answer. TCP resends a lost segment at its
- * retransmission timeout, at least 200 ms, then backs off: 200, 600, 1400 ms after the loss; a
- * session moved to another link resumes at the next of those instants, so detection is worth
- * most just before one. `default` suits links whose round trip stays under 250 ms and confirms a
- * blackhole in 0.45-0.55 s, before TCP's second retransmission (at 300 ms of timeout, up to
- * ~0.61 s: after it, and those sessions waited for the third, 1.4 s). `fast` is for links whose
- * round trip stays well under 60 ms, where detection is worth 2.5x the probe packets: confirmed
- * in ~0.15 s, before TCP's first retransmission, so sessions resume at once. Fields given in the
- * config win over the profile's. Measured: bench/failover.ts, docs/links.md.
+ * retransmission timeout (RTO, at least 200 ms) and backs off: 1, 3, 7 × RTO after the loss. A
+ * session moved off a blackholed link resumes at the next of those instants, so detection is
+ * worth most just before one. `default` suits links whose round trip stays under 250 ms and
+ * confirms a blackhole in 0.45-0.57 s, before the second resend (at 300 ms of timeout it took up
+ * to ~0.61 s and could miss a 600 ms one: those sessions waited for the third, 1.4 s). `fast` is
+ * for links whose round trip stays well under 60 ms, where detection is worth 2.5x the probe
+ * packets: confirmed in ~0.15 s, before the first resend, so sessions resume at the move. Fields
+ * given in the config win over the profile's. Measured: bench/failover.ts, docs/links.md.
  */
 export const PROBE_PROFILES = {
   default: { intervalMs: 100, timeoutMs: 250, downAfter: 3, upAfter: 10 },
