@@ -6,11 +6,21 @@
 //                                         -> [{status, headers, body} | {status: 0, error}]
 //                                       {"grpc": {target, method: "report"|"reportBatch", request}}
 //                                         -> {ok: true, response} | {ok: false, code, details, metadata}
-//   ns-http.mjs serve PORT            the cloud service: HTTP on all addresses, reads each
-//                                     request's body to its end; prints "ready"
-//   ns-http.mjs upload SRC SPORT DST DPORT HOST USER MS
-//                                     one real request: POST / with `end-user: USER`, its
-//                                     chunked body 1 KiB every 5 ms for MS ms, from SRC:SPORT
+//   ns-http.mjs serve PORT [SAMPLE_MS]
+//                                     the cloud service: HTTP on all addresses, reads each
+//                                     request's body to its end; prints "ready". With SAMPLE_MS,
+//                                     then every SAMPLE_MS each read since the last print, per
+//                                     connection by the client's port, as the time it returned and
+//                                     the body bytes so far, and the time of the print:
+//                                       "g <port> <CLOCK_MONOTONIC ns>:<bytes> <ns>:<bytes> ..."
+//                                       "t <CLOCK_MONOTONIC ns>"
+//                                     (in-order bytes the application got: goodput, src/lab/goodput.ts)
+//   ns-http.mjs upload SRC SPORT[,SPORT...] DST DPORT HOST USER MS [KIB_PER_S]
+//                                     one real request per source port: POST / with `end-user:
+//                                     USER`, its chunked body paced at KIB_PER_S (default 200)
+//                                     for MS ms, from SRC:SPORT. Paced by the clock, not by the
+//                                     socket: what a stalled connection could not send waits in
+//                                     its buffer and goes when it can, as an application's would.
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -63,34 +73,69 @@ if (mode === 'call') {
     console.log(JSON.stringify(out));
   }
 } else if (mode === 'serve') {
+  const sampleMs = Number(args[1] ?? 0);
+  /** Per open connection, by the client's port: body bytes so far, and each read not yet printed. */
+  const conns = new Map();
   const server = http.createServer((req, res) => {
-    let bytes = 0;
-    req.on('data', (d) => (bytes += d.length));
-    req.on('end', () => res.end(`received ${bytes} bytes from ${req.headers['end-user'] ?? 'nobody'}\n`));
+    const port = req.socket.remotePort;
+    const c = { bytes: 0, reads: '' };
+    if (sampleMs > 0) conns.set(port, c);
+    req.on('data', (d) => {
+      c.bytes += d.length;
+      if (sampleMs > 0) c.reads += ` ${process.hrtime.bigint()}:${c.bytes}`;
+    });
+    req.on('end', () => res.end(`received ${c.bytes} bytes from ${req.headers['end-user'] ?? 'nobody'}\n`));
     req.on('error', () => {});
+    req.socket.once('close', () => conns.delete(port));
   });
-  server.listen({ port: Number(args[0]), host: '::', ipv6Only: false }, () => console.log('ready'));
+  server.listen({ port: Number(args[0]), host: '::', ipv6Only: false }, () => {
+    console.log('ready');
+    if (sampleMs > 0) {
+      setInterval(() => {
+        let out = '';
+        for (const [port, c] of conns) {
+          if (c.reads) out += `g ${port}${c.reads}\n`;
+          c.reads = '';
+        }
+        process.stdout.write(`${out}t ${process.hrtime.bigint()}\n`);
+      }, sampleMs);
+    }
+  });
 } else if (mode === 'upload') {
-  const [src, sport, dst, dport, host, user, ms] = args;
-  const socket = net.connect({ host: dst, port: Number(dport), localAddress: src, localPort: Number(sport) });
-  socket.setNoDelay(true);
-  socket.on('error', (e) => {
-    console.error(`upload ${user} ${sport}: ${e.message}`);
-    process.exit(1);
-  });
-  socket.on('connect', () => {
-    socket.write(`POST / HTTP/1.1\r\nhost: ${host}\r\nend-user: ${user}\r\ntransfer-encoding: chunked\r\n\r\n`);
-    const chunk = `400\r\n${'u'.repeat(1024)}\r\n`;
-    const end = Date.now() + Number(ms);
-    const timer = setInterval(() => {
-      if (Date.now() < end) return void socket.write(chunk);
-      clearInterval(timer);
-      socket.end('0\r\n\r\n');
-    }, 5);
-  });
-  socket.on('data', () => {});
-  socket.on('close', () => process.exit(0));
+  const [src, sports, dst, dport, host, user, ms, kibPerSecond = '200'] = args;
+  const bytesPerMs = (Number(kibPerSecond) * 1024) / 1000;
+  let open = 0;
+  for (const sport of sports.split(',')) {
+    const socket = net.connect({ host: dst, port: Number(dport), localAddress: src, localPort: Number(sport) });
+    open++;
+    socket.setNoDelay(true);
+    socket.on('error', (e) => {
+      console.error(`upload ${user} ${sport}: ${e.message}`);
+      process.exit(1);
+    });
+    socket.on('connect', () => {
+      socket.write(`POST / HTTP/1.1\r\nhost: ${host}\r\nend-user: ${user}\r\ntransfer-encoding: chunked\r\n\r\n`);
+      const start = performance.now();
+      let sent = 0;
+      const timer = setInterval(() => {
+        const elapsed = performance.now() - start;
+        if (elapsed >= Number(ms)) {
+          clearInterval(timer);
+          socket.end('0\r\n\r\n');
+          return;
+        }
+        const due = Math.floor(elapsed * bytesPerMs) - sent;
+        if (due <= 0) return;
+        socket.write(`${due.toString(16)}\r\n${'u'.repeat(due)}\r\n`);
+        sent += due;
+      }, 5);
+    });
+    socket.on('data', () => {});
+    socket.on('close', () => {
+      if (--open === 0) process.exit(0);
+    });
+  }
 } else {
-  console.error('usage: ns-http.mjs call < JOB | serve PORT | upload SRC SPORT DST DPORT HOST USER MS');
+  console.error('usage: ns-http.mjs call < JOB | serve PORT [SAMPLE_MS] | upload SRC SPORT[,SPORT...] DST DPORT HOST USER MS [KIB_PER_S]');
   process.exit(2);
 }

@@ -23,7 +23,7 @@ import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import {
-  Datapath, DatapathError, internetLayout, InternetLinkError, InternetRouting, MemoryDatapath, MemoryInternetRouting, openCarrierReader,
+  Datapath, DatapathError, internetLayout, InternetLinkError, InternetRouting, MemoryDatapath, MemoryInternetRouting, openCarrierReader, openNeighbourTable,
   type DatapathPort, type InternetLayout, type InternetRoutingPort,
 } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
@@ -182,11 +182,14 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     if (!config.datapath.dryRun) {
       const carrier = openCarrierReader();
       closers.push(() => carrier.close());
+      const neighbours = openNeighbourTable();
+      closers.push(() => neighbours.close());
       const monitor = new LinkMonitor({
         links: config.links,
         onHealth: (name, health) => engine.setLinkHealth(name, health),
         logger: logger.child({ part: 'links' }),
         readCarrier: (ifname) => carrier.read(ifname),
+        readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
       });
       await monitor.start();
       closers.push(() => monitor.stop());

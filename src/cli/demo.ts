@@ -9,10 +9,12 @@
  *
  *   1. policies posted over REST: minion -> LTE, boss -> fibre marked EF (DSCP 46)
  *   2. the boss policy replaced over REST (If-Match): boss -> LTE too
- *   3. LTE goes dark (every packet dropped, carrier up): the probes notice, both users move to
- *      the fibre; 4. LTE heals: both move back after the hysteresis; 5. LTE loses its carrier:
- *      both move to the fibre at once. The time from each fault (or recovery) to both users'
- *      first bytes on the other link is measured in the cloud.
+ *   3. LTE goes dark (every packet lost on its path, carrier up): the probes notice, both users
+ *      move to the fibre; 4. LTE heals: both move back after the hysteresis; 5. LTE loses its
+ *      carrier: both move to the fibre at once. The time from each fault (or recovery) to both
+ *      users' first bytes on the other link is measured in the cloud, and so is what the users
+ *      feel: how long until each one's uploads deliver again at >= 80 % of their rate before
+ *      (src/lab/goodput.ts: every read of the cloud's service, timed).
  *
  * The demo reports each session to the agent over the same HTTP API the Envoy filter uses,
  * standing in for the sidecar. The table shows what the cloud receives, per user and link,
@@ -28,9 +30,8 @@ import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
 import { InternetDemo } from './demo-internet.js';
 import type { CliIo } from './explain.js';
-import { CLOUD, EDGE, IngressCounters, LabAgentClient, WanLab } from '../lab/index.js';
+import { CLOUD, EDGE, GoodputMeter, IngressCounters, LabAgentClient, startUploads, WanLab } from '../lab/index.js';
 
-const NS_HTTP = fromRoot('scripts/ns-http.mjs');
 const PORT = 8080;
 const AGENT = `http://${EDGE.wan0.v4}:9090`;
 const HOST = 'cloud-service.cloud.svc.cluster.local';
@@ -105,6 +106,7 @@ class Demo {
   private agent: ChildProcess | undefined;
   private log: WriteStream | undefined;
   private counters!: IngressCounters;
+  private goodput!: GoodputMeter;
   private cleaning: Promise<void> | undefined;
   private readonly uploads: ChildProcess[] = [];
 
@@ -122,8 +124,8 @@ class Demo {
     this.say(`  edge  ${lab.edge}: wan0 ${EDGE.wan0.v4} "fibre" (default route), wan1 ${EDGE.wan1.v4} "LTE"`);
     this.say(`  cloud ${lab.cloud}: HTTP service ${HOST} at ${CLOUD.service.v4}:${PORT}, link-probe reflector`);
 
-    await Promise.all([
-      lab.spawnReady(lab.cloud, [process.execPath, NS_HTTP, 'serve', String(PORT)], 'the cloud HTTP service'),
+    [this.goodput] = await Promise.all([
+      GoodputMeter.start(lab, lab.cloud, PORT),
       lab.spawnReady(lab.cloud, [...this.self(), 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'the reflector'),
     ]);
 
@@ -158,12 +160,12 @@ class Demo {
         const [a] = this.api.http({ method: 'POST', path: '/v1/sessions', body: session(sport, user) });
         if (a?.body?.status !== 'steered') throw new Error(`session of ${user} not steered: ${JSON.stringify(a?.body)}`);
         this.say(`    ${user.padEnd(6)} ${EDGE.wan0.v4}:${sport} -> ${CLOUD.service.v4}:${PORT}  end-user: ${user.padEnd(6)}  => ${a.body.policy}, link ${a.body.link}`);
-        const upload = lab.spawn(lab.edge, [process.execPath, NS_HTTP, 'upload', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(PORT), HOST, user, String(streamMs)]);
-        this.uploads.push(upload);
-        upload.stderr!.on('data', (d: Buffer) => {
-          if (!this.cleaning) this.io.stderr(d.toString());
-        });
       }
+      const upload = startUploads(lab, lab.edge, { src: EDGE.wan0.v4, sports: USERS[user], dst: CLOUD.service.v4, port: PORT, host: HOST, user, durationMs: streamMs });
+      this.uploads.push(upload);
+      upload.stderr!.on('data', (d: Buffer) => {
+        if (!this.cleaning) this.io.stderr(d.toString());
+      });
     }
 
     const table = new LiveTable(this.counters, this.io);
@@ -188,7 +190,7 @@ class Demo {
     const phase2 = await table.run(P);
 
     // ---- LTE goes dark: carrier up, nothing gets through ------------------------------------
-    this.say('\n>>> LTE goes dark: every packet into wan1 vanishes, its carrier stays up (nft drop on wan1); nobody tells the agent');
+    this.say('\n>>> LTE goes dark: every packet over wan1 is lost on its way (nft drop where it arrives), its carrier stays up; nobody tells the agent');
     let before = this.counters.readBoth().bytes;
     const dark = lab.drop('wan1', 100);
     const darkMs = ms((await this.firstBytesOn('c0', before, dark, 3000)) - dark);
@@ -197,15 +199,20 @@ class Demo {
     this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}": the probes noticed`);
     table.mark();
     const phase3 = await table.run(Math.max(2, P - 1));
+    const darkFelt = this.felt(dark);
+    this.say(`    what the users felt: ${darkFelt.text}`);
 
     // ---- LTE comes back: failback after the hysteresis ---------------------------------------
     this.say('\n>>> LTE comes back (drop removed): the agent waits for 10 answered probes in a row, then moves both users back');
     before = this.counters.readBoth().bytes;
     const healed = lab.drop('wan1', null);
-    const backMs = ms((await this.firstBytesOn('c1', before, healed, 5000)) - healed);
+    const back = await this.firstBytesOn('c1', before, healed, 5000);
+    const backMs = ms(back - healed);
     this.say(`    failback: both users' traffic back on wan1 (LTE) ${backMs.toFixed(0)} ms after the link healed`);
     table.mark();
     const phase4 = await table.run(Math.max(2, P - 1));
+    const backFelt = this.felt(back - 20_000_000n); // from just before the move back
+    this.say(`    what the users felt when moved back: ${backFelt.text}`);
 
     // ---- LTE fails: carrier loss -------------------------------------------------------------
     this.say('\n>>> LTE fails: carrier lost on wan1 (ip -n cloud link set c1 down); nobody tells the agent');
@@ -220,6 +227,8 @@ class Demo {
     this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}"; wan0 now carries [${w0.activeFor.join(', ')}]`);
     table.mark();
     const phase5 = await table.run(Math.max(2, P - 1));
+    const carrierFelt = this.felt(fault);
+    this.say(`    what the users felt: ${carrierFelt.text}`);
 
     // ---- summary ------------------------------------------------------------------------------
     this.say('\nsummary: kB the cloud received per user and link in each phase');
@@ -234,8 +243,10 @@ class Demo {
     row('3 LTE dark, carrier up', phase3);
     row('4 LTE back', phase4);
     row('5 LTE carrier lost', phase5);
-    this.say(`  blackhole: fault -> both users on fibre ${darkMs.toFixed(0)} ms; healed -> both back on LTE ${backMs.toFixed(0)} ms`);
-    this.say(`  failover time (fault -> both users on fibre): ${movedMs.toFixed(0)} ms`);
+    this.say('  fault or repair              first bytes on the other link   goodput back (>= 80 % of before), per user');
+    this.say(`  LTE dark (blackhole)         ${`${darkMs.toFixed(0)} ms`.padStart(8)}                        ${darkFelt.short}`);
+    this.say(`  LTE healed (failback)        ${`${backMs.toFixed(0)} ms`.padStart(8)}                        ${backFelt.short}`);
+    this.say(`  LTE carrier lost             ${`${movedMs.toFixed(0)} ms`.padStart(8)}                        ${carrierFelt.short}`);
 
     const on = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.bytes[`${user}|${DEVS[link]}`] ?? 0) > 0;
     const fibreOnly = (s: PhaseTotals) => on(s, 'boss', 'wan0') && on(s, 'minion', 'wan0') && !on(s, 'boss', 'wan1') && !on(s, 'minion', 'wan1');
@@ -315,12 +326,33 @@ class Demo {
     await this.api.waitReady(agent, 30_000);
   }
 
+  /**
+   * What each user felt of the fault at `at`: the longest time one of their connections took to
+   * deliver at >= 80 % of its rate before again, as the cloud's service read it.
+   */
+  private felt(at: bigint): { text: string; short: string } {
+    const gap = (sport: number) => {
+      try {
+        return this.goodput.gap(sport, at).gapMs;
+      } catch {
+        return NaN; // the connection was not delivering before: nothing to compare with
+      }
+    };
+    const gaps = USER_NAMES.map((u) => ({ user: u, ms: Math.max(...USERS[u].map(gap)) }));
+    const show = (g: number) => (Number.isNaN(g) ? 'not measured' : g === Infinity ? 'not back within the phase' : `${g.toFixed(0)} ms`);
+    const short = gaps.map((g) => `${g.user} ${show(g.ms)}`).join(', ');
+    if (gaps.every((g) => g.ms === 0)) return { text: 'no stall: each user\'s uploads kept >= 80 % of their rate', short };
+    return { text: `uploads delivering again (>= 80 % of their rate before) after ${short}`, short };
+  }
+
   /** When both users' bytes first arrive by the cloud's `dev` after `fault` (polling the counters). */
   private async firstBytesOn(dev: 'c0' | 'c1', before: Record<string, number>, fault: bigint, timeoutMs: number): Promise<bigint> {
     const seen: Partial<Record<User, bigint>> = {};
     while (process.hrtime.bigint() - fault < BigInt(timeoutMs) * 1_000_000n) {
-      const now = this.counters.readBoth().bytes;
+      // Bytes this read sees arrived after the last read began and before this one ended; its
+      // start is the estimate (a read takes milliseconds: an nft process).
       const t = process.hrtime.bigint();
+      const now = this.counters.readBoth().bytes;
       for (const u of USER_NAMES) if (seen[u] === undefined && (now[`${u}|${dev}`] ?? 0) > (before[`${u}|${dev}`] ?? 0)) seen[u] = t;
       if (USER_NAMES.every((u) => seen[u] !== undefined)) return USER_NAMES.map((u) => seen[u]!).reduce((a, b) => (a > b ? a : b));
       await sleep(2);

@@ -12,7 +12,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, type ConfigProblem } from './errors.js';
 import { parseOverrides, type OverrideOrigins } from './overrides.js';
-import { AgentConfig, linkTable } from './schema.js';
+import { AgentConfig, linkTable, PROBE_PROFILES, type ProbeProfile } from './schema.js';
 import { fractionalIntegers, schemaProblems } from './schema-errors.js';
 import { semanticProblems } from './semantic.js';
 
@@ -58,7 +58,7 @@ export function resolveConfig(document: unknown, options: ResolveConfigOptions =
   // Convert truncates fractions where a whole number is wanted: those are reported, not rounded.
   const fractions = fractionalIntegers(AgentConfig, raw, fixHint);
   if (fractions.length > 0) throw new ConfigError('WS_CONFIG_INVALID', fractions.map((p) => tagOrigin(p, origins)), options.source);
-  const candidate = withDefaults(Value.Convert(AgentConfig, raw));
+  const candidate = withDefaults(withProbeProfiles(Value.Convert(AgentConfig, raw)));
   const shapeProblems = schemaProblems(AgentConfig, candidate, fixHint);
   if (shapeProblems.length > 0) throw new ConfigError('WS_CONFIG_INVALID', shapeProblems.map((p) => tagOrigin(p, origins)), options.source);
   const config = candidate as AgentConfig;
@@ -97,6 +97,19 @@ function withDefaults(raw: unknown): unknown {
     out[key] = variant ? Value.Default(variant, given[key]) : given[key];
   }
   return out;
+}
+
+/** A link's `probe.profile` fills the timings its probe does not give, before the schema's defaults. */
+function withProbeProfiles(raw: unknown): unknown {
+  const links = (raw as { links?: unknown }).links;
+  if (!Array.isArray(links)) return raw;
+  for (const link of links) {
+    const probe = (link as { probe?: Record<string, unknown> } | null)?.probe;
+    const name = probe?.profile;
+    if (typeof name !== 'string' || !Object.hasOwn(PROBE_PROFILES, name)) continue;
+    for (const [field, value] of Object.entries(PROBE_PROFILES[name as ProbeProfile])) probe![field] ??= value;
+  }
+  return raw;
 }
 
 function matchesDiscriminator(variant: TSchema, value: unknown): boolean {

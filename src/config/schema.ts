@@ -18,8 +18,28 @@ export const LinkName = Type.String({ pattern: '^[A-Za-z0-9][-_.A-Za-z0-9]*$', m
 const HostPort = Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]+):[0-9]{1,5}$', description: 'host:port, [v6]:port' });
 const IpAddress = Type.String({ minLength: 2, maxLength: 45, description: 'an IPv4 or IPv6 address' });
 
+/**
+ * Probe timings by profile. A blackhole is confirmed after `downAfter` intervals without an
+ * answer plus `timeoutMs` for the last probe's answer. TCP resends a lost segment at its
+ * retransmission timeout (RTO, at least 200 ms) and backs off: 1, 3, 7 × RTO after the loss. A
+ * session moved off a blackholed link resumes at the next of those instants, so detection is
+ * worth most just before one. `default` suits links whose round trip stays under 250 ms and
+ * confirms a blackhole in 0.45-0.57 s, before the second resend (at 300 ms of timeout it took up
+ * to ~0.61 s and could miss a 600 ms one: those sessions waited for the third, 1.4 s). `fast` is
+ * for links whose round trip stays well under 60 ms, where detection is worth 2.5x the probe
+ * packets: confirmed in ~0.15 s, before the first resend, so sessions resume at the move. Fields
+ * given in the config win over the profile's. Measured: bench/failover.ts, docs/links.md.
+ */
+export const PROBE_PROFILES = {
+  default: { intervalMs: 100, timeoutMs: 250, downAfter: 3, upAfter: 10 },
+  fast: { intervalMs: 40, timeoutMs: 60, downAfter: 2, upAfter: 25 },
+} as const;
+export type ProbeProfile = keyof typeof PROBE_PROFILES;
+
 export const ProbeConfig = Type.Object(
   {
+    /** Timings preset (PROBE_PROFILES); a field given beside it wins. */
+    profile: Type.Optional(Type.Union([Type.Literal('default'), Type.Literal('fast')])),
     /** Address probed over this link: a host running `wansteer reflector` (TWAMP-light). */
     target: Type.Optional(IpAddress),
     /**
@@ -29,11 +49,11 @@ export const ProbeConfig = Type.Object(
     targets: Type.Optional(Type.Array(IpAddress, { minItems: 1, maxItems: 4, uniqueItems: true })),
     /** The reflector's UDP port; each link may probe its own reflector (default 862, TWAMP's). */
     port: Type.Integer({ minimum: 1, maximum: 65_535, default: 862 }),
-    intervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 100 }),
-    timeoutMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 300 }),
+    intervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: PROBE_PROFILES.default.intervalMs }),
+    timeoutMs: Type.Integer({ minimum: 10, maximum: 60_000, default: PROBE_PROFILES.default.timeoutMs }),
     /** Down after this many consecutive misses; up after `upAfter` consecutive successes. */
-    downAfter: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
-    upAfter: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+    downAfter: Type.Integer({ minimum: 1, maximum: 100, default: PROBE_PROFILES.default.downAfter }),
+    upAfter: Type.Integer({ minimum: 1, maximum: 1000, default: PROBE_PROFILES.default.upAfter }),
     /** Samples in the sliding window for RTT, loss and jitter. */
     window: Type.Integer({ minimum: 1, maximum: 10_000, default: 50 }),
   },

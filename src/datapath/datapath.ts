@@ -38,6 +38,7 @@ import {
 import type { BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
+import { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';
 import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
 
 export interface Counter {
@@ -94,6 +95,8 @@ export class Datapath implements DatapathPort {
   private readonly u32 = Buffer.alloc(4);
   private readonly policyBuf = Buffer.alloc(Layout.policy.size);
   private readonly linkBuf = Buffer.alloc(Layout.link.size);
+  /** Opened at the first flush: an agent whose links never fail never needs it. */
+  private neighbours: NeighbourTable | undefined;
   private closed = false;
 
   private constructor(private readonly d: Loaded) {}
@@ -185,6 +188,17 @@ export class Datapath implements DatapathPort {
       }
     }, MAX_LINKS);
     return out;
+  }
+
+  /**
+   * Delete the neighbour entries of interface `ifindex` in `scope` (neighbours.ts), IPv4 and
+   * IPv6; how many were deleted. Call it right after the write that moves traffic off the link:
+   * packets the program redirected there before that write and that wait on an unresolved entry
+   * are freed, so their senders resend them on the new path now rather than in 3 s.
+   */
+  flushNeighbours(ifindex: number, scope: NeighbourScope = 'unresolved'): number {
+    this.neighbours ??= openNeighbourTable();
+    return this.neighbours.flush(ifindex, scope);
   }
 
   // ---- policies --------------------------------------------------------------------------
@@ -429,6 +443,7 @@ export class Datapath implements DatapathPort {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.neighbours?.close();
     native.objectClose(this.d.obj);
   }
 

@@ -31,7 +31,7 @@ export const DatapathErrorCode = {
   PERMISSION: 'WS_DATAPATH_PERMISSION',
   /** BPF_PROG_TEST_RUN failed. */
   TEST_RUN: 'WS_DATAPATH_TEST_RUN',
-  /** The rtnetlink socket for the carrier poll could not be opened. */
+  /** An rtnetlink socket could not be opened, or the kernel refused a question on it (carrier poll, neighbours). */
   NETLINK: 'WS_DATAPATH_NETLINK',
 } as const;
 export type DatapathErrorCode = (typeof DatapathErrorCode)[keyof typeof DatapathErrorCode];

@@ -15,3 +15,4 @@ export { MemoryInternetRouting } from './internet/memory.js';
 export { InternetLinkError, InternetErrorCode } from './internet/errors.js';
 export { internetLayout, type InternetLayout } from './internet/layout.js';
 export { uninstallDatapath, type UninstallReport } from './uninstall.js';
+export { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';

@@ -19,10 +19,13 @@ import {
 } from './codec.js';
 import { monotonicNs, type Counter, type Counters, type FlowEntry } from './datapath.js';
 import { invalid } from './errors.js';
+import type { NeighbourScope } from './neighbours.js';
 import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
 
 export class MemoryDatapath implements DatapathPort {
   readonly adopted = false;
+  /** The neighbour flushes asked for, in order (there is no neighbour table to flush here). */
+  readonly neighbourFlushes: { ifindex: number; scope: NeighbourScope }[] = [];
   private readonly links = new Map<number, LinkEntry>();
   private readonly policies = new Map<number, PolicyAction>();
   private readonly dscp = new Map<number, number>();
@@ -65,6 +68,11 @@ export class MemoryDatapath implements DatapathPort {
 
   listLinks(): Map<number, LinkEntry> {
     return new Map([...this.links].map(([k, v]) => [k, { ...v }]));
+  }
+
+  flushNeighbours(ifindex: number, scope: NeighbourScope): number {
+    this.neighbourFlushes.push({ ifindex, scope });
+    return 0;
   }
 
   setPolicy(id: number, action: PolicyAction): void {

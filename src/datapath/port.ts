@@ -5,6 +5,7 @@
  */
 import type { FlowEntry, Counters } from './datapath.js';
 import type { FlowKey, LinkEntry, PolicyAction } from './codec.js';
+import type { NeighbourScope } from './neighbours.js';
 
 export interface DatapathPort {
   readonly adopted: boolean;
@@ -14,6 +15,8 @@ export interface DatapathPort {
   setLink(id: number, link: LinkEntry): void;
   setLinkUp(id: number, up: boolean): void;
   listLinks(): Map<number, LinkEntry>;
+  /** Delete an interface's neighbour entries in `scope` (they may hold redirected packets); how many. */
+  flushNeighbours(ifindex: number, scope: NeighbourScope): number;
   setPolicy(id: number, action: PolicyAction): void;
   deletePolicy(id: number): void;
   listPolicies(): Map<number, PolicyAction>;

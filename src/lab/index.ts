@@ -10,6 +10,7 @@ export { Lab, reapStaleLabs, sh } from './namespaces.js';
 export { CLOUD, EDGE, WanLab } from './overlay.js';
 export { IngressCounters, type FlowMatch } from './counters.js';
 export { DelayLine } from './delay-line.js';
+export { bytesAt, goodputGap, GoodputMeter, startUploads, type Gap, type GapOptions, type GoodputSample, type UploadOptions } from './goodput.js';
 export { LabAgentClient, type LabAnswer, type LabLinkView, type LabRequest } from './agent-client.js';
 export { ENVOY_VERSION, envoyBinary, LabEnvoy, type LabEnvoyOptions } from './envoy.js';
 export { meshBootstrap, routesFromVirtualService, type ClusterSpec, type ListenerSpec, type MeshSpec, type RouteSpec } from './envoy-mesh.js';

@@ -29,6 +29,9 @@ export const CLOUD = {
   service: { v4: '10.20.0.1', v6: 'fd20::1' },
 };
 
+/** The cloud's end of each of the edge's links. */
+const FAR_END = { wan0: 'c0', wan1: 'c1' } as const;
+
 export class WanLab extends Lab {
   readonly edge: string;
   readonly cloud: string;
@@ -72,6 +75,8 @@ export class WanLab extends Lab {
       'link set c1 up',
     ]);
     this.sysctl(c, ...['all', 'default', 'c0', 'c1'].map((key) => `net.ipv4.conf.${key}.rp_filter=0`));
+    // A carrier loss is c0/c1 set down: their IPv6 addresses (the edge's IPv6 next hops) stay.
+    this.sysctl(c, 'net.ipv6.conf.c0.keep_addr_on_down=1', 'net.ipv6.conf.c1.keep_addr_on_down=1');
   }
 
   /**
@@ -86,20 +91,36 @@ export class WanLab extends Lab {
   }
 
   /**
-   * Drop packets leaving the edge by `link`: all of them (a blackhole without carrier loss) or a
-   * random share; null removes the fault. This kernel has no sch_netem, so the drop is an
-   * nftables rule on the link's netdev egress hook, which steered packets (bpf_redirect_neigh)
-   * pass through too, as they would a netem qdisc. Returns when the fault took effect.
+   * Lose packets on the path of `link`, edge -> cloud: all of them (a blackhole, carrier up) or a
+   * random share; null removes the fault. `family` limits it to IPv4 (`ip`) or IPv6 (`ip6`).
+   * Returns when the fault took effect.
+   *
+   * The packets are dropped where they arrive, on the netdev ingress hook of the link's far end
+   * (the cloud's c0/c1): that sees everything the edge sent over the link, steered or not. The
+   * edge's own egress hook would not: nftables skips it for packets a tc program redirected to
+   * the device (bpf_redirect_neigh), so a drop there hits the probes and not the sessions. (This
+   * kernel has no sch_netem.) ARP and IPv6 neighbour discovery pass: the far end's router still
+   * answers for itself, as one whose upstream died does — the lab's blackhole is a dead path, not
+   * a dead next hop (that is carrier loss, setCloudLink).
    */
-  drop(link: 'wan0' | 'wan1', percent: number | null): bigint {
+  drop(link: 'wan0' | 'wan1', percent: number | null, family?: 'ip' | 'ip6'): bigint {
     const table = `wsfault_${link}`;
-    const verdict = percent === null ? [] : percent >= 100 ? [`add rule netdev ${table} e drop`] : [`add rule netdev ${table} e numgen random mod 100 < ${percent} drop`];
+    const dev = FAR_END[link];
+    const which = family ? `meta protocol ${family}` : 'meta protocol { ip, ip6 }';
+    const share = percent !== null && percent < 100 ? ` numgen random mod 100 < ${percent}` : '';
     const script = [
       `add table netdev ${table}`,
       `delete table netdev ${table}`,
-      ...(percent === null ? [] : [`add table netdev ${table}`, `add chain netdev ${table} e { type filter hook egress device ${link} priority 0; policy accept; }`, ...verdict]),
+      ...(percent === null
+        ? []
+        : [
+            `add table netdev ${table}`,
+            `add chain netdev ${table} path { type filter hook ingress device ${dev} priority -500; policy accept; }`,
+            `add rule netdev ${table} path icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept`,
+            `add rule netdev ${table} path ${which}${share} drop`,
+          ]),
     ];
-    this.exec(this.edge, ['nft', '-f', '-'], script.join('\n') + '\n');
+    this.exec(this.cloud, ['nft', '-f', '-'], script.join('\n') + '\n');
     return process.hrtime.bigint();
   }
 

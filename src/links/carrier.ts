@@ -34,7 +34,7 @@ export interface CarrierWatchOptions {
   ip?: string;
   /** Told when the monitor dies unexpectedly (it is restarted). */
   onError?: (err: Error) => void;
-  /** Carrier poll period; 0: netlink events only. Default 20 ms. */
+  /** Carrier poll period; 0: no timer of its own (events only, or the caller calls poll()). Default 20 ms. */
   pollMs?: number;
   /** Reads an interface's carrier now (undefined: no answer); absent: no poll, events only. */
   readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
@@ -94,15 +94,19 @@ export class CarrierWatch {
   }
 
   private startPoll(pollMs: number): void {
-    const read = this.opts.readCarrier;
-    if (!read) return;
-    this.pollTimer = setInterval(() => {
-      for (const name of this.interfaces) {
-        const c = read(name);
-        if (c) this.set(name, c.up, c.why);
-      }
-    }, pollMs);
+    if (!this.opts.readCarrier) return;
+    this.pollTimer = setInterval(() => this.poll(), pollMs);
     this.pollTimer.unref();
+  }
+
+  /** Read every watched interface's carrier now with `readCarrier` (the poll; a caller with pollMs 0 calls it on its own tick). */
+  poll(): void {
+    const read = this.opts.readCarrier;
+    if (!read || this.stopped) return;
+    for (const name of this.interfaces) {
+      const c = read(name);
+      if (c) this.set(name, c.up, c.why);
+    }
   }
 
   /** Read every watched interface's state now (also after the monitor was restarted). */

@@ -8,11 +8,13 @@
  *   ...
  *   await m.stop();       // probes stop, probe rules and tables are removed
  *
- * Links without a `probe` are judged by carrier alone. A link may probe several reflectors
+ * Links without a `probe` are judged by carrier alone; when their carrier returns they are up
+ * again only once their next hops answer (readNextHop). A link may probe several reflectors
  * (`probe.targets`), each with its own prober, rule and health machine: the link is up while any
  * of them answers. A target whose interface address is missing at start, or whose IPv6 address
  * is still in duplicate address detection, is retried every few seconds (until then the link's
- * carrier and its other targets judge it).
+ * carrier and its other targets judge it). One 20 ms tick drives the carrier poll, the normal
+ * probes and those next-hop checks.
  */
 import { isIPv6 } from 'node:net';
 import { probeTargets, type LinkConfig } from '../config/schema.js';
@@ -25,6 +27,8 @@ import { TWAMP_PORT } from './twamp.js';
 /** What the monitor tells its consumer (the shape of the engine's LinkHealth). */
 export interface LinkHealthReport {
   up: boolean;
+  /** The interface's carrier (the engine releases a carrier-less link's neighbour entries). */
+  carrier: boolean;
   rttMs?: number;
   lossPercent?: number;
   jitterMs?: number;
@@ -48,6 +52,14 @@ export interface LinkMonitorOptions {
    * datapath's rtnetlink reader); absent: carrier from netlink events only.
    */
   readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
+  /**
+   * Whether a next hop answers on an interface now (true), not yet (false: resolution started),
+   * or cannot be told (undefined) — the datapath's neighbour table. With it, a link judged by
+   * carrier alone whose carrier returns is not up before its next hops answer: traffic moved
+   * there sooner would wait on their unresolved entries (seconds, if they do not answer).
+   * Probed links need no such check: their probes go through the same entries.
+   */
+  readNextHop?: (ifname: string, address: string) => boolean | undefined;
 }
 
 /** One reflector probed over a link: its prober, its rule, its own health machine. */
@@ -66,10 +78,23 @@ interface LinkState {
   targets: TargetState[];
   probed: boolean;
   publishedAt: number;
+  /** Next hops checked when the carrier returns (links judged by carrier alone, with readNextHop). */
+  nextHops: string[];
+  /** Carrier reported at least once (the first report is the start, not a return). */
+  carrierSeen: boolean;
+  /** The carrier is back and this next hop does not answer yet: not up until it does. */
+  awaitingNextHop?: string;
 }
 
 /** Least time between two reports of a link's window figures when its state did not change. */
 const PUBLISH_MS = 500;
+
+/**
+ * The monitor's tick: the carrier poll, and the normal probes ride on it (each prober sends when
+ * its interval is up), so the process wakes once for both. Waking is most of what a probe costs
+ * on a VM; the carrier poll needs the 20 ms anyway.
+ */
+export const TICK_MS = 20;
 
 const silent: MonitorLogger = { info() {}, warn() {} };
 
@@ -77,6 +102,7 @@ export class LinkMonitor {
   private readonly links: LinkState[];
   private readonly byInterface = new Map<string, LinkState>();
   private carrierWatch: CarrierWatch | undefined;
+  private tick: NodeJS.Timeout | undefined;
   private readonly log: MonitorLogger;
   private stopped = false;
 
@@ -92,6 +118,8 @@ export class LinkMonitor {
         probed: targets.length > 0,
         targets: (targets.length > 0 ? targets : ['']).map((target) => ({ target, machine: new LinkHealthMachine(settings, target !== '') })),
         publishedAt: 0,
+        nextHops: targets.length === 0 && opts.readNextHop ? [config.nextHop4, config.nextHop6].filter((h): h is string => h !== undefined) : [],
+        carrierSeen: false,
       };
       this.byInterface.set(config.interface, s);
       return s;
@@ -105,11 +133,16 @@ export class LinkMonitor {
       {
         ...(this.opts.ip ? { ip: this.opts.ip } : {}),
         ...(this.opts.readCarrier ? { readCarrier: this.opts.readCarrier } : {}),
+        pollMs: 0, // polled on the tick
         onError: (err) => this.log.warn({ err }, 'carrier watch'),
       },
     );
     await this.carrierWatch.start();
     const probed = this.links.filter((l) => l.probed);
+    if (this.opts.readCarrier || probed.length > 0 || this.links.some((l) => l.nextHops.length > 0)) {
+      this.tick = setInterval(() => this.onTick(), TICK_MS);
+      this.tick.unref();
+    }
     // A crashed agent's rules and tables go first; then each target's own.
     await Promise.all(probed.map((l) => clearProbeRoutes(l.id, this.opts.ip)));
     await Promise.all(probed.flatMap((l) => l.targets.map((t) => this.startProbe(l, t))));
@@ -117,6 +150,7 @@ export class LinkMonitor {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.tick);
     this.carrierWatch?.stop();
     await Promise.all(
       this.links.map(async (l) => {
@@ -127,6 +161,28 @@ export class LinkMonitor {
         if (l.probed) await clearProbeRoutes(l.id, this.opts.ip).catch(() => {});
       }),
     );
+  }
+
+  private onTick(): void {
+    this.carrierWatch?.poll();
+    const now = performance.now();
+    for (const l of this.links) {
+      for (const t of l.targets) t.prober?.tick(now);
+      if (l.awaitingNextHop && this.nextHopsAnswer(l)) this.publish(l);
+    }
+  }
+
+  /** True once every next hop of the link answers (or cannot be asked about); else notes the first that does not. */
+  private nextHopsAnswer(l: LinkState): boolean {
+    for (const hop of l.nextHops) {
+      if (this.opts.readNextHop!(l.config.interface, hop) === false) {
+        l.awaitingNextHop = hop;
+        return false;
+      }
+    }
+    if (l.awaitingNextHop) this.log.info({ link: l.config.name, nextHops: l.nextHops }, 'carrier back and the next hop answers: link up');
+    l.awaitingNextHop = undefined;
+    return true;
   }
 
   /** Each link's health now. */
@@ -156,6 +212,12 @@ export class LinkMonitor {
       t.machine.carrier(up);
       if (t.prober) t.prober.suspectMode = t.machine.up;
     }
+    const returned = up && l.carrierSeen;
+    l.carrierSeen = true;
+    l.awaitingNextHop = undefined;
+    if (returned && l.nextHops.length > 0 && !this.nextHopsAnswer(l)) {
+      this.log.info({ link: l.config.name, nextHop: l.awaitingNextHop }, 'carrier back; waiting for the next hop to answer before using the link');
+    }
     this.publish(l, up ? undefined : why);
     if (up) for (const t of l.targets) if (t.route) refreshProbeRoute(t.route, this.opts.ip).catch(() => {});
   }
@@ -179,7 +241,11 @@ export class LinkMonitor {
     if (this.stopped) return;
     l.publishedAt = performance.now();
     const v = this.linkView(l);
-    const report: LinkHealthReport = { up: v.up, reason: carrierWhy ?? v.reason };
+    const report: LinkHealthReport = { up: v.up, carrier: v.carrier, reason: carrierWhy ?? v.reason };
+    if (v.up && l.awaitingNextHop) {
+      report.up = false;
+      report.reason = `carrier back; next hop ${l.awaitingNextHop} does not answer yet`;
+    }
     if (v.rttMs !== undefined) report.rttMs = v.rttMs;
     if (v.lossPercent !== undefined) report.lossPercent = v.lossPercent;
     if (v.jitterMs !== undefined) report.jitterMs = v.jitterMs;
@@ -205,7 +271,7 @@ export class LinkMonitor {
     }
     const prober = new Prober({
       // Each link's own reflector port (probe.port); the config loader fills in 862.
-      local, target: t.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs,
+      local, target: t.target, port: p.port ?? TWAMP_PORT, intervalMs: p.intervalMs, timeoutMs: p.timeoutMs, tickMs: TICK_MS,
       onSample: (s) => this.onSample(l, t, s),
     });
     try {

@@ -2,7 +2,7 @@
  * Active probes over one link: TWAMP-light test packets (twamp.ts) to a reflector, one every
  * `intervalMs`, each answered or declared lost after `timeoutMs`.
  *
- *   const p = new Prober({ local: '10.10.2.1', target: '10.20.0.1', intervalMs: 100, timeoutMs: 300,
+ *   const p = new Prober({ local: '10.10.2.1', target: '10.20.0.1', intervalMs: 100, timeoutMs: 250,
  *                          onSample: (s) => machine.sample(s) });
  *   await p.start();      // binds local:0; p.port is the source port (probe-route.ts pins it to the link)
  *
@@ -11,6 +11,11 @@
  * `intervalMs / FAST_FACTOR` until an answer arrives. Such probes weigh 1/FAST_FACTOR of a miss
  * (health.ts), so a blackhole is confirmed in the same ~3 intervals but by many more lost probes,
  * and random loss almost never adds up to a false "down".
+ *
+ * With `tickMs`, the owner calls tick() that often (the link monitor's carrier poll) and normal
+ * probes go out on those ticks instead of on a timer of their own: waking the process is most of
+ * what a probe costs, and the tick wakes it anyway. Sends keep the interval on average, each at
+ * most half a tick off it; suspect mode keeps its own, faster timer.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -29,6 +34,8 @@ export interface ProberOptions {
   intervalMs: number;
   timeoutMs: number;
   onSample: (sample: ProbeSample) => void;
+  /** The owner calls tick() every `tickMs`: normal probes are sent then (see above). */
+  tickMs?: number;
 }
 
 interface Outstanding {
@@ -52,6 +59,8 @@ export class Prober {
   private stopped = false;
   private suspectAllowed = true;
   private lastAnsweredSeq = -1;
+  /** With ticks: when the next normal probe is due (performance.now() ms, ideal, not rounded to a tick). */
+  private nextAt = 0;
 
   constructor(private readonly opts: ProberOptions) {}
 
@@ -81,8 +90,29 @@ export class Prober {
 
   /** Begin sending (after the probe route is in place). */
   run(): void {
-    if (!this.socket || this.timer || this.stopped) return;
+    if (!this.socket || this.timer || this.nextAt || this.stopped) return;
     this.send();
+  }
+
+  /** The owner's tick (with `tickMs`): send the normal probe if it is due. */
+  tick(now = performance.now()): void {
+    if (!this.nextAt || this.fast || this.stopped) return;
+    if (now >= this.nextAt - this.opts.tickMs! / 2) this.send();
+  }
+
+  /** The next normal probe `after` ms from now, on the owner's tick or on a timer of its own. */
+  private scheduleNormal(after: number): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.opts.tickMs) {
+      this.timer = setTimeout(() => this.send(), after);
+      return;
+    }
+    // From the due time of the probe just sent, so ticks keep the interval on average; from now
+    // after suspect mode, at the start, or when the ticks came late (a stalled event loop).
+    const now = performance.now();
+    const keep = this.nextAt && !this.fast && this.nextAt > now - this.opts.tickMs;
+    this.nextAt = (keep ? this.nextAt : now) + after;
   }
 
   stop(): void {
@@ -120,7 +150,8 @@ export class Prober {
     this.stats.sent++;
     this.stats.bytesOut += PACKET_BYTES;
     this.socket.send(this.buf, this.opts.port ?? TWAMP_PORT, this.opts.target);
-    this.timer = setTimeout(() => this.send(), interval);
+    if (this.fast) this.timer = setTimeout(() => this.send(), interval);
+    else this.scheduleNormal(interval);
   }
 
   private suspectMs(): number {
@@ -139,18 +170,21 @@ export class Prober {
    */
   set suspectMode(allowed: boolean) {
     this.suspectAllowed = allowed;
-    if (!allowed && this.fast) {
-      this.fast = false;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.send(), this.opts.intervalMs);
-    }
+    if (!allowed && this.fast) this.leaveFast();
   }
 
   private enterFast(): void {
     if (this.stopped || this.fast || !this.suspectAllowed) return;
     this.fast = true;
     clearTimeout(this.timer);
+    this.nextAt = 0;
     this.send();
+  }
+
+  /** Back to the normal pace, from now. */
+  private leaveFast(): void {
+    this.fast = false;
+    this.scheduleNormal(this.opts.intervalMs);
   }
 
   private onTimeout(seq: number): void {
@@ -188,12 +222,7 @@ export class Prober {
       this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - rttMs);
       this.srtt = 0.875 * this.srtt + 0.125 * rttMs;
     }
-    if (this.fast) {
-      // Answered: back to the normal pace, from now.
-      this.fast = false;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.send(), this.opts.intervalMs);
-    }
+    if (this.fast) this.leaveFast(); // answered
     this.opts.onSample({ seq: r.senderSeq, rttMs });
   }
 }

@@ -5,7 +5,7 @@ import type { SteeringStats } from '../steering/stats.js';
 export function registerWriteErrors(registry: Registry, engine: Pick<SteeringStats, 'writeErrors'>): void {
   new Counter({
     name: 'wansteer_datapath_write_errors_total',
-    help: 'Datapath writes that failed, by table (flows, policies, links, dscp; classes: the class rules of internet links).',
+    help: 'Datapath writes that failed, by table (flows, policies, links, dscp; classes: the class rules of internet links; neighbours: releasing a link traffic moved off).',
     labelNames: ['table'] as const,
     registers: [registry],
     collect() {

@@ -39,8 +39,8 @@ import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
 import {
-  applyChanges, ChoiceMemo, desiredState, planChanges, sameDesired, tableOf, usable,
-  type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
+  applyChanges, ChoiceMemo, desiredState, linksLeft, planChanges, sameDesired, tableOf, usable,
+  type ActualState, type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
 } from './reconcile.js';
 import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
 import type {
@@ -73,6 +73,8 @@ export type LinkChangeKind = 'failover' | 'failback';
 
 export interface LinkHealth {
   up: boolean;
+  /** False when the link's carrier is gone (absent: unknown, or there). */
+  carrier?: boolean;
   rttMs?: number;
   lossPercent?: number;
   jitterMs?: number;
@@ -87,6 +89,7 @@ interface LinkRuntime extends LinkInput {
   /** Why the interface could not be found or attached. */
   interfaceProblem?: string;
   healthReason?: string;
+  carrier?: boolean;
 }
 
 interface PolicyRuntime {
@@ -110,7 +113,7 @@ const DEFAULT_FLOW_LIMIT = 1000;
 export class Engine implements SteeringEngine, SteeringStats {
   readonly sessions = new SessionCounts();
   readonly latency = new LatencyRecorder();
-  readonly writeErrors: Record<Table, number> = { flows: 0, policies: 0, links: 0, dscp: 0, classes: 0 };
+  readonly writeErrors: Record<Table, number> = { flows: 0, policies: 0, links: 0, dscp: 0, classes: 0, neighbours: 0 };
   /** Connections reset because their internet link died, per link name (read by the metrics). */
   readonly connectionResets = new Map<string, number>();
   /** `policy\0kind` -> moves counted by noteLinkChange. */
@@ -260,6 +263,7 @@ export class Engine implements SteeringEngine, SteeringStats {
       return false;
     }
     link.up = health.up;
+    link.carrier = health.carrier;
     link.rttMs = health.rttMs;
     link.lossPercent = health.lossPercent;
     link.jitterMs = health.jitterMs;
@@ -426,22 +430,24 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (warnings !== this.lastWarnings) for (const w of desired.warnings) this.log.warn({}, w);
     this.lastWarnings = warnings;
     if (!force && this.lastApplied && sameDesired(desired, this.lastApplied)) return 0;
-    let plan;
+    let actual: ActualState;
     try {
-      plan = planChanges(desired, {
+      actual = {
         links: this.dp.listLinks(),
         ...(manage ? { policies: this.dp.listPolicies(), dscp: this.dp.listDscpPolicies() } : {}),
-      });
+      };
     } catch (err) {
       this.lastApplied = undefined;
       this.log.error({ err }, 'could not read the datapath to reconcile');
       return 0;
     }
+    const plan = planChanges(desired, actual);
     const failed = applyChanges(this.dp, plan, (change, err) => {
       this.writeErrors[tableOf(change)]++;
       this.log.error({ err, change }, 'datapath write failed');
     });
     if (plan.length > 0) this.log.info({ writes: plan.length, failed }, 'reconciled the datapath');
+    this.releaseNeighbours(linksLeft(actual, desired));
     this.lastApplied = failed === 0 && manage ? desired : undefined;
     return plan.length;
   }
@@ -490,6 +496,26 @@ export class Engine implements SteeringEngine, SteeringStats {
     } catch (err) {
       this.writeErrors.classes++;
       this.log.error({ err, link: l.name }, 'could not reset the connections of a dead internet link');
+    }
+  }
+
+  /**
+   * Right after the write that moved traffic off these links: delete their unresolved neighbour
+   * entries (all but permanent ones when the carrier is gone). Packets the program redirected
+   * there just before the write may wait on such an entry for seconds, and TCP will not resend a
+   * segment still queued in the host; deleted, they are freed and resent on the new path now.
+   */
+  private releaseNeighbours(left: readonly { id: number; ifindex: number }[]): void {
+    for (const { id, ifindex } of left) {
+      const link = this.linkList[id];
+      const scope = link?.carrier === false ? 'all' : 'unresolved';
+      try {
+        const deleted = this.dp.flushNeighbours(ifindex, scope);
+        if (deleted > 0) this.log.info({ link: link?.name ?? id, ifindex, scope, deleted }, 'traffic moved off the link: its neighbour entries deleted, packets parked on them freed');
+      } catch (err) {
+        this.writeErrors.neighbours++;
+        this.log.error({ err, link: link?.name ?? id, ifindex }, 'could not delete the neighbour entries of a link traffic moved off');
+      }
     }
   }
 

@@ -318,8 +318,31 @@ export function sameDesired(a: DesiredState, b: DesiredState): boolean {
   return true;
 }
 
+/**
+ * The links the datapath redirected some policy's traffic to in `actual` and, once `desired` is
+ * written, no longer redirects that policy's traffic to: the link goes down, or the policy moves
+ * elsewhere (also a link that was up and is now down with no policy on it). Their neighbour
+ * entries may hold packets redirected before the write. Returns each link's id and the ifindex
+ * the datapath had for it.
+ */
+export function linksLeft(actual: ActualState, desired: DesiredState): { id: number; ifindex: number }[] {
+  const left = new Map<number, number>();
+  for (const [id, have] of actual.links) {
+    if (!have.up) continue;
+    const want = desired.links.get(id);
+    if (!want || !want.up || want.ifindex !== have.ifindex) left.set(id, have.ifindex);
+  }
+  for (const [pid, had] of actual.policies ?? []) {
+    const link = had.redirectLink;
+    if (link === undefined || left.has(link)) continue;
+    const have = actual.links.get(link);
+    if (have?.up && desired.policies.get(pid)?.redirectLink !== link) left.set(link, have.ifindex);
+  }
+  return [...left].map(([id, ifindex]) => ({ id, ifindex }));
+}
+
 /** Which table a change writes: the label of the write-error metric. */
-export type Table = 'links' | 'policies' | 'dscp' | 'flows' | 'classes';
+export type Table = 'links' | 'policies' | 'dscp' | 'flows' | 'classes' | 'neighbours';
 
 export function tableOf(c: Change): Table {
   return c.op === 'set-link' ? 'links' : c.op === 'set-dscp' ? 'dscp' : 'policies';

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { loadConfig, resolveConfig } from '../../src/config/load.js';
+import { PROBE_PROFILES } from '../../src/config/schema.js';
 
 let dir: string;
 const hostname = () => 'edge-1';
@@ -49,7 +50,7 @@ describe('loadConfig: good input', () => {
     const file = join(dir, 'good.yaml');
     await writeFile(file, GOOD);
     const config = await loadConfig({ file, hostname });
-    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', port: 862, intervalMs: 200, timeoutMs: 300, downAfter: 3, upAfter: 10, window: 50 });
+    expect(config.links[1]!.probe).toEqual({ target: '198.51.100.7', port: 862, intervalMs: 200, timeoutMs: 250, downAfter: 3, upAfter: 10, window: 50 });
     expect(config.datapath).toEqual({ pinDir: '/sys/fs/bpf/wansteer', flowTableSize: 1 << 20, flowIdleSeconds: 300, dryRun: false });
     expect(config.rules).toEqual({ source: 'directory', directory: '/etc/wansteer/rules' });
     expect(config.policies).toEqual({ store: 'file', file: '/tmp/p.yaml' });
@@ -80,6 +81,21 @@ describe('loadConfig: good input', () => {
       defaultLink: 'a',
     };
     expect(resolveConfig(doc, { hostname }).links.map((l) => l.probe?.port)).toEqual([8620, 9862, 862]);
+  });
+
+  it('fills a probe profile\'s timings where the probe gives none, and the config\'s own win', () => {
+    const doc = {
+      links: [
+        { name: 'a', interface: 'e0', probe: { target: '192.0.2.7', profile: 'fast' } },
+        { name: 'b', interface: 'e1', probe: { target: '192.0.2.7', profile: 'fast', timeoutMs: 90, upAfter: 40 } },
+        { name: 'c', interface: 'e2', probe: { target: '192.0.2.7', profile: 'default' } },
+      ],
+      defaultLink: 'a',
+    };
+    const [a, b, c] = resolveConfig(doc, { hostname }).links.map((l) => l.probe);
+    expect(a).toMatchObject({ profile: 'fast', ...PROBE_PROFILES.fast, window: 50, port: 862 });
+    expect(b).toMatchObject({ intervalMs: PROBE_PROFILES.fast.intervalMs, timeoutMs: 90, downAfter: PROBE_PROFILES.fast.downAfter, upAfter: 40 });
+    expect(c).toMatchObject({ intervalMs: 100, timeoutMs: 250, downAfter: 3, upAfter: 10 });
   });
 
   it('takes flags over environment variables over the file', () => {
@@ -135,6 +151,7 @@ describe('loadConfig: bad input names its field and the fix', () => {
     { what: 'probe port over 65535', doc: probing({ port: 70000 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /70000 is above the maximum 65535; fix: give the UDP port/ },
     { what: 'probe port negative', doc: probing({ port: -862 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /-862 is below the minimum 1/ },
     { what: 'probe port with a fraction', doc: probing({ port: 862.5 }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /links\[0\]\.probe\.port: 862.5 is not a whole number; fix: give the UDP port/ },
+    { what: 'unknown probe profile', doc: probing({ profile: 'turbo' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.profile', says: /"turbo" is not one of default, fast/ },
     { what: 'interval as a fractional string', doc: probing({ intervalMs: '100.7' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.intervalMs', says: /"100.7" is not a whole number; fix: give a whole number/ },
     { what: 'probe port a name', doc: probing({ port: 'twamp' }), code: 'WS_CONFIG_INVALID', field: 'links[0].probe.port', says: /must be a whole number, got "twamp"; fix: give the UDP port/ },
     { what: 'internet link table is the main table', doc: { links: [{ name: 'a', interface: 'e0', addressing: 'internet', table: 254 }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].table', says: /table 254 of a is the kernel's main table; fix: pick a table no one else uses/ },

@@ -1,13 +1,17 @@
 /**
  * The failover rig shared by the link tests and bench/failover.ts: the two-link lab, a TWAMP-light
- * reflector and a UDP sink in the cloud, `wansteer agent` in the edge probing both links with
- * the default settings, and policies that prefer wan1 (the link the main table does not use).
+ * reflector, a UDP sink and an HTTP service that samples goodput in the cloud, `wansteer agent` in
+ * the edge probing both links (default settings, or a `probe.profile`), and policies that prefer
+ * wan1 (the link the main table does not use).
  *
- * Faults: carrier loss (the far end of wan1 set down), drops on wan1's egress (drop()), and
- * delay and jitter on wan1's way back, the cloud's c1 (delay(): a delay line, no netem here).
- * Each steered flow is a 1 kpps UDP stream; the sink reports when its packets change ingress
- * link (CLOCK_MONOTONIC, shared by every namespace), so "fault -> first packet on the new link"
- * is measured on the wire, to the millisecond.
+ * Faults: carrier loss (the far end of wan1 set down), loss on wan1's path (drop(): dropped where
+ * the packets arrive, at the cloud's c1, so steered packets are lost too), and delay and jitter on
+ * wan1's way back, the cloud's c1 (delay(): a delay line, no netem here). Two kinds of steered
+ * flow: 1 kpps UDP streams, whose sink reports when their packets change ingress link
+ * (CLOCK_MONOTONIC, shared by every namespace), so "fault -> first packet on the new link" is
+ * measured on the wire, to the millisecond; and TCP uploads (upload()), whose receiver samples
+ * the bytes each connection delivered every 5 ms, so "fault -> goodput back" is measured where
+ * a user feels it (src/lab/goodput.ts).
  */
 import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +20,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { LabAgentClient, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/lab/index.js';
+import { GoodputMeter, LabAgentClient, startUploads, type DelayLine, type LabAnswer, type LabLinkView, type LabRequest } from '../../src/lab/index.js';
 import { CLOUD, EDGE, WanLab } from '../helpers/netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -25,6 +29,7 @@ const MAIN = join(ROOT, 'src/cli/main.ts');
 const AGENT = `http://${EDGE.wan0.v4}:9090`;
 const HOST = 'cloud-service.cloud.svc.cluster.local';
 export const SINK_PORT = 9000;
+export const UPLOAD_PORT = 8080;
 
 /** Policies by the end-user header that selects them; every one prefers wan1, then wan0. */
 export const POLICIES: Record<string, { maxRttMs?: number; maxLossPercent?: number; maxJitterMs?: number } | null> = {
@@ -39,6 +44,8 @@ export interface Arrival {
   at: bigint;
   sport: number;
   dev: string;
+  /** When the flow's packet before this one arrived (on the link it left): 0n for the first. */
+  before: bigint;
 }
 
 export type LinkView = LabLinkView;
@@ -50,6 +57,7 @@ export class FailoverLab {
   log = '';
   private agent: ChildProcess | undefined;
   private wan1Back: DelayLine | undefined;
+  private goodput: GoodputMeter | undefined;
   private readonly api: LabAgentClient;
   /** Per rig, so two rigs of one process (bench/failover.ts runs two at once) keep apart. */
   private readonly pinDir: string;
@@ -60,7 +68,8 @@ export class FailoverLab {
   }
 
   /**
-   * `probes: false`: the links have no probe (carrier only), to measure what probing costs.
+   * `probes: false`: the links have no probe (carrier only), to measure what probing costs;
+   * `probes: 'fast'`: they probe with `profile: fast`.
    * `cli`: how to run `wansteer` (default: from source under tsx; the benchmarks pass a build).
    * `rules: 'cluster-cut-off'`: rules and policies from a cluster whose API server cannot be
    * reached, with the same VirtualService and policies in the node's cluster snapshot, as on a
@@ -68,7 +77,7 @@ export class FailoverLab {
    */
   static async start(
     tag = 'links',
-    { probes = true, cli = [process.execPath, '--import', 'tsx', MAIN], rules = 'files' as 'files' | 'cluster-cut-off' } = {},
+    { probes = true as boolean | 'fast', cli = [process.execPath, '--import', 'tsx', MAIN], rules = 'files' as 'files' | 'cluster-cut-off' } = {},
   ): Promise<FailoverLab> {
     const lab = WanLab.create(tag);
     const rig = new FailoverLab(lab, mkdtempSync(join(tmpdir(), 'wansteer-links-')), tag);
@@ -81,10 +90,10 @@ export class FailoverLab {
     return rig;
   }
 
-  private async setUp(probes: boolean, cli: string[], rules: 'files' | 'cluster-cut-off'): Promise<void> {
+  private async setUp(probes: boolean | 'fast', cli: string[], rules: 'files' | 'cluster-cut-off'): Promise<void> {
     const { lab, dir } = this;
     mkdirSync(join(dir, 'rules'));
-    const probe = probes ? `, probe: { target: ${CLOUD.service.v4} }` : '';
+    const probe = probes ? `, probe: { target: ${CLOUD.service.v4}${probes === 'fast' ? ', profile: fast' : ''} }` : '';
     writeFileSync(join(dir, 'rules/cloud.yaml'), virtualService());
     writeFileSync(join(dir, 'policies.yaml'), policyFile());
     let sources = [`rules: { source: directory, directory: ${join(dir, 'rules')} }`, `policies: { store: file, file: ${join(dir, 'policies.yaml')} }`];
@@ -116,15 +125,17 @@ export class FailoverLab {
       ].join('\n') + '\n',
     );
 
-    const [wan1Back, , sink] = await Promise.all([
+    const [wan1Back, , sink, goodput] = await Promise.all([
       lab.delayLine(lab.cloud, 'c1'),
       lab.spawnReady(lab.cloud, [...cli, 'reflector', '--listen', `${CLOUD.service.v4}:862`], 'reflector'),
       lab.spawnReady(lab.cloud, ['python3', ARRIVALS, 'sink', String(SINK_PORT)], 'sink'),
+      GoodputMeter.start(lab, lab.cloud, UPLOAD_PORT),
     ]);
     this.wan1Back = wan1Back;
+    this.goodput = goodput;
     createInterface({ input: sink.stdout! }).on('line', (line) => {
-      const [at, sport, dev] = line.split(' ');
-      this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev! });
+      const [at, sport, dev, before] = line.split(' ');
+      this.arrivals.push({ at: BigInt(at!), sport: Number(sport), dev: dev!, before: BigInt(before ?? 0) });
     });
     this.agent = lab.spawn(lab.edge, [...agentCli, 'agent', '--config', join(dir, 'config.yaml')]);
     this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
@@ -184,6 +195,51 @@ export class FailoverLab {
     return this.lab.spawn(this.lab.edge, ['python3', ARRIVALS, 'send', EDGE.wan0.v4, String(sport), CLOUD.service.v4, String(SINK_PORT), String(seconds)]);
   }
 
+  /**
+   * Report TCP sessions of user `user` from EDGE.wan0:sport (one per port) to the cloud's HTTP
+   * service and start their uploads, paced at `kibPerSecond` each; `meter` samples what arrives.
+   */
+  upload(sports: readonly number[], user: string, seconds: number, kibPerSecond = 200): ChildProcess {
+    const answers = this.http(
+      ...sports.map((sport) => ({
+        method: 'POST',
+        path: '/v1/sessions',
+        body: {
+          direction: 'outbound', protocol: 'tcp',
+          local: `${EDGE.wan0.v4}:${sport}`, remote: `${CLOUD.service.v4}:${UPLOAD_PORT}`,
+          request: { authority: HOST, path: '/', method: 'POST', headers: { 'end-user': user } },
+        },
+      })),
+    );
+    for (const a of answers) if (a.body?.status !== 'steered') throw new Error(`session not steered: ${JSON.stringify(a)}`);
+    return startUploads(this.lab, this.lab.edge, {
+      src: EDGE.wan0.v4, sports, dst: CLOUD.service.v4, port: UPLOAD_PORT, host: HOST, user, durationMs: seconds * 1000, kibPerSecond,
+    });
+  }
+
+  /**
+   * The edge's TCP counters (nstat's names: TcpRetransSegs, TcpExtTCPSpuriousRtxHostQueues, …),
+   * from /proc/net/snmp and /proc/net/netstat of its namespace.
+   */
+  tcpCounters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const file of ['/proc/net/snmp', '/proc/net/netstat']) {
+      const lines = this.lab.exec(this.lab.edge, ['cat', file]).trim().split('\n');
+      for (let i = 0; i + 1 < lines.length; i += 2) {
+        const names = lines[i]!.split(' ');
+        const values = lines[i + 1]!.split(' ');
+        const group = names[0]!.replace(/:$/, '');
+        for (let k = 1; k < names.length; k++) out[`${group}${names[k]}`] = Number(values[k]);
+      }
+    }
+    return out;
+  }
+
+  /** The goodput of the uploads, as the cloud's service received them. */
+  get meter(): GoodputMeter {
+    return this.goodput!;
+  }
+
   /** The first time (CLOCK_MONOTONIC ns) after `after` that the flow's packets came in by `dev`. */
   async arrival(sport: number, dev: 'c0' | 'c1', after: bigint, timeoutMs: number): Promise<bigint> {
     const deadline = Date.now() + timeoutMs;
@@ -199,6 +255,16 @@ export class FailoverLab {
     }
   }
 
+  /**
+   * When a fault that moved the flow to its link at `moved` (an arrival() answer) hit it on the
+   * wire: its 1 kpps packets stopped arriving by the old link then, so half a millisecond after
+   * the last one did. Independent of how long the command that made the fault took.
+   */
+  onset(sport: number, moved: bigint): bigint | undefined {
+    const change = this.arrivals.find((a) => a.sport === sport && a.at === moved);
+    return change && change.before > 0n ? change.before + 500_000n : undefined;
+  }
+
   /** Ingress changes of a flow at or after `after`. */
   changes(sport: number, after: bigint): Arrival[] {
     return this.arrivals.filter((a) => a.sport === sport && a.at >= after);
@@ -206,18 +272,22 @@ export class FailoverLab {
 
   // ---- faults ---------------------------------------------------------------------------
 
-  /** Carrier loss on the edge's wan1: its far end set down. Returns when it was issued. */
+  /**
+   * Carrier loss on the edge's wan1: its far end set down. Returns when it took effect, as well
+   * as it can be told: the middle of the command that did it (its netlink call is in there
+   * somewhere; starting and ending the process can take tens of ms on a loaded machine).
+   */
   carrier(up: boolean): bigint {
-    const t = process.hrtime.bigint();
-    this.lab.setCloudLink('c1', up);
-    return t;
+    return during(() => this.lab.setCloudLink('c1', up));
   }
 
-  /** Drop all (a blackhole) or a random share of the packets leaving the edge by wan1; null: none. */
+  /**
+   * Lose all (a blackhole, carrier up) or a random share of the packets the edge sends over wan1,
+   * on the path (dropped as they arrive at the cloud's c1: WanLab.drop); null: none. Returns when
+   * it took effect, as carrier() does.
+   */
   drop(percent: number | null): bigint {
-    const t = process.hrtime.bigint();
-    this.lab.drop('wan1', percent);
-    return t;
+    return during(() => this.lab.drop('wan1', percent));
   }
 
   /**
@@ -231,6 +301,13 @@ export class FailoverLab {
 }
 
 export const ms = (ns: bigint) => Number(ns) / 1e6;
+
+/** The middle of `act` on CLOCK_MONOTONIC. */
+function during(act: () => unknown): bigint {
+  const start = process.hrtime.bigint();
+  act();
+  return (start + process.hrtime.bigint()) / 2n;
+}
 
 
 function virtualService(): string {

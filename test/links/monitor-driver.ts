@@ -16,7 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LinkConfig } from '../../src/config/schema.js';
-import { openCarrierReader } from '../../src/datapath/index.js';
+import { openCarrierReader, openNeighbourTable } from '../../src/datapath/index.js';
 import { LinkMonitor, type LinkHealthReport } from '../../src/links/monitor.js';
 import type { WanLab } from '../helpers/netns.js';
 
@@ -107,9 +107,11 @@ async function runDriver(argument: string): Promise<void> {
   const say = (msg: object) => process.stdout.write(JSON.stringify(msg) + '\n');
   const logLine = (level: string) => (fields: object, message: string) => process.stderr.write(JSON.stringify({ level, message, ...fields }) + '\n');
   const carrier = openCarrierReader();
+  const neighbours = openNeighbourTable();
   const monitor = new LinkMonitor({
     links,
     readCarrier: (ifname) => carrier.read(ifname),
+    readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
     ...(retryMs !== undefined ? { retryMs } : {}),
     onHealth: (link, health) => say({ event: 'health', link, health, at: Date.now() }),
     logger: { info: logLine('info'), warn: logLine('warn') },

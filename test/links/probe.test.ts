@@ -84,6 +84,41 @@ describe('Prober', () => {
   });
 });
 
+describe('Prober on its owner\'s tick', () => {
+  it('sends normal probes only on ticks, at the interval on average', async () => {
+    // Proves the monitor's shared wake-up: no timer of the prober's own between probes.
+    reflector = await startReflector('127.0.0.1', 0);
+    const samples: ProbeSample[] = [];
+    prober = new Prober({ local: '127.0.0.1', target: '127.0.0.1', port: reflector.port, intervalMs: 60, timeoutMs: 200, tickMs: 20, onSample: (s) => samples.push(s) });
+    await prober.start();
+    prober.run();
+    await wait(200);
+    expect(prober.stats.sent).toBe(1); // the first at run(); then nothing without ticks
+    const p = prober;
+    const ticks = setInterval(() => p.tick(), 20);
+    await wait(600);
+    clearInterval(ticks);
+    // 600 ms of ticks at a 60 ms interval: 10 probes, give or take the first and last tick.
+    expect(prober.stats.sent - 1).toBeGreaterThanOrEqual(8);
+    expect(prober.stats.sent - 1).toBeLessThanOrEqual(11);
+    expect(samples.every((s) => !s.lost)).toBe(true);
+  });
+
+  it('still samples fast on its own timer while the target is silent', async () => {
+    // Proves suspect mode does not wait for ticks: a blackhole is confirmed as fast as without them.
+    const sink = createSocket('udp4');
+    await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+    let received = 0;
+    sink.on('message', () => received++);
+    prober = new Prober({ local: '127.0.0.1', target: '127.0.0.1', port: sink.address().port, intervalMs: 100, timeoutMs: 150, tickMs: 20, onSample: () => {} });
+    await prober.start();
+    prober.run();
+    await wait(480);
+    sink.close();
+    expect(received).toBeGreaterThan(12);
+  });
+});
+
 describe('parsing', () => {
   const cases: [string, ReturnType<typeof parseMonitorLine>][] = [
     ['3: wan1@if2: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN group default \\    link/ether', { ifname: 'wan1', up: false, why: 'no carrier' }],

@@ -2,8 +2,9 @@
 """Failover timing for the link tests and bench: which link each packet of a flow arrives by, when.
 
   udp-arrivals.py sink PORT                           print "ready", then one line per change of
-                                                      ingress interface of a flow (by source port):
-                                                      "<CLOCK_MONOTONIC ns> <sport> <ifname>"
+                                                      ingress interface of a flow (by source port),
+                                                      with when the flow's packet before it arrived:
+                                                      "<CLOCK_MONOTONIC ns> <sport> <ifname> <ns before>"
   udp-arrivals.py send SRC SPORT DST DPORT SECONDS    one 100-byte packet every millisecond
 
 CLOCK_MONOTONIC is shared by every network namespace of the host, so the test compares these
@@ -22,6 +23,7 @@ def sink(port):
     s.bind(("0.0.0.0", port))
     print("ready", flush=True)
     last = {}
+    seen = {}
     names = {}
     while True:
         _, anc, _, addr = s.recvmsg(2048, 256)
@@ -39,7 +41,8 @@ def sink(port):
         sport = addr[1]
         if last.get(sport) != name:
             last[sport] = name
-            print(f"{now} {sport} {name}", flush=True)
+            print(f"{now} {sport} {name} {seen.get(sport, 0)}", flush=True)
+        seen[sport] = now
 
 
 def send(src, sport, dst, dport, seconds):

@@ -9,7 +9,7 @@ import { Engine } from '../../src/steering/engine.js';
 import { POLICY_IDS_FILE } from '../../src/steering/policy-ids.js';
 import { UnmatchedReasons, type SessionOutcome } from '../../src/steering/types.js';
 import {
-  BOSS, boss, makeConfig, memoryDatapath, minion, MINION, NOWHERE, policy, recordingLogger, report, routes, startedEngine,
+  BOSS, boss, IFINDEX, makeConfig, memoryDatapath, minion, MINION, NOWHERE, policy, recordingLogger, report, routes, startedEngine,
   tempStateDir, tracked, VOICE, writes,
 } from './fixtures.js';
 
@@ -226,6 +226,38 @@ describe('policies and links', () => {
     engine.setLinkHealth('fibre', { up: true });
     expect(calls).toMatchObject({ setLink: 1, setPolicy: 1 });
     expect(mem.listPolicies().get(ids['boss-to-fibre']!)).toEqual({ redirectLink: 0 });
+  });
+
+  it('right after moving traffic off a link, has its neighbour entries flushed: unresolved ones, or all with the carrier gone', () => {
+    // Proves the neighbour release follows every write that moves traffic off a link, and only those.
+    const mem = memoryDatapath();
+    const engine = startedEngine(mem, state.dir);
+    const flushes = mem.neighbourFlushes;
+    expect(flushes).toEqual([]); // the start wrote entries but moved nothing off a link
+    engine.setLinkHealth('lte', { up: true, rttMs: 12 }); // figures only: nothing moves
+    expect(flushes).toEqual([]);
+    engine.setLinkHealth('fibre', { up: false, carrier: true, reason: '11 probes lost in a row' });
+    expect(flushes).toEqual([{ ifindex: IFINDEX.eth1, scope: 'unresolved' }]);
+    engine.setLinkHealth('fibre', { up: true, carrier: true }); // failback: boss leaves lte for fibre
+    expect(flushes.slice(1)).toEqual([{ ifindex: IFINDEX.wwan0, scope: 'unresolved' }]);
+    engine.setLinkHealth('lte', { up: false, carrier: false, reason: 'no carrier' });
+    expect(flushes.slice(2)).toEqual([{ ifindex: IFINDEX.wwan0, scope: 'all' }]);
+    engine.setLinkHealth('lte', { up: false, carrier: false, reason: 'no carrier' }); // nothing new
+    expect(flushes).toHaveLength(3);
+  });
+
+  it('counts and logs a neighbour flush that fails, and the failover stands', () => {
+    // Proves a netlink failure does not undo or block the move: the policy is on its new link.
+    const mem = memoryDatapath();
+    const logger = recordingLogger();
+    mem.flushNeighbours = () => {
+      throw new Error('netlink said no');
+    };
+    const engine = startedEngine(mem, state.dir, { logger });
+    engine.setLinkHealth('fibre', { up: false, carrier: false });
+    expect(mem.listPolicies().get(idFile().ids['boss-to-fibre']!)).toEqual({ redirectLink: 1 });
+    expect(engine.writeErrors.neighbours).toBe(1);
+    expect(logger.lines.some((l) => l.level === 'error' && /neighbour entries/.test(l.msg))).toBe(true);
   });
 
   it('never black-holes: with every link down, policies name a down link and sessions pass unsteered', () => {

@@ -2,7 +2,7 @@
 // plan writes exactly the differences, in a safe order.
 import { describe, expect, it } from 'vitest';
 import type { WanPolicySpec } from '../../src/policies/model.js';
-import { desiredState, planChanges, sameDesired, type LinkInput, type PolicyInput } from '../../src/steering/reconcile.js';
+import { desiredState, linksLeft, planChanges, sameDesired, type LinkInput, type PolicyInput } from '../../src/steering/reconcile.js';
 
 const link = (id: number, name: string, over: Partial<LinkInput> = {}): LinkInput => ({ id, name, ifindex: 10 + id, up: true, ...over });
 const redirect = (links: string[], extra: Partial<WanPolicySpec['action']> = {}): WanPolicySpec => ({
@@ -171,5 +171,35 @@ describe('desiredState: internet links are chosen per class, before routing', ()
     const overlay = desiredState([link(0, 'a')], [{ name: 'v', id: 3, spec: mark(10, ['a']) }]);
     expect(overlay.classes.size).toBe(0);
     expect(overlay.dscp.get(10)).toBe(3);
+  });
+});
+
+describe('linksLeft: the links traffic moves off (their neighbour entries may hold packets)', () => {
+  const actualOf = (links: LinkInput[], policies: PolicyInput[]) => {
+    const d = desiredState(links, policies);
+    return { links: new Map([...d.links].filter(([, e]) => e !== null).map(([id, e]) => [id, e!])), policies: d.policies, dscp: d.dscp };
+  };
+  const p = (name: string, id: number, links: string[]): PolicyInput => ({ name, id, spec: redirect(links) });
+
+  it('a link going down, with or without policies on it; nothing when nothing moves', () => {
+    // Proves a down link is left by whatever was on it, and a steady state leaves nothing.
+    const policies = [p('x', 1, ['b', 'a'])];
+    const before = actualOf([link(0, 'a'), link(1, 'b')], policies);
+    expect(linksLeft(before, desiredState([link(0, 'a'), link(1, 'b')], policies))).toEqual([]);
+    expect(linksLeft(before, desiredState([link(0, 'a'), link(1, 'b', { up: false })], policies))).toEqual([{ id: 1, ifindex: 11 }]);
+    expect(linksLeft(before, desiredState([link(0, 'a', { up: false }), link(1, 'b')], policies))).toEqual([{ id: 0, ifindex: 10 }]);
+    expect(linksLeft(before, desiredState([link(0, 'a'), link(1, 'b', { ifindex: null })], policies))).toEqual([{ id: 1, ifindex: 11 }]);
+  });
+
+  it('a policy moving to another link (an SLA, a failback, an edit) leaves the one it was on', () => {
+    // Proves the up-link case: only the link that lost a policy, with the ifindex the datapath had.
+    const links = [link(0, 'a'), link(1, 'b', { rttMs: 20 })];
+    const policies = [p('x', 1, ['b', 'a']), { ...p('y', 2, ['b', 'a']), spec: redirect(['b', 'a'], { sla: { maxRttMs: 50 } }) }];
+    const before = actualOf(links, policies);
+    const slow = [link(0, 'a'), link(1, 'b', { rttMs: 80 })];
+    expect(linksLeft(before, desiredState(slow, policies))).toEqual([{ id: 1, ifindex: 11 }]);
+    expect(linksLeft(actualOf(slow, policies), desiredState(links, policies))).toEqual([{ id: 0, ifindex: 10 }]);
+    expect(linksLeft(before, desiredState(links, [p('x', 1, ['a'])]))).toEqual([{ id: 1, ifindex: 11 }]);
+    expect(linksLeft({ links: before.links }, desiredState(links, policies))).toEqual([]); // policies not read: links only
   });
 });
