@@ -90,6 +90,7 @@ export function renderStatus(s: Status, base: string): string {
   out.push(`wansteer agent at ${base}: ${s.ready ? 'ready' : `NOT READY: ${s.waitingFor.join('; ')}`}`);
   out.push(`  route rules: ${SOURCE_TEXT[s.sources.routes]}`);
   out.push(`  policies:    ${SOURCE_TEXT[s.sources.policies]}`);
+  if (s.flowTables) out.push(`  flow tables: ${flowTablesText(s.flowTables)}`);
   out.push('');
   out.push(
     ...table([
@@ -114,6 +115,14 @@ export function renderStatus(s: Status, base: string): string {
     );
   }
   return `${out.join('\n')}\n`;
+}
+
+/** `IPv4 1,200 of 4,096 (29%), IPv6 …`, and what the LRU evicted when it did. */
+function flowTablesText(tables: NonNullable<Status['flowTables']>): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const fill = tables.map((t) => `IPv${t.family} ${n(t.entries)} of ${n(t.maxEntries)} (${Math.round((100 * t.entries) / Math.max(1, t.maxEntries))}%)`);
+  const evicted = tables.reduce((sum, t) => sum + t.evicted, 0);
+  return `${fill.join(', ')}${evicted ? `; ${n(evicted)} active flows evicted: raise datapath.flowTableSize` : ''}`;
 }
 
 /** `-` without an SLA, else its bounds and whether the link carrying the policy meets them. */

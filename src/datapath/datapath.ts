@@ -14,7 +14,7 @@
 import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../../native/libbpf.js';
-import { DSCP_VALUES, FAMILY_IPV4, FAMILY_IPV6, Layout, MAX_LINKS, MAX_POLICIES, MapName, ProgramName, Reasons, type Reason } from './abi.js';
+import { DSCP_VALUES, FAMILY_IPV4, FAMILY_IPV6, Layout, MAX_LINKS, MAX_POLICIES, MapName, MetaMapName, ProgramName, Reasons, type Reason } from './abi.js';
 import type { Family } from './addr.js';
 import { attachEgress, detachEgress, detectFraming, interfaceIndex, type Attachment, type LinkFraming } from './attach.js';
 import {
@@ -34,10 +34,12 @@ import {
   type LinkEntry,
   type PolicyAction,
 } from './codec.js';
-import type { BpfMap } from './bpf-map.js';
+import { MapType, type BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
+import { FlowCensus } from './flow-census.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
-import type { DatapathPort } from './port.js';
+import { STAGING_SUFFIX, type MigrationReport } from './migration.js';
+import type { DatapathPort, FlowTableFill } from './port.js';
 
 export interface Counter {
   packets: bigint;
@@ -65,6 +67,8 @@ export function monotonicNs(): bigint {
 }
 
 const FLOW_CHUNK = 65_536;
+/** An LRU hash frees nodes ahead, per CPU, as it fills: it may evict this many per CPU before it is full. */
+const LRU_EARLY_EVICTION = 128;
 
 /** One family's share of a batch: packed keys and values, `count` of them filled. */
 interface FlowChunk {
@@ -88,13 +92,24 @@ export class Datapath implements DatapathPort {
   // Scratch buffers for single-entry calls: one allocation per process, not per call.
   private readonly key4Buf = Buffer.alloc(Layout.flow4Key.size);
   private readonly key6Buf = Buffer.alloc(Layout.flow6Key.size);
-  private readonly valBuf = Buffer.alloc(Layout.flowVal.size);
+  /**
+   * Bytes of a flow value in the loaded tables: Layout.flowVal.size, or more for an object of a
+   * later layout whose value has fields appended (which this agent leaves at zero).
+   */
+  private readonly flowValueSize: number;
+  private readonly valBuf: Buffer;
+  private readonly census: Record<Family, FlowCensus>;
   private readonly u32 = Buffer.alloc(4);
   private readonly policyBuf = Buffer.alloc(Layout.policy.size);
   private readonly linkBuf = Buffer.alloc(Layout.link.size);
   private closed = false;
 
-  private constructor(private readonly d: Loaded) {}
+  private constructor(private readonly d: Loaded) {
+    this.flowValueSize = d.maps.flows4.valueSize;
+    this.valBuf = Buffer.alloc(this.flowValueSize);
+    const census = (m: BpfMap) => new FlowCensus(m.maxEntries, m.type === MapType.lruHash ? LRU_EARLY_EVICTION * m.cpus : 0);
+    this.census = { [FAMILY_IPV4]: census(d.maps.flows4), [FAMILY_IPV6]: census(d.maps.flows6) };
+  }
 
   /** Load the program and maps, or adopt the ones pinned under `pinDir` by an earlier agent. */
   static open(opts: LoadOptions = {}): Datapath {
@@ -110,6 +125,14 @@ export class Datapath implements DatapathPort {
   }
   get flowTableSize(): number {
     return this.d.flowTableSize;
+  }
+  /** The map layout the pins hold (steer_abi.h WS_LAYOUT_VERSION of the loaded object). */
+  get layoutVersion(): number {
+    return this.d.layoutVersion;
+  }
+  /** What the start migrated (another table size, another layout), or null. */
+  get migration(): MigrationReport | null {
+    return this.d.migration;
   }
   /** Program fds, for BPF_PROG_TEST_RUN and tools. */
   get programFds(): { eth: number; l3: number } {
@@ -248,6 +271,7 @@ export class Datapath implements DatapathPort {
     encodeFlowValue(policyId, now, this.valBuf);
     const [map, k] = this.flowKey(key);
     map.update(k, this.valBuf);
+    this.censusOf(map).written(1);
   }
 
   /**
@@ -255,7 +279,7 @@ export class Datapath implements DatapathPort {
    * written, so a bad entry rejects the whole call and the table is left as it was.
    */
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
-    const V = Layout.flowVal.size;
+    const V = this.flowValueSize;
     // Every value shares last-seen: write one, repeat it across the chunk, then set policy ids.
     const template = Buffer.alloc(V);
     encodeFlowValue(1, now, template);
@@ -276,7 +300,10 @@ export class Datapath implements DatapathPort {
     }
     // Everything was validated above: a bad entry has thrown before anything was written.
     for (const c of chunks) {
-      if (c.count > 0) this.flowMap(c.keySize).updateBatch(c.keys, c.values, c.count);
+      if (c.count === 0) continue;
+      const map = this.flowMap(c.keySize);
+      map.updateBatch(c.keys, c.values, c.count);
+      this.censusOf(map).written(c.count);
     }
   }
 
@@ -288,7 +315,9 @@ export class Datapath implements DatapathPort {
 
   deleteFlow(key: FlowKey): boolean {
     const [map, k] = this.flowKey(key);
-    return map.delete(k);
+    const gone = map.delete(k);
+    if (gone) this.censusOf(map).deletes(1);
+    return gone;
   }
 
   deleteFlows(keys: ReadonlyArray<FlowKey>): number {
@@ -300,21 +329,28 @@ export class Datapath implements DatapathPort {
       if (encodeFlowKey(k, b4, n4 * Layout.flow4Key.size, b6, n6 * Layout.flow6Key.size) === FAMILY_IPV4) n4++;
       else n6++;
     }
-    return (n4 ? this.d.maps.flows4.deleteBatch(b4, n4) : 0) + (n6 ? this.d.maps.flows6.deleteBatch(b6, n6) : 0);
+    const d4 = n4 ? this.d.maps.flows4.deleteBatch(b4, n4) : 0;
+    const d6 = n6 ? this.d.maps.flows6.deleteBatch(b6, n6) : 0;
+    this.census[FAMILY_IPV4].deletes(d4);
+    this.census[FAMILY_IPV6].deletes(d6);
+    return d4 + d6;
   }
 
   /** Every steered flow, optionally only those of one policy. */
   listFlows(filter: { policyId?: number } = {}): FlowEntry[] {
     const out: FlowEntry[] = [];
-    const V = Layout.flowVal.size;
+    const V = this.flowValueSize;
     for (const [family, map] of this.flowMaps()) {
+      let seen = 0;
       map.forEachChunk((keys, values, n) => {
+        seen += n;
         for (let i = 0; i < n; i++) {
           const v = decodeFlowValue(values, i * V);
           if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
           out.push({ ...decodeFlowKey(family, keys, i * map.keySize), ...v });
         }
       }, FLOW_CHUNK);
+      this.census[family].recount(seen);
     }
     return out;
   }
@@ -326,26 +362,45 @@ export class Datapath implements DatapathPort {
    */
   countFlowsByPolicy(): Map<number, number> {
     const counts = new Map<number, number>();
-    const V = Layout.flowVal.size;
-    for (const [, map] of this.flowMaps()) {
+    const V = this.flowValueSize;
+    for (const [family, map] of this.flowMaps()) {
+      let seen = 0;
       map.forEachChunk((_k, values, n) => {
+        seen += n;
         for (let i = 0; i < n; i++) {
           const id = values.readUInt32LE(i * V + Layout.flowVal.policyId);
           counts.set(id, (counts.get(id) ?? 0) + 1);
         }
       }, FLOW_CHUNK);
+      this.census[family].recount(seen);
     }
     return counts;
   }
 
   countFlows(): number {
     let total = 0;
-    for (const [, map] of this.flowMaps()) {
+    for (const [family, map] of this.flowMaps()) {
+      let seen = 0;
       map.forEachChunk((_k, _v, n) => {
-        total += n;
+        seen += n;
       }, FLOW_CHUNK);
+      this.census[family].recount(seen);
+      total += seen;
     }
     return total;
+  }
+
+  /**
+   * Each flow table's fill and the flows its LRU evicted (flow-census.ts), as of the last walk
+   * of the tables; walked now when that is older than `maxAgeMs`. Walks happen anyway (ageing,
+   * scrapes), so a caller that can live with a figure a few seconds old costs nothing.
+   */
+  flowTables(maxAgeMs = 0): FlowTableFill[] {
+    if (this.flowMaps().some(([family]) => Date.now() - this.census[family].countedAt > maxAgeMs)) this.countFlows();
+    return this.flowMaps().map(([family]) => {
+      const c = this.census[family];
+      return { family, entries: c.entries, maxEntries: c.maxEntries, evicted: c.evicted };
+    });
   }
 
   /**
@@ -353,18 +408,23 @@ export class Datapath implements DatapathPort {
    * refreshes last-seen at most once a second per flow, so idle times are accurate to ~1 s.
    */
   ageFlows(maxIdleNs: bigint, now = monotonicNs()): number {
-    const V = Layout.flowVal.size;
+    const V = this.flowValueSize;
     let removed = 0;
-    for (const [, map] of this.flowMaps()) {
+    for (const [family, map] of this.flowMaps()) {
       const K = map.keySize;
       const stale: Buffer[] = [];
+      let seen = 0;
       map.forEachChunk((keys, values, n) => {
+        seen += n;
         for (let i = 0; i < n; i++) {
           const seen = values.readBigUInt64LE(i * V + Layout.flowVal.lastSeenNs);
           if (now > seen && now - seen > maxIdleNs) stale.push(Buffer.from(keys.subarray(i * K, (i + 1) * K)));
         }
       }, FLOW_CHUNK);
-      if (stale.length > 0) removed += map.deleteBatch(Buffer.concat(stale), stale.length);
+      this.census[family].recount(seen);
+      const gone = stale.length > 0 ? map.deleteBatch(Buffer.concat(stale), stale.length) : 0;
+      this.census[family].deletes(gone);
+      removed += gone;
     }
     return removed;
   }
@@ -378,6 +438,10 @@ export class Datapath implements DatapathPort {
 
   private flowMap(keySize: number): BpfMap {
     return keySize === Layout.flow4Key.size ? this.d.maps.flows4 : this.d.maps.flows6;
+  }
+
+  private censusOf(map: BpfMap): FlowCensus {
+    return this.census[map === this.d.maps.flows4 ? FAMILY_IPV4 : FAMILY_IPV6];
   }
 
   private flowMaps(): [Family, BpfMap][] {
@@ -431,13 +495,7 @@ export class Datapath implements DatapathPort {
    */
   destroy(): void {
     for (const ifname of [...this.attachments.keys()]) this.detach(ifname);
-    for (const name of [...Object.values(MapName), ...Object.values(ProgramName)]) {
-      try {
-        unlinkSync(join(this.d.pinDir, name));
-      } catch {
-        /* already gone */
-      }
-    }
+    removePins(this.d.pinDir);
     this.close();
   }
 
@@ -449,7 +507,8 @@ export class Datapath implements DatapathPort {
 
 /** Remove every pin under `pinDir` without loading anything (uninstall, test cleanup). */
 export function removePins(pinDir: string): void {
-  for (const name of [...Object.values(MapName), ...Object.values(ProgramName)]) {
+  const maps = Object.values(MapName);
+  for (const name of [...maps, ...maps.map((m) => m + STAGING_SUFFIX), MetaMapName, ...Object.values(ProgramName)]) {
     try {
       unlinkSync(join(pinDir, name));
     } catch {

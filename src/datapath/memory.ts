@@ -19,7 +19,7 @@ import {
 } from './codec.js';
 import { monotonicNs, type Counter, type Counters, type FlowEntry } from './datapath.js';
 import { invalid } from './errors.js';
-import type { DatapathPort } from './port.js';
+import type { DatapathPort, FlowTableFill } from './port.js';
 
 export class MemoryDatapath implements DatapathPort {
   readonly adopted = false;
@@ -32,6 +32,8 @@ export class MemoryDatapath implements DatapathPort {
   private readonly key6 = Buffer.alloc(Layout.flow6Key.size);
   private readonly scratch = Buffer.alloc(Layout.link.size);
   private readonly interfaces: Map<string, number>;
+  /** Flows evicted to make room, IPv4 and IPv6. */
+  private readonly evicted: [number, number] = [0, 0];
 
   constructor(
     readonly flowTableSize = 1 << 20,
@@ -105,8 +107,16 @@ export class MemoryDatapath implements DatapathPort {
     const k = this.key(key);
     this.flows.delete(k);
     this.flows.set(k, { policyId, lastSeenNs: now });
-    // An LRU table evicts its least recently written entries when full.
-    while (this.flows.size > this.flowTableSize) this.flows.delete(this.flows.keys().next().value!);
+    this.evictOverflow();
+  }
+
+  /** An LRU table evicts its least recently written entries when full. */
+  private evictOverflow(): void {
+    while (this.flows.size > this.flowTableSize) {
+      const k = this.flows.keys().next().value!;
+      this.flows.delete(k);
+      this.evicted[k.startsWith('6:') ? 1 : 0]! += 1;
+    }
   }
 
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
@@ -118,7 +128,7 @@ export class MemoryDatapath implements DatapathPort {
       this.flows.delete(k);
       this.flows.set(k, { policyId: entries[i]!.policyId, lastSeenNs: now });
     });
-    while (this.flows.size > this.flowTableSize) this.flows.delete(this.flows.keys().next().value!);
+    this.evictOverflow();
   }
 
   getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null {
@@ -150,6 +160,15 @@ export class MemoryDatapath implements DatapathPort {
 
   countFlows(): number {
     return this.flows.size;
+  }
+
+  flowTables(): FlowTableFill[] {
+    let v6 = 0;
+    for (const k of this.flows.keys()) if (k.startsWith('6:')) v6++;
+    return [
+      { family: FAMILY_IPV4, entries: this.flows.size - v6, maxEntries: this.flowTableSize, evicted: this.evicted[0]! },
+      { family: FAMILY_IPV6, entries: v6, maxEntries: this.flowTableSize, evicted: this.evicted[1]! },
+    ];
   }
 
   ageFlows(maxIdleNs: bigint, now = monotonicNs()): number {

@@ -19,7 +19,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     let result: unknown;
     if (method === 'open') {
       dp = Datapath.open(args[0] as Parameters<typeof Datapath.open>[0]);
-      result = { adopted: dp.adopted, flowTableSize: dp.flowTableSize };
+      result = { adopted: dp.adopted, flowTableSize: dp.flowTableSize, layoutVersion: dp.layoutVersion, migration: dp.migration };
     } else if (method === 'exit') {
       process.stdout.write(json({ id, ok: true }) + '\n', () => process.exit(0));
       return;
