@@ -67,8 +67,11 @@ export function monotonicNs(): bigint {
 }
 
 const FLOW_CHUNK = 65_536;
-/** An LRU hash frees nodes ahead, per CPU, as it fills: it may evict this many per CPU before it is full. */
-const LRU_EARLY_EVICTION = 128;
+/**
+ * An LRU hash keeps up to 128 free nodes per CPU and evicts up to 128 at a time to refill them
+ * (kernel/bpf/bpf_lru_list.c, LOCAL_FREE_TARGET): how far short of max_entries it may evict.
+ */
+const LRU_FREE_AHEAD = 128;
 
 /** One family's share of a batch: packed keys and values, `count` of them filled. */
 interface FlowChunk {
@@ -107,7 +110,7 @@ export class Datapath implements DatapathPort {
   private constructor(private readonly d: Loaded) {
     this.flowValueSize = d.maps.flows4.valueSize;
     this.valBuf = Buffer.alloc(this.flowValueSize);
-    const census = (m: BpfMap) => new FlowCensus(m.maxEntries, m.type === MapType.lruHash ? LRU_EARLY_EVICTION * m.cpus : 0);
+    const census = (m: BpfMap) => new FlowCensus(m.maxEntries, m.type === MapType.lruHash ? LRU_FREE_AHEAD * (m.cpus + 1) : 0);
     this.census = { [FAMILY_IPV4]: census(d.maps.flows4), [FAMILY_IPV6]: census(d.maps.flows6) };
   }
 

@@ -13,11 +13,12 @@
  *
  * What it cannot know is how many written entries were new: a batched update cannot say
  * (the kernel refuses BPF_NOEXIST in batches), and asking first would cost a lookup per report.
- * So a rewrite of a flow already there (a duplicate report) counts as new. Two things keep that
- * honest: the LRU evicts only when it runs out of free nodes, so while the table cannot have
- * filled up since the last walk (entries then + written stays below max_entries less what the
- * LRU frees ahead per CPU) nothing is counted at all; past that the figure is an upper bound,
- * exact when no duplicate was written meanwhile.
+ * So a rewrite of a flow already there (a duplicate report) looks like a new entry. The LRU's
+ * own behaviour keeps that honest: it evicts only when it has run out of free nodes, that is
+ * with the table full but for the nodes it keeps free per CPU (`earlyEviction`), and only our
+ * deletes take entries away after that. So unless the table could have filled since the last
+ * walk (entries then + written) and was full at some point (entries now + deleted), nothing is
+ * counted; past both the figure is an upper bound, exact when no duplicate was written meanwhile.
  *
  * Ageing removes flows idle for `datapath.flowIdleSeconds`, so whatever the LRU evicts was not
  * idle that long: still active by the agent's own measure, and its session lost its steering.
@@ -36,7 +37,7 @@ export class FlowCensus {
 
   constructor(
     readonly maxEntries: number,
-    /** How many entries short of max_entries the table may start evicting (0: not an LRU). */
+    /** How many entries short of max_entries the LRU may evict (0: not an LRU). */
     readonly earlyEviction = 0,
   ) {}
 
@@ -56,7 +57,8 @@ export class FlowCensus {
   /** A full walk saw `present` entries. Returns the evictions it uncovered. */
   recount(present: number, now = Date.now()): number {
     let lost = 0;
-    if (this.counted >= 0 && this.counted + this.writes > this.maxEntries - this.earlyEviction) {
+    const full = this.maxEntries - this.earlyEviction;
+    if (this.counted >= 0 && this.counted + this.writes > full && present + this.deleted >= full) {
       lost = Math.max(0, this.counted + this.writes - this.deleted - present);
     }
     this.evicted += lost;
