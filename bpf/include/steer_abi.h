@@ -31,7 +31,10 @@
 #ifndef WS_TEST_LAYOUT_NEXT
 #define WS_LAYOUT_VERSION     1
 #else
-/* Test only (bpf/Makefile test-variants, never shipped): a layout 2 whose flow value has a new field. */
+/*
+ * Test only (bpf/Makefile test-variants, never shipped): a layout 2 whose flow
+ * value has a new field, and whose ws_reasons has a slot more (lib/maps.h).
+ */
 #define WS_LAYOUT_VERSION     2
 #endif
 

@@ -166,33 +166,39 @@ function copyMap(m: Migrate, old: BpfMap, neu: BpfMap): MapMigration {
   return { name: m.name, reasons: m.reasons, entries, copied, dropped: entries - copied };
 }
 
-/** The newest `maxEntries` entries by last-seen, written oldest first. */
+/**
+ * The newest `maxEntries` entries by last-seen, written oldest first. Sorted as numbers in a
+ * Float64Array, natively: each entry's sort key is how recent it is — in units of 2^20 ns (~1 ms;
+ * the program refreshes last-seen once a second, so nothing finer is lost) — times 2^bits, plus
+ * its index. Ages beyond what the remaining bits of a double hold (over 100 days for a million
+ * entries) all count as the oldest.
+ */
 function copyMostRecent(m: Migrate, old: BpfMap, neu: BpfMap, chunks: Chunk[], entries: number, recencyOffset: number): number {
   const K = old.keySize;
   const V = old.valueBytes;
-  const seen = new Float64Array(entries); // ns as a double: exact to the ns for 104 days of uptime, ordered beyond
-  const where = new Uint32Array(entries * 2); // chunk, index
-  let e = 0;
-  chunks.forEach((c, ci) => {
-    for (let i = 0; i < c.count; i++, e++) {
-      const at = i * V + recencyOffset;
-      seen[e] = c.values.readUInt32LE(at + 4) * 2 ** 32 + c.values.readUInt32LE(at);
-      where[e * 2] = ci;
-      where[e * 2 + 1] = i;
-    }
-  });
-  const order = new Uint32Array(entries);
-  for (let i = 0; i < entries; i++) order[i] = i;
-  order.sort((a, b) => seen[a]! - seen[b]!);
+  const keysIn = Buffer.concat(chunks.map((c) => c.keys));
+  const valuesIn = Buffer.concat(chunks.map((c) => c.values));
+  const units = new Float64Array(entries);
+  let newest = -Infinity;
+  for (let e = 0; e < entries; e++) {
+    const at = e * V + recencyOffset;
+    // (hi * 2^32 + lo) / 2^20, without BigInt
+    units[e] = Math.floor(valuesIn.readUInt32LE(at + 4) * 4096 + valuesIn.readUInt32LE(at) / 2 ** 20);
+    if (units[e]! > newest) newest = units[e]!;
+  }
+  const bits = Math.max(1, Math.ceil(Math.log2(entries)));
+  const most = 2 ** (53 - bits) - 1;
+  const order = new Float64Array(entries);
+  for (let e = 0; e < entries; e++) order[e] = (most - Math.min(most, newest - units[e]!)) * 2 ** bits + e;
+  order.sort();
   const keep = Math.min(entries, neu.maxEntries);
   const keys = Buffer.alloc(keep * K);
   const values = Buffer.alloc(keep * V);
+  const mask = 2 ** bits;
   for (let j = 0; j < keep; j++) {
-    const e2 = order[entries - keep + j]!;
-    const c = chunks[where[e2 * 2]!]!;
-    const i = where[e2 * 2 + 1]!;
-    c.keys.copy(keys, j * K, i * K, (i + 1) * K);
-    c.values.copy(values, j * V, i * V, (i + 1) * V);
+    const e = order[entries - keep + j]! % mask;
+    for (let b = 0; b < K; b++) keys[j * K + b] = keysIn[e * K + b]!;
+    for (let b = 0; b < V; b++) values[j * V + b] = valuesIn[e * V + b]!;
   }
   for (let at = 0; at < keep; at += CHUNK) {
     const n = Math.min(CHUNK, keep - at);

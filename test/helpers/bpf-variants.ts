@@ -3,7 +3,8 @@
  * first use into build/bpf/test/. make is serialised with flock: test files run in parallel.
  *
  *   steerNext — layout 2: the same sources with WS_TEST_LAYOUT_NEXT, whose flow value has one
- *               more field (test_next, zero = what layout 1 meant).
+ *               more field (test_next, zero = what layout 1 meant) and whose per-CPU ws_reasons
+ *               has one more slot (as if a reason were added).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';

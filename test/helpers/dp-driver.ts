@@ -22,8 +22,10 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   try {
     let result: unknown;
     if (method === 'open') {
+      const t0 = performance.now();
       dp = Datapath.open(args[0] as Parameters<typeof Datapath.open>[0]);
-      result = { adopted: dp.adopted, flowTableSize: dp.flowTableSize, layoutVersion: dp.layoutVersion, migration: dp.migration };
+      const openMs = performance.now() - t0;
+      result = { adopted: dp.adopted, flowTableSize: dp.flowTableSize, layoutVersion: dp.layoutVersion, migration: dp.migration, openMs };
     } else if (method === 'fillFlows') {
       if (!dp) throw new Error('open first');
       result = fillFlows(dp, args[0] as FillFlows);

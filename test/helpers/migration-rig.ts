@@ -42,6 +42,8 @@ export const LIVE_FLOWS: LiveFlow[] = [
 
 export type OpenResult = {
   adopted: boolean;
+  /** How long Datapath.open took in the driver: load, and migration if any. */
+  openMs: number;
   flowTableSize: number;
   layoutVersion: number;
   migration: null | { fromLayout: number | null; toLayout: number; maps: { name: string; reasons: string[]; entries: number; copied: number; dropped: number }[]; swapped: string[]; copyMs: number; swapMs: number; totalMs: number };
