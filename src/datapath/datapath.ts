@@ -11,7 +11,7 @@
  * Failover is one write: setLinkUp(1, false) or setPolicy(7, { redirectLink: 2 }) moves every
  * flow of every policy on that link at once, because flows point at policies, not links.
  */
-import { unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../../native/libbpf.js';
 import { DSCP_VALUES, FAMILY_IPV4, FAMILY_IPV6, Layout, MAX_LINKS, MAX_POLICIES, MapName, MetaMapName, ProgramName, Reasons, type Reason } from './abi.js';
@@ -38,7 +38,7 @@ import { MapType, type BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
 import { FlowCensus } from './flow-census.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
-import { STAGING_SUFFIX, type MigrationReport } from './migration.js';
+import type { MigrationReport } from './migration.js';
 import type { DatapathPort, FlowTableFill } from './port.js';
 
 export interface Counter {
@@ -508,10 +508,19 @@ export class Datapath implements DatapathPort {
   }
 }
 
-/** Remove every pin under `pinDir` without loading anything (uninstall, test cleanup). */
+/**
+ * Remove every pin of ours under `pinDir` without loading anything (uninstall, test cleanup):
+ * the maps, programs and stamp this agent knows, and any other `ws_` pin — one a newer agent
+ * added (a map this one does not know), or a migration's staging pin.
+ */
 export function removePins(pinDir: string): void {
-  const maps = Object.values(MapName);
-  for (const name of [...maps, ...maps.map((m) => m + STAGING_SUFFIX), MetaMapName, ...Object.values(ProgramName)]) {
+  let found: string[] = [];
+  try {
+    found = readdirSync(pinDir).filter((name) => name.startsWith('ws_'));
+  } catch {
+    /* no directory */
+  }
+  for (const name of new Set([...Object.values(MapName), MetaMapName, ...Object.values(ProgramName), ...found])) {
     try {
       unlinkSync(join(pinDir, name));
     } catch {
@@ -519,4 +528,3 @@ export function removePins(pinDir: string): void {
     }
   }
 }
-
