@@ -77,6 +77,8 @@ export interface MigrationPlan {
   pinnedVersion: number | null;
   /** Some map migrates: the programs on our hooks must be swapped to the new maps. */
   migrates: boolean;
+  /** The object's programs, which replace the ones of the same name on our hooks. */
+  programs: readonly string[];
 }
 
 /** Unstamped pins were written by agents before layout stamps: their layout is 1 (steer_abi.h). */
@@ -107,7 +109,7 @@ export function planMigration(object: ObjectLayout, pinned: PinnedLayout): Migra
     const have = pinned.maps.get(name);
     maps.push(have ? planMap(name, have, want) : { name, action: 'create' });
   }
-  return { maps, version: object.version, pinnedVersion, migrates: maps.some((m) => m.action === 'migrate') };
+  return { maps, version: object.version, pinnedVersion, migrates: maps.some((m) => m.action === 'migrate'), programs: object.programs };
 }
 
 /**
@@ -116,7 +118,7 @@ export function planMigration(object: ObjectLayout, pinned: PinnedLayout): Migra
  */
 export function checkSwappable(object: ObjectLayout, hooks: readonly { where: string; program: string }[]): void {
   for (const h of hooks) {
-    if (!object.programs.includes(h.program)) {
+    if (!programNamed(object.programs, h.program)) {
       throw refuse(`${h.where} runs our program ${h.program}, which this object lacks, so it could not be moved to the migrated maps`);
     }
   }
@@ -148,6 +150,11 @@ function planMap(name: string, have: MapShape, want: MapShape): MapPlan {
 
 function describe(shape: TypeShape | null, size: number): string {
   return shape ? describeShape(shape) : `${size} bytes`;
+}
+
+/** The kernel keeps 15 characters of a program's name (BPF_OBJ_NAME_LEN): the object's program it names. */
+export function programNamed(programs: readonly string[], kernelName: string): string | undefined {
+  return programs.find((p) => p.slice(0, 15) === kernelName);
 }
 
 const isPad = (field: string) => /^(__)?pad\d*$/.test(field);

@@ -12,8 +12,11 @@
  *             on bpffs replaces atomically, so a crash leaves either pin, never none).
  *
  * A failure before the swap leaves everything as it was (the new maps die with this process);
- * a failure during the swap puts the old programs back. The old maps are freed once nothing
- * holds them: their pins are replaced, the old programs are off the hooks.
+ * a failure during the swap puts the old programs back. After it, every pin still names a map
+ * whole in the layout its shape says, so the next start adopts what was re-pinned and migrates
+ * the rest again. The old maps are freed once nothing holds them: their pins are replaced, the
+ * old programs are off the hooks. Only our filters in this network namespace are swapped, at
+ * the priority the agent attaches with (attach.ts).
  *
  * An LRU flow table that shrinks keeps the flows seen most recently: the newest max_entries,
  * written oldest first, so that the LRU's own early eviction (it frees nodes ahead, up to 128 per
@@ -25,7 +28,7 @@ import * as native from '../../native/libbpf.js';
 import { ourFilters, replaceFilter, type OurFilter } from './attach.js';
 import { BpfMap, MapType } from './bpf-map.js';
 import { DatapathError, DatapathErrorCode, check } from './errors.js';
-import { REMEDY, convertValues, type MapPlan, type MigrationPlan } from './migration-plan.js';
+import { REMEDY, convertValues, programNamed, type MapPlan, type MigrationPlan } from './migration-plan.js';
 import type { Pins } from './pins.js';
 
 type Migrate = Extract<MapPlan, { action: 'migrate' }>;
@@ -93,7 +96,7 @@ export function carryOutMigration(plan: MigrationPlan, pins: Pins, obj: native.N
     maps.push(copyMap(m, pinnedMap(m, pins, cpus), newMap(m)));
   }
   const t1 = performance.now();
-  const swapped = swapPrograms(obj);
+  const swapped = swapPrograms(obj, plan.programs);
   const t2 = performance.now();
   for (const m of migrating) {
     if (m.from.type === MapType.percpuArray) maps.push(mergeCounters(m, pinnedMap(m, pins, cpus), newMap(m)));
@@ -234,13 +237,14 @@ function mergeCounters(m: Migrate, old: BpfMap, neu: BpfMap): MapMigration {
 }
 
 /** Every filter of ours to the new program of the same name; on failure, the swapped ones back. */
-function swapPrograms(obj: native.NativePtr): OurFilter[] {
+function swapPrograms(obj: native.NativePtr, programs: readonly string[]): OurFilter[] {
   const swapped: { filter: OurFilter; oldFd: number }[] = [];
   try {
     for (const filter of ourFilters()) {
       const oldFd = check(native.progGetFdById(filter.progId), DatapathErrorCode.ATTACH, `open program ${filter.progId} on ${filter.ifname}`);
       const info = native.progInfo(oldFd);
-      const prog = typeof info === 'number' ? info : native.findProgram(obj, info.name);
+      const name = typeof info === 'number' ? undefined : programNamed(programs, info.name);
+      const prog = name ? native.findProgram(obj, name) : -2;
       if (typeof prog === 'number') {
         native.closeFd(oldFd);
         throw new DatapathError(DatapathErrorCode.ATTACH, `swap ${filter.ifname} ${filter.point}`, 0, `the object has no program for the one running there`);
