@@ -140,6 +140,18 @@ function readAll(map: BpfMap): Chunk[] {
 }
 
 function copyMap(m: Migrate, old: BpfMap, neu: BpfMap): MapMigration {
+  const lru = m.to.type === MapType.lruHash;
+  // The LRU frees nodes ahead as it fills (up to 128 per CPU): near its size, order matters.
+  const slack = lru ? 128 * old.cpus : 0;
+  if (m.from.type !== MapType.array && m.from.maxEntries + slack <= m.to.maxEntries) {
+    // A bigger table: everything fits whatever the order, so chunk by chunk (memory stays flat).
+    let entries = 0;
+    old.forEachChunk((keys, values, n) => {
+      neu.updateBatch(keys, converted(m, old, neu, values, n), n);
+      entries += n;
+    }, CHUNK);
+    return { name: m.name, reasons: m.reasons, entries, copied: entries, dropped: 0 };
+  }
   const chunks = readAll(old);
   const entries = chunks.reduce((n, c) => n + c.count, 0);
   let copied = 0;
@@ -153,9 +165,6 @@ function copyMap(m: Migrate, old: BpfMap, neu: BpfMap): MapMigration {
     }
     return { name: m.name, reasons: m.reasons, entries, copied, dropped: 0 };
   }
-  const lru = m.to.type === MapType.lruHash;
-  // With room to spare, the order does not matter; near or past the new size it does.
-  const slack = lru ? 128 * old.cpus : 0;
   if (entries + slack <= neu.maxEntries || !m.recency) {
     for (const c of chunks) {
       const n = Math.min(c.count, neu.maxEntries - copied);
