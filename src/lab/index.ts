@@ -16,5 +16,5 @@ export { meshBootstrap, routesFromVirtualService, type ClusterSpec, type Listene
 
 /** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
 export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');
-export { EdgeLab, INTERNET_CLOUD, ISPS, ISP_OF, IspCounters, NODE_PORT, POD_PORT, PODS, type IspFlow, type IspName, type WanName } from './internet.js';
+export { EdgeLab, INTERNET_CLOUD, ISPS, ISP_OF, IspCounters, NODE_PORT, POD_PORT, PODS, type ByteCount, type IspFlow, type IspName, type WanName } from './internet.js';
 export { EdgeRig, SESSION_PORT, SESSIONS_TOOL, type ExchangeResult, type Place } from './edge-rig.js';

@@ -14,6 +14,7 @@ import type { PolicyStatus } from '../steering/engine.js';
 import type { SteeringStats } from '../steering/stats.js';
 import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
+import { registerConnectionResets, type ConnectionResetSource } from './connection-resets.js';
 import { registerFlowEvictions } from './flow-evictions.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
@@ -33,7 +34,7 @@ import { registerWriteErrors } from './write-errors.js';
 
 export interface MetricsSources {
   /** The steering engine (src/steering/engine.ts Engine). */
-  engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource>;
+  engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource> & Partial<ConnectionResetSource>;
   datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'countFlowsByPolicy' | 'flowTableSize' | 'flowTables'>;
   ageing?: Pick<FlowAgeing, 'aged' | 'errors'>;
   /** Bounds on the per-policy flow walk (see policy-flows.ts). */
@@ -52,6 +53,7 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerLinkState(registry, engine);
   registerLinkHealth(registry, engine);
   if (engine.linkChanges) registerLinkChanges(registry, engine as LinkChangeSource);
+  if (engine.connectionResets) registerConnectionResets(registry, engine as ConnectionResetSource);
   registerPolicyTraffic(registry, engine, scrape);
   registerPolicySessions(registry, engine);
   registerPolicyFlows(registry, engine, datapath, scrape, { ...(sources.now ? { now: sources.now } : {}), ...sources.policyFlows });

@@ -401,7 +401,7 @@ export class Engine implements SteeringEngine, SteeringStats {
    * Internet links are chosen before routing: new connections of each mark-mode class go to
    * the link its policy chose (the class rules), and when a link dies its connections — bound to
    * its address, unable to move — are reset at once, so applications reconnect over another
-   * link instead of waiting out their timeouts. A link back up gets its routes again.
+   * link instead of waiting out their timeouts. A link that changes state gets its routes again.
    */
   private reconcileInternet(links: readonly LinkInput[], desired: DesiredState, manage: boolean): void {
     const routing = this.routing;
@@ -421,7 +421,9 @@ export class Engine implements SteeringEngine, SteeringStats {
       const before = this.internetUsable.get(l.id);
       this.internetUsable.set(l.id, now);
       if (before === true && !now) this.resetConnections(routing, l);
-      else if (before === false && now) {
+      // Its route may be what failed (someone flushed the table; the interface went away and
+      // came back): put it back on either change. Replacing an intact route is a no-op.
+      if (before !== undefined && before !== now) {
         try {
           routing.refreshLink(l.id);
         } catch (err) {

@@ -446,11 +446,12 @@ describe('internet links', () => {
     engine.setLinkHealth('lte', { up: false, reason: 'carrier lost' });
     expect([...routing.classLinks()]).toEqual([[10, 0]]);
     expect(routing.resets).toEqual([1]);
+    expect(routing.refreshed).toEqual([1]);
     engine.setLinkHealth('lte', { up: false, reason: 'still down' });
     expect(routing.resets).toEqual([1]);
 
     engine.setLinkHealth('lte', { up: true });
-    expect(routing.refreshed).toEqual([1]);
+    expect(routing.refreshed).toEqual([1, 1]);
     expect([...routing.classLinks()]).toEqual([[10, 1]]);
     expect(routing.resets).toEqual([1]); // failback moves new connections only
   });
