@@ -68,9 +68,9 @@ export function checkObjectMatchesAgent(layout: ObjectLayout, objectPath: string
   for (const [map, part, fields] of expect) {
     const shape = layout.maps.get(map)!;
     const size = part === 'key' ? shape.keySize : shape.valueSize;
+    const sizeFits = part === 'key' ? size === fields.size : size >= fields.size!;
     const type: TypeShape | null = shape[part];
-    const problem =
-      (part === 'key' ? size !== fields.size : size < fields.size!) ? `is ${size} bytes, this agent's is ${fields.size}` : type ? fieldProblem(type, fields) : null;
+    const problem = !sizeFits ? `is ${size} bytes, this agent's is ${fields.size}` : type ? fieldProblem(type, fields) : null;
     if (problem) {
       throw new DatapathError(
         DatapathErrorCode.OBJECT, `open ${objectPath}`, 0,

@@ -1,14 +1,15 @@
 /**
  * Proves the BTF reader sees in the compiled object what steer_abi.h and abi.ts say: every map's
  * value layout field by field, and the layout version the object carries — 1 for the shipped
- * object, 2 with one more flow value field for the test variant.
+ * object, 2 with one more flow value field for the test variant, which this agent can drive —
+ * and that an object whose fields are not where this agent writes them is refused.
  */
 import { expect, it } from 'vitest';
 import * as native from '../../native/libbpf.js';
 import { Layout, LAYOUT_VERSION, MapName } from '../../src/datapath/abi.js';
 import { Btf } from '../../src/datapath/btf.js';
 import { defaultObjectPath } from '../../src/datapath/loader.js';
-import { readObjectLayout } from '../../src/datapath/pins.js';
+import { checkObjectMatchesAgent, readObjectLayout } from '../../src/datapath/pins.js';
 import { testVariants } from '../helpers/bpf-variants.js';
 import { describePrivileged } from '../helpers/privilege.js';
 
@@ -54,6 +55,20 @@ describePrivileged('BTF of the steering object', () => {
       const v = layout.maps.get(MapName.flows4)!;
       expect(v.valueSize).toBe(24);
       expect(v.value!.members.at(-1)).toEqual({ name: 'test_next', offset: 16, size: 8 });
+    });
+  });
+
+  it('accepts the layout-2 object (fields appended) and refuses one that moved a field this agent writes', () => {
+    const { steerNext } = testVariants();
+    withObject(steerNext, (obj) => expect(() => checkObjectMatchesAgent(readObjectLayout(obj, steerNext), steerNext)).not.toThrow());
+    withObject(defaultObjectPath(), (obj) => {
+      const layout = readObjectLayout(obj, defaultObjectPath());
+      const flows = layout.maps.get(MapName.flows4)!;
+      const moved = { ...flows.value!, members: flows.value!.members.map((m) => (m.name === 'policy_id' ? { ...m, offset: 4 } : m.name === 'flags' ? { ...m, offset: 0 } : m)) };
+      const maps = new Map(layout.maps).set(MapName.flows4, { ...flows, value: moved });
+      expect(() => checkObjectMatchesAgent({ ...layout, maps }, 'x.o')).toThrow(
+        expect.objectContaining({ code: 'WS_DATAPATH_OBJECT', message: expect.stringMatching(/ws_flows4's value .* has policy_id at 4, this agent expects it at 0: .* rebuild it/) }),
+      );
     });
   });
 });
