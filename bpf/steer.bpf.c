@@ -22,6 +22,12 @@
 #include "dscp.h"
 #include "clock.h"
 
+/*
+ * The layout of the maps this object was built with (steer_abi.h), read by the
+ * agent from the object before it loads it, to know what it adopts or migrates.
+ */
+const volatile __u32 ws_layout_version = WS_LAYOUT_VERSION;
+
 /* From linux/socket.h, which is not usable from BPF programs. */
 #define WS_AF_INET	2
 #define WS_AF_INET6	10

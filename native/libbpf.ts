@@ -29,6 +29,16 @@ const fn = {
   mapSetMaxEntries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max)'),
   mapSetPinPath: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
   mapIsPinned: lib.func('bool bpf_map__is_pinned(void *map)'),
+  mapType: lib.func('int bpf_map__type(void *map)'),
+  mapKeySize: lib.func('uint32_t bpf_map__key_size(void *map)'),
+  mapValueSize: lib.func('uint32_t bpf_map__value_size(void *map)'),
+  mapMaxEntries: lib.func('uint32_t bpf_map__max_entries(void *map)'),
+  mapFlags: lib.func('uint32_t bpf_map__map_flags(void *map)'),
+  mapBtfKeyTypeId: lib.func('uint32_t bpf_map__btf_key_type_id(void *map)'),
+  mapBtfValueTypeId: lib.func('uint32_t bpf_map__btf_value_type_id(void *map)'),
+  mapInitialValue: lib.func('void *bpf_map__initial_value(void *map, _Out_ size_t *size)'),
+  objectBtf: lib.func('void *bpf_object__btf(void *obj)'),
+  btfRawData: lib.func('void *btf__raw_data(void *btf, _Out_ uint32_t *size)'),
   programFd: lib.func('int bpf_program__fd(void *prog)'),
   programSetAutoload: lib.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
 
@@ -36,6 +46,10 @@ const fn = {
   objGet: lib.func('int bpf_obj_get(const char *path)'),
   objGetInfoByFd: lib.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *len)'),
   progGetFdById: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
+  btfGetFdById: lib.func('int bpf_btf_get_fd_by_id(uint32_t id)'),
+  mapCreate: lib.func(
+    'int bpf_map_create(int type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
+  ),
 
   mapLookup: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   mapUpdate: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
@@ -140,6 +154,47 @@ export function mapSetPinPath(map: NativePtr, path: string): number {
 export function mapIsPinned(map: NativePtr): boolean {
   return fn.mapIsPinned(map) as boolean;
 }
+/** A map's definition in an opened (not yet loaded) object. */
+export interface MapDef {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  /** BTF type ids of the key and value in the object's BTF (0: none). */
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
+}
+export function mapDef(map: NativePtr): MapDef {
+  return {
+    type: fn.mapType(map) as number,
+    keySize: fn.mapKeySize(map) as number,
+    valueSize: fn.mapValueSize(map) as number,
+    maxEntries: fn.mapMaxEntries(map) as number,
+    flags: fn.mapFlags(map) as number,
+    btfKeyTypeId: fn.mapBtfKeyTypeId(map) as number,
+    btfValueTypeId: fn.mapBtfValueTypeId(map) as number,
+  };
+}
+/** A copy of the bytes a global-data map (.data, .rodata) starts with, or -ENOENT. */
+export function mapInitialValue(map: NativePtr): Buffer | number {
+  const size = [0];
+  const p = fn.mapInitialValue(map, size);
+  if (isNull(p) || !size[0]) return -2 /* ENOENT */;
+  return copyOut(p, size[0]);
+}
+/** A copy of an opened object's BTF, raw (header, types, strings), or -ENOENT without BTF. */
+export function objectBtfRaw(obj: NativePtr): Buffer | number {
+  const btf = fn.objectBtf(obj);
+  if (isNull(btf)) return -2 /* ENOENT */;
+  const size = [0];
+  const p = fn.btfRawData(btf, size);
+  if (isNull(p)) return -(koffi.errno() || 12 /* ENOMEM */);
+  return copyOut(p, size[0]!);
+}
+function copyOut(p: unknown, size: number): Buffer {
+  return Buffer.from(koffi.view(p as object, size)).subarray(0, size);
+}
 export function programFd(prog: NativePtr): number {
   return fn.programFd(prog) as number;
 }
@@ -159,6 +214,36 @@ export function objGet(path: string): number {
 export function progGetFdById(id: number): number {
   return fn.progGetFdById(id) as number;
 }
+
+/**
+ * The raw BTF (header, types, strings) the kernel holds under `id` — a map's btf_id — or -errno.
+ * Two calls to bpf_obj_get_info_by_fd: the first learns the size, the second copies.
+ */
+export function btfRawById(id: number): Buffer | number {
+  const fd = fn.btfGetFdById(id) as number;
+  if (fd < 0) return fd;
+  try {
+    // struct bpf_btf_info { __u64 btf; __u32 btf_size; __u32 id; __u64 name; __u32 name_len; __u32 kernel_btf; }
+    const info = Buffer.alloc(32);
+    const len = new Uint32Array([info.length]);
+    let rc = fn.objGetInfoByFd(fd, info, len) as number;
+    if (rc < 0) return rc;
+    const data = Buffer.alloc(info.readUInt32LE(8));
+    info.fill(0);
+    info.writeBigUInt64LE(koffi.address(data), 0);
+    info.writeUInt32LE(data.length, 8);
+    len[0] = info.length;
+    rc = fn.objGetInfoByFd(fd, info, len) as number;
+    return rc < 0 ? rc : data;
+  } finally {
+    fn.close(fd);
+  }
+}
+
+/** bpf_map_create with no options (no BTF, no flags): an fd or -errno. */
+export function mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number): number {
+  return fn.mapCreate(type, name, keySize, valueSize, maxEntries, null) as number;
+}
 /** Close an fd that bpf_obj_get or bpf_prog_get_fd_by_id returned. */
 export function closeFd(fd: number): number {
   return fn.close(fd) === 0 ? 0 : -(koffi.errno() || 9 /* EBADF */);
@@ -173,6 +258,10 @@ export interface MapInfo {
   maxEntries: number;
   flags: number;
   name: string;
+  /** The BTF object the map was created with (0: none), and its key and value types in it. */
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
 }
 export function mapInfo(fd: number): MapInfo | number {
   const info = Buffer.alloc(96);
@@ -187,6 +276,9 @@ export function mapInfo(fd: number): MapInfo | number {
     maxEntries: info.readUInt32LE(16),
     flags: info.readUInt32LE(20),
     name: cString(info, 24, 16),
+    btfId: info.readUInt32LE(64),
+    btfKeyTypeId: info.readUInt32LE(68),
+    btfValueTypeId: info.readUInt32LE(72),
   };
 }
 

@@ -8,11 +8,48 @@
  *
  * Only fixed-width types, explicit padding, no bitfields: every field's offset
  * must be the same in C and in TypeScript.
+ *
+ * Layout versions. The maps outlive the agent (pinned under bpffs), so the
+ * layout they hold is versioned: WS_LAYOUT_VERSION is the layout of the maps
+ * this header describes; the object carries it (ws_layout_version in
+ * steer.bpf.c) and the agent stamps it into the pins (struct ws_meta). An
+ * agent refuses pins of a newer layout than its object's, and migrates older
+ * ones (docs/upgrades.md).
+ *   1  the first stamped layout: the one below. Unstamped pins are read as
+ *      layout 1 (the layout before it differs only in ws_link.flags, a pad
+ *      byte before, zero = not an internet link).
+ * Bump it when a map's key, value or type changes, or a field's meaning does
+ * (rename the field then too: the migration matches fields by name). Adding
+ * a map needs no bump: an agent creates the maps the pins lack and leaves
+ * alone the ones it does not know.
  */
 #ifndef __WANSTEER_STEER_ABI_H
 #define __WANSTEER_STEER_ABI_H
 
 #include <linux/types.h>
+
+#ifndef WS_TEST_LAYOUT_NEXT
+#define WS_LAYOUT_VERSION     1
+#else
+/*
+ * Test only (bpf/Makefile test-variants, never shipped): a layout 2 whose flow
+ * value has a new field, and whose ws_reasons has a slot more (lib/maps.h).
+ */
+#define WS_LAYOUT_VERSION     2
+#endif
+
+/*
+ * The version stamp: one entry (key 0) in the pinned array map ws_meta, which
+ * the agent creates itself (it is not in the object, so its own layout never
+ * changes). The programs never read it.
+ */
+#define WS_META_MAGIC         0x57534c59U /* 'WSLY' */
+
+struct ws_meta {
+	__u32 magic;         /* WS_META_MAGIC */
+	__u32 layout;        /* WS_LAYOUT_VERSION of the agent that wrote the pins */
+	__u64 reserved;      /* zero */
+};                           /* 16 bytes */
 
 /* Table sizes. The flow tables' size is set at load time (default below, per family). */
 #define WS_MAX_LINKS          64
@@ -63,6 +100,9 @@ struct ws_flow_val {
 	__u32 policy_id;
 	__u32 flags;         /* reserved, zero */
 	__u64 last_seen_ns;  /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
+#ifdef WS_TEST_LAYOUT_NEXT
+	__u64 test_next;     /* the test layout's new field; zero = what layout 1 meant */
+#endif
 };                           /* 16 bytes */
 
 /* Policy table: array indexed by policy id. */

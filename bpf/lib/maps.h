@@ -70,7 +70,11 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+#ifndef WS_TEST_LAYOUT_NEXT
 	__uint(max_entries, WS_R_MAX);
+#else
+	__uint(max_entries, WS_R_MAX + 1);	/* test only: as if a reason were added */
+#endif
 	__type(key, __u32);
 	__type(value, struct ws_counter);
 } ws_reasons SEC(".maps");

@@ -256,11 +256,17 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
     return new MemoryDatapath(config.datapath.flowTableSize, interfaces);
   }
   const libbpf = logger.child({ part: 'libbpf' });
-  return Datapath.open({
+  const dp = Datapath.open({
     pinDir: config.datapath.pinDir,
     flowTableSize: config.datapath.flowTableSize,
     onLibbpfLog: (level, msg) => (level === 'warn' ? libbpf.warn(msg) : libbpf.debug(msg)),
   });
+  const m = dp.migration;
+  if (m) {
+    const maps = m.maps.map((x) => ({ map: x.name, why: x.reasons, entries: x.entries, copied: x.copied, dropped: x.dropped }));
+    logger.info({ fromLayout: m.fromLayout, toLayout: m.toLayout, maps, swapped: m.swapped, ms: Math.round(m.totalMs) }, 'datapath maps migrated to what this agent needs; traffic kept its steering');
+  }
+  return dp;
 }
 
 /**

@@ -103,6 +103,7 @@ export function renderStatus(s: Status, base: string): string {
   const problems = s.sourceProblems ?? {};
   out.push(`  route rules: ${sourceText(s.sources.routes, problems.routes)}`);
   out.push(`  policies:    ${sourceText(s.sources.policies, problems.policies)}`);
+  if (s.flowTables) out.push(`  flow tables: ${flowTablesText(s.flowTables)}`);
   out.push('');
   out.push(
     ...table([
@@ -133,6 +134,14 @@ export function renderStatus(s: Status, base: string): string {
     out.push(...table([['POLICY', 'CODE', 'WHY'], ...refused.map((r) => [r.name, r.code, r.message])]));
   }
   return `${out.join('\n')}\n`;
+}
+
+/** `IPv4 1,200 of 4,096 (29%), IPv6 …`, and what the LRU evicted when it did. */
+function flowTablesText(tables: NonNullable<Status['flowTables']>): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const fill = tables.map((t) => `IPv${t.family} ${n(t.entries)} of ${n(t.maxEntries)} (${Math.round((100 * t.entries) / Math.max(1, t.maxEntries))}%)`);
+  const evicted = tables.reduce((sum, t) => sum + t.evicted, 0);
+  return `${fill.join(', ')}${evicted ? `; ${n(evicted)} active flows evicted: raise datapath.flowTableSize` : ''}`;
 }
 
 /** `-` without an SLA, else its bounds and whether the link carrying the policy meets them. */

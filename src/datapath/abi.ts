@@ -4,6 +4,14 @@
  * header and fails when the two drift, so change both together.
  */
 
+/**
+ * The layout of the maps this agent's object is built with (WS_LAYOUT_VERSION); the object says
+ * its own (ws_layout_version), which the loader reads. docs/upgrades.md has the history.
+ */
+export const LAYOUT_VERSION = 1;
+/** struct ws_meta.magic: the pinned stamp is ours. */
+export const META_MAGIC = 0x57534c59;
+
 export const MAX_LINKS = 64;
 export const MAX_POLICIES = 4096;
 export const DSCP_VALUES = 64;
@@ -35,6 +43,12 @@ export const MapName = {
 } as const;
 export type MapName = (typeof MapName)[keyof typeof MapName];
 
+/**
+ * The version stamp (struct ws_meta at key 0), pinned beside the maps. Not in the object: the
+ * loader creates it, so its own layout never changes.
+ */
+export const MetaMapName = 'ws_meta';
+
 /** Program names (entry points) in the BPF object. */
 export const ProgramName = {
   /** Ethernet devices (optionally 802.1Q tagged). */
@@ -51,6 +65,7 @@ export const Layout = {
   policy: { size: 16, action: 0, linkId: 4, dscp: 8, pad: 9 },
   link: { size: 28, ifindex: 0, up: 4, flags: 5, pad: 6, nh4: 8, nh6: 12 },
   counter: { size: 16, packets: 0, bytes: 8 },
+  meta: { size: 16, magic: 0, layout: 4, reserved: 8 },
 } as const;
 
 /**

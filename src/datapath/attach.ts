@@ -96,3 +96,42 @@ export function attachedProgramId(ifname: string, priority = TC_PRIORITY_DEFAULT
   const id = native.tcQuery(idx, native.TC_EGRESS, TC_HANDLE, priority);
   return id > 0 ? id : null;
 }
+
+/** One of our tc filters (our handle, the default priority), wherever it sits in this namespace. */
+export interface OurFilter {
+  ifname: string;
+  ifindex: number;
+  point: 'egress' | 'ingress';
+  /** The program it runs now. */
+  progId: number;
+}
+
+/**
+ * Every filter of ours on every interface of this network namespace, egress and ingress: what
+ * a map migration must move to the new maps. Interfaces come from `ip -j link` (see
+ * detectFraming for why not /sys).
+ */
+export function ourFilters(): OurFilter[] {
+  let links: { ifindex: number; ifname: string }[];
+  try {
+    links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as typeof links;
+  } catch (err) {
+    throw new DatapathError(DatapathErrorCode.ATTACH, 'list interfaces', 0, `ip link show failed: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const found: OurFilter[] = [];
+  for (const { ifindex, ifname } of links) {
+    for (const [point, where] of [['egress', native.TC_EGRESS], ['ingress', native.TC_INGRESS]] as const) {
+      const progId = native.tcQuery(ifindex, where, TC_HANDLE, TC_PRIORITY_DEFAULT);
+      if (progId > 0) found.push({ ifname, ifindex, point, progId });
+    }
+  }
+  return found;
+}
+
+/** Put `progFd` in place of the program `filter` runs, atomically (tc replace). Returns the new program id. */
+export function replaceFilter(filter: OurFilter, progFd: number): number {
+  const where = filter.point === 'egress' ? native.TC_EGRESS : native.TC_INGRESS;
+  const op = `replace ${filter.point} filter on ${filter.ifname}`;
+  check(native.tcAttach(filter.ifindex, where, progFd, TC_HANDLE, TC_PRIORITY_DEFAULT, true), DatapathErrorCode.ATTACH, op);
+  return check(native.tcQuery(filter.ifindex, where, TC_HANDLE, TC_PRIORITY_DEFAULT), DatapathErrorCode.ATTACH, op);
+}

@@ -11,10 +11,10 @@
  * Failover is one write: setLinkUp(1, false) or setPolicy(7, { redirectLink: 2 }) moves every
  * flow of every policy on that link at once, because flows point at policies, not links.
  */
-import { unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../../native/libbpf.js';
-import { DSCP_VALUES, FAMILY_IPV4, FAMILY_IPV6, Layout, MAX_LINKS, MAX_POLICIES, MapName, ProgramName, Reasons, type Reason } from './abi.js';
+import { DSCP_VALUES, FAMILY_IPV4, FAMILY_IPV6, Layout, MAX_LINKS, MAX_POLICIES, MapName, MetaMapName, ProgramName, Reasons, type Reason } from './abi.js';
 import type { Family } from './addr.js';
 import { attachEgress, detachEgress, detectFraming, interfaceIndex, type Attachment, type LinkFraming } from './attach.js';
 import {
@@ -35,11 +35,13 @@ import {
   type PolicyAction,
   writeU32LE,
 } from './codec.js';
-import type { BpfMap } from './bpf-map.js';
+import { MapType, type BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
+import { FlowCensus } from './flow-census.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
+import type { MigrationReport } from './migration.js';
 import { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';
-import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
+import { flowPasses, type DatapathPort, type FlowFilter, type FlowTableFill } from './port.js';
 
 export interface Counter {
   packets: bigint;
@@ -68,6 +70,11 @@ export function monotonicNs(): bigint {
 
 /** Flow entries per batched syscall (upsertFlows) and per chunk of a table walk. */
 export const FLOW_CHUNK = 65_536;
+/**
+ * An LRU hash keeps up to 128 free nodes per CPU and evicts up to 128 at a time to refill them
+ * (kernel/bpf/bpf_lru_list.c, LOCAL_FREE_TARGET): how far short of max_entries it may evict.
+ */
+const LRU_FREE_AHEAD = 128;
 
 /** One family's share of a batch: packed keys and values, `count` of them filled. */
 interface FlowBatch {
@@ -91,7 +98,13 @@ export class Datapath implements DatapathPort {
   // Scratch buffers for single-entry calls: one allocation per process, not per call.
   private readonly key4Buf = Buffer.alloc(Layout.flow4Key.size);
   private readonly key6Buf = Buffer.alloc(Layout.flow6Key.size);
-  private readonly valBuf = Buffer.alloc(Layout.flowVal.size);
+  /**
+   * Bytes of a flow value in the loaded tables: Layout.flowVal.size, or more for an object of a
+   * later layout whose value has fields appended (which this agent leaves at zero).
+   */
+  private readonly flowValueSize: number;
+  private readonly valBuf: Buffer;
+  private readonly census: Record<Family, FlowCensus>;
   private readonly u32 = Buffer.alloc(4);
   private readonly policyBuf = Buffer.alloc(Layout.policy.size);
   private readonly linkBuf = Buffer.alloc(Layout.link.size);
@@ -99,7 +112,12 @@ export class Datapath implements DatapathPort {
   private neighbours: NeighbourTable | undefined;
   private closed = false;
 
-  private constructor(private readonly d: Loaded) {}
+  private constructor(private readonly d: Loaded) {
+    this.flowValueSize = d.maps.flows4.valueSize;
+    this.valBuf = Buffer.alloc(this.flowValueSize);
+    const census = (m: BpfMap) => new FlowCensus(m.maxEntries, m.type === MapType.lruHash ? LRU_FREE_AHEAD * (m.cpus + 1) : 0);
+    this.census = { [FAMILY_IPV4]: census(d.maps.flows4), [FAMILY_IPV6]: census(d.maps.flows6) };
+  }
 
   /** Load the program and maps, or adopt the ones pinned under `pinDir` by an earlier agent. */
   static open(opts: LoadOptions = {}): Datapath {
@@ -115,6 +133,14 @@ export class Datapath implements DatapathPort {
   }
   get flowTableSize(): number {
     return this.d.flowTableSize;
+  }
+  /** The map layout the pins hold (steer_abi.h WS_LAYOUT_VERSION of the loaded object). */
+  get layoutVersion(): number {
+    return this.d.layoutVersion;
+  }
+  /** What the start migrated (another table size, another layout), or null. */
+  get migration(): MigrationReport | null {
+    return this.d.migration;
   }
   /** Program fds, for BPF_PROG_TEST_RUN and tools. */
   get programFds(): { eth: number; l3: number } {
@@ -264,6 +290,7 @@ export class Datapath implements DatapathPort {
     encodeFlowValue(policyId, now, this.valBuf);
     const [map, k] = this.flowKey(key);
     map.update(k, this.valBuf);
+    this.censusOf(map).written(1);
   }
 
   /**
@@ -271,7 +298,7 @@ export class Datapath implements DatapathPort {
    * written, so a bad entry rejects the whole call and the table is left as it was.
    */
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
-    const V = Layout.flowVal.size;
+    const V = this.flowValueSize;
     // Every value shares last-seen: write one, repeat it across the batch, then set policy ids.
     const template = Buffer.alloc(V);
     encodeFlowValue(1, now, template);
@@ -298,6 +325,7 @@ export class Datapath implements DatapathPort {
       for (let at = 0; at < b.count; at += FLOW_CHUNK) {
         map.updateBatch(b.keys.subarray(at * b.keySize), b.values.subarray(at * V), Math.min(FLOW_CHUNK, b.count - at));
       }
+      this.censusOf(map).written(b.count);
     }
   }
 
@@ -309,7 +337,9 @@ export class Datapath implements DatapathPort {
 
   deleteFlow(key: FlowKey): boolean {
     const [map, k] = this.flowKey(key);
-    return map.delete(k);
+    const gone = map.delete(k);
+    if (gone) this.censusOf(map).deletes(1);
+    return gone;
   }
 
   deleteFlows(keys: ReadonlyArray<FlowKey>): number {
@@ -321,21 +351,28 @@ export class Datapath implements DatapathPort {
       if (encodeFlowKey(k, b4, n4 * Layout.flow4Key.size, b6, n6 * Layout.flow6Key.size) === FAMILY_IPV4) n4++;
       else n6++;
     }
-    return (n4 ? this.d.maps.flows4.deleteBatch(b4, n4) : 0) + (n6 ? this.d.maps.flows6.deleteBatch(b6, n6) : 0);
+    const d4 = n4 ? this.d.maps.flows4.deleteBatch(b4, n4) : 0;
+    const d6 = n6 ? this.d.maps.flows6.deleteBatch(b6, n6) : 0;
+    this.census[FAMILY_IPV4].deletes(d4);
+    this.census[FAMILY_IPV6].deletes(d6);
+    return d4 + d6;
   }
 
   /** Every steered flow, optionally only those of one policy. */
   listFlows(filter: FlowFilter = {}): FlowEntry[] {
     const out: FlowEntry[] = [];
-    const V = Layout.flowVal.size;
+    const V = this.flowValueSize;
     for (const [family, map] of this.flowMaps()) {
+      let seen = 0;
       map.forEachChunk((keys, values, n) => {
+        seen += n;
         for (let i = 0; i < n; i++) {
           const v = decodeFlowValue(values, i * V);
           if (!flowPasses(filter, v.policyId)) continue;
           out.push({ ...decodeFlowKey(family, keys, i * map.keySize), ...v });
         }
       }, FLOW_CHUNK);
+      this.census[family].recount(seen);
     }
     return out;
   }
@@ -347,26 +384,45 @@ export class Datapath implements DatapathPort {
    */
   countFlowsByPolicy(): Map<number, number> {
     const counts = new Map<number, number>();
-    const V = Layout.flowVal.size;
-    for (const [, map] of this.flowMaps()) {
+    const V = this.flowValueSize;
+    for (const [family, map] of this.flowMaps()) {
+      let seen = 0;
       map.forEachChunk((_k, values, n) => {
+        seen += n;
         for (let i = 0; i < n; i++) {
           const id = values.readUInt32LE(i * V + Layout.flowVal.policyId);
           counts.set(id, (counts.get(id) ?? 0) + 1);
         }
       }, FLOW_CHUNK);
+      this.census[family].recount(seen);
     }
     return counts;
   }
 
   countFlows(): number {
     let total = 0;
-    for (const [, map] of this.flowMaps()) {
+    for (const [family, map] of this.flowMaps()) {
+      let seen = 0;
       map.forEachChunk((_k, _v, n) => {
-        total += n;
+        seen += n;
       }, FLOW_CHUNK);
+      this.census[family].recount(seen);
+      total += seen;
     }
     return total;
+  }
+
+  /**
+   * Each flow table's fill and the flows its LRU evicted (flow-census.ts), as of the last walk
+   * of the tables; walked now when that is older than `maxAgeMs`. Walks happen anyway (ageing,
+   * scrapes), so a caller that can live with a figure a few seconds old costs nothing.
+   */
+  flowTables(maxAgeMs = 0): FlowTableFill[] {
+    if (this.flowMaps().some(([family]) => Date.now() - this.census[family].countedAt > maxAgeMs)) this.countFlows();
+    return this.flowMaps().map(([family]) => {
+      const c = this.census[family];
+      return { family, entries: c.entries, maxEntries: c.maxEntries, evicted: c.evicted };
+    });
   }
 
   /**
@@ -374,18 +430,23 @@ export class Datapath implements DatapathPort {
    * refreshes last-seen at most once a second per flow, so idle times are accurate to ~1 s.
    */
   ageFlows(maxIdleNs: bigint, now = monotonicNs()): number {
-    const V = Layout.flowVal.size;
+    const V = this.flowValueSize;
     let removed = 0;
-    for (const [, map] of this.flowMaps()) {
+    for (const [family, map] of this.flowMaps()) {
       const K = map.keySize;
       const stale: Buffer[] = [];
+      let seen = 0;
       map.forEachChunk((keys, values, n) => {
+        seen += n;
         for (let i = 0; i < n; i++) {
           const seen = values.readBigUInt64LE(i * V + Layout.flowVal.lastSeenNs);
           if (now > seen && now - seen > maxIdleNs) stale.push(Buffer.from(keys.subarray(i * K, (i + 1) * K)));
         }
       }, FLOW_CHUNK);
-      if (stale.length > 0) removed += map.deleteBatch(Buffer.concat(stale), stale.length);
+      this.census[family].recount(seen);
+      const gone = stale.length > 0 ? map.deleteBatch(Buffer.concat(stale), stale.length) : 0;
+      this.census[family].deletes(gone);
+      removed += gone;
     }
     return removed;
   }
@@ -399,6 +460,10 @@ export class Datapath implements DatapathPort {
 
   private flowMap(keySize: number): BpfMap {
     return keySize === Layout.flow4Key.size ? this.d.maps.flows4 : this.d.maps.flows6;
+  }
+
+  private censusOf(map: BpfMap): FlowCensus {
+    return this.census[map === this.d.maps.flows4 ? FAMILY_IPV4 : FAMILY_IPV6];
   }
 
   private flowMaps(): [Family, BpfMap][] {
@@ -453,13 +518,7 @@ export class Datapath implements DatapathPort {
    */
   destroy(): void {
     for (const ifname of [...this.attachments.keys()]) this.detach(ifname);
-    for (const name of [...Object.values(MapName), ...Object.values(ProgramName)]) {
-      try {
-        unlinkSync(join(this.d.pinDir, name));
-      } catch {
-        /* already gone */
-      }
-    }
+    removePins(this.d.pinDir);
     this.close();
   }
 
@@ -469,9 +528,19 @@ export class Datapath implements DatapathPort {
   }
 }
 
-/** Remove every pin under `pinDir` without loading anything (uninstall, test cleanup). */
+/**
+ * Remove every pin of ours under `pinDir` without loading anything (uninstall, test cleanup):
+ * the maps, programs and stamp this agent knows, and any other `ws_` pin — one a newer agent
+ * added (a map this one does not know), or a migration's staging pin.
+ */
 export function removePins(pinDir: string): void {
-  for (const name of [...Object.values(MapName), ...Object.values(ProgramName)]) {
+  let found: string[] = [];
+  try {
+    found = readdirSync(pinDir).filter((name) => name.startsWith('ws_'));
+  } catch {
+    /* no directory */
+  }
+  for (const name of new Set([...Object.values(MapName), MetaMapName, ...Object.values(ProgramName), ...found])) {
     try {
       unlinkSync(join(pinDir, name));
     } catch {
@@ -479,4 +548,3 @@ export function removePins(pinDir: string): void {
     }
   }
 }
-

@@ -31,6 +31,11 @@ export const DatapathErrorCode = {
   PERMISSION: 'WS_DATAPATH_PERMISSION',
   /** BPF_PROG_TEST_RUN failed. */
   TEST_RUN: 'WS_DATAPATH_TEST_RUN',
+  /**
+   * The pinned maps cannot be adopted or migrated by this agent (a newer agent's layout, a key or
+   * type that changed): refused before anything was changed. The message says what to do.
+   */
+  LAYOUT: 'WS_DATAPATH_LAYOUT',
   /** An rtnetlink socket could not be opened, or the kernel refused a question on it (carrier poll, neighbours). */
   NETLINK: 'WS_DATAPATH_NETLINK',
 } as const;

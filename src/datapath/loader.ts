@@ -5,14 +5,23 @@
  * there (so a restarted agent keeps every flow, policy and counter) and pins a new one when
  * not. The programs are loaded fresh each time and pinned too, so tools and the next agent
  * can find them; the tc hook keeps its own reference to the program it runs.
+ *
+ * A pinned map this object needs in another shape (another flow table size, a value with a new
+ * field) is migrated on the way in (migration-plan.ts, migration.ts); pins that cannot be
+ * (a newer agent's layout) are refused before anything changes. The pins are stamped with the
+ * object's layout version (ws_meta).
  */
 import { existsSync, mkdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as native from '../../native/libbpf.js';
 import { FLOWS_DEFAULT, MapName, ProgramName } from './abi.js';
+import { ourFilters } from './attach.js';
 import { BpfMap } from './bpf-map.js';
 import { DatapathError, DatapathErrorCode, check } from './errors.js';
+import { checkSwappable, planMigration } from './migration-plan.js';
+import { carryOutMigration, precheckMigration, type MigrationReport } from './migration.js';
+import { checkObjectMatchesAgent, closePins, readObjectLayout, readPins, writeStamp, type Pins } from './pins.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 /**
@@ -32,8 +41,9 @@ export interface LoadOptions {
   /** bpffs directory for the pins (default /sys/fs/bpf/wansteer). */
   pinDir?: string;
   /**
-   * Flow table entries, per family (ws_flows4 and ws_flows6 each get this many); ignored when
-   * pinned tables exist (they are adopted as they are).
+   * Flow table entries, per family (ws_flows4 and ws_flows6 each get this many). Pinned tables
+   * of another size are migrated to it; unset, pinned tables keep their size (new ones get
+   * WS_FLOWS_DEFAULT).
    */
   flowTableSize?: number;
   /** Where libbpf's own messages go (verifier log, warnings). */
@@ -47,15 +57,19 @@ export interface Loaded {
   pinDir: string;
   /** True when the maps were already pinned: this process adopted a running datapath. */
   adopted: boolean;
-  /** The flow tables' size in force, per family (the pinned one when adopted). */
+  /** The flow tables' size in force, per family. */
   flowTableSize: number;
+  /** The map layout the pins hold now (the object's). */
+  layoutVersion: number;
+  /** What was migrated on the way in, or null when every pinned map was adopted as it was. */
+  migration: MigrationReport | null;
 }
 
 export function loadDatapath(opts: LoadOptions = {}): Loaded {
   const objectPath = opts.objectPath ?? defaultObjectPath();
   const pinDir = opts.pinDir ?? '/sys/fs/bpf/wansteer';
-  const wanted = opts.flowTableSize ?? FLOWS_DEFAULT;
-  if (!Number.isInteger(wanted) || wanted < 1 || wanted > 1 << 27) {
+  const wanted = opts.flowTableSize;
+  if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 1 || wanted > 1 << 27)) {
     throw new DatapathError(DatapathErrorCode.INVALID, 'load', 0, `flowTableSize must be 1..${1 << 27}, got ${wanted}`);
   }
   preparePinDir(pinDir);
@@ -66,6 +80,7 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
     if (level !== 'debug') log.push(msg);
     opts.onLibbpfLog?.(level, msg);
   });
+  let pins: Pins | null = null;
   try {
     const obj = native.objectOpen(objectPath);
     if (typeof obj === 'number') {
@@ -73,17 +88,26 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
     }
     const o = obj as native.NativePtr;
     try {
-      const flowPin = join(pinDir, MapName.flows4);
-      const adopted = existsSync(flowPin);
-      let flowTableSize = wanted;
-      if (adopted) flowTableSize = pinnedMaxEntries(flowPin) ?? wanted;
+      // 1. Compare what is pinned with what this object needs; refuse before anything changes.
+      pins = readPins(pinDir);
+      const pinnedFlows = pins.maps.get(MapName.flows4)?.shape.maxEntries;
+      const flowTableSize = wanted ?? pinnedFlows ?? FLOWS_DEFAULT;
+      for (const name of [MapName.flows4, MapName.flows6]) {
+        check(native.mapSetMaxEntries(mapPtr(o, name), flowTableSize), DatapathErrorCode.LOAD, `size ${name}`);
+      }
+      const layout = readObjectLayout(o, objectPath);
+      checkObjectMatchesAgent(layout, objectPath);
+      const plan = planMigration(layout, { version: pins.version, maps: new Map([...pins.maps].map(([n, p]) => [n, p.shape])) });
+      const cpus = check(native.numPossibleCpus(), DatapathErrorCode.LOAD, 'count CPUs');
+      if (plan.migrates) {
+        checkSwappable(layout, ourFilters().map((f) => ({ where: `${f.ifname} ${f.point}`, program: programName(f.progId) })));
+        precheckMigration(plan, pins, cpus);
+      }
 
-      for (const name of Object.values(MapName)) {
-        const m = mapPtr(o, name);
-        check(native.mapSetPinPath(m, join(pinDir, name)), DatapathErrorCode.PIN, `pin path ${name}`);
-        if (name === MapName.flows4 || name === MapName.flows6) {
-          check(native.mapSetMaxEntries(m, flowTableSize), DatapathErrorCode.LOAD, `size ${name}`);
-        }
+      // 2. Load: libbpf reuses the pins of maps adopted as they are and pins the new ones; a
+      // map that migrates gets no pin path, so the load creates it fresh beside the old one.
+      for (const m of plan.maps) {
+        if (m.action !== 'migrate') check(native.mapSetPinPath(mapPtr(o, m.name), join(pinDir, m.name)), DatapathErrorCode.PIN, `pin path ${m.name}`);
       }
       const rc = native.objectLoad(o);
       if (rc < 0) {
@@ -91,7 +115,10 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
         check(rc, DatapathErrorCode.LOAD, `load ${objectPath}`, tail ? `kernel said:\n${tail}\n` : undefined);
       }
 
-      const cpus = check(native.numPossibleCpus(), DatapathErrorCode.LOAD, 'count CPUs');
+      // 3. Move the entries, the programs on the hooks, and the pins over to the new maps.
+      const migration = plan.migrates ? carryOutMigration(plan, pins, o, pinDir, cpus) : null;
+      writeStamp(pinDir, plan.version);
+
       const maps = {} as Loaded['maps'];
       for (const [key, name] of Object.entries(MapName) as [keyof typeof MapName, string][]) {
         maps[key] = BpfMap.fromFd(name, native.mapFd(mapPtr(o, name)), cpus);
@@ -100,14 +127,25 @@ export function loadDatapath(opts: LoadOptions = {}): Loaded {
         eth: pinProgram(o, ProgramName.eth, pinDir),
         l3: pinProgram(o, ProgramName.l3, pinDir),
       };
-      return { obj: o, maps, programs, pinDir, adopted, flowTableSize: maps.flows4.maxEntries };
+      const adopted = pins.maps.size > 0;
+      return { obj: o, maps, programs, pinDir, adopted, flowTableSize: maps.flows4.maxEntries, layoutVersion: plan.version, migration };
     } catch (err) {
       native.objectClose(o);
       throw err;
     }
   } finally {
+    if (pins) closePins(pins);
     native.setLogSink(opts.onLibbpfLog ?? null);
   }
+}
+
+/** The name of the program with this id (`?` when it is gone meanwhile). */
+function programName(id: number): string {
+  const fd = native.progGetFdById(id);
+  if (fd < 0) return '?';
+  const info = native.progInfo(fd);
+  native.closeFd(fd);
+  return typeof info === 'number' ? '?' : info.name;
 }
 
 function preparePinDir(pinDir: string): void {
@@ -137,14 +175,6 @@ function preparePinDir(pinDir: string): void {
     const e = err as NodeJS.ErrnoException;
     throw new DatapathError(DatapathErrorCode.PIN, `pin dir ${pinDir}`, e.errno ? -e.errno : 0, e.message);
   }
-}
-
-function pinnedMaxEntries(path: string): number | null {
-  const fd = native.objGet(path);
-  if (fd < 0) return null;
-  const info = native.mapInfo(fd);
-  closeFd(fd);
-  return typeof info === 'number' ? null : info.maxEntries;
 }
 
 function mapPtr(obj: native.NativePtr, name: string): native.NativePtr {

@@ -20,7 +20,7 @@ import {
 import { monotonicNs, type Counter, type Counters, type FlowEntry } from './datapath.js';
 import { invalid } from './errors.js';
 import type { NeighbourScope } from './neighbours.js';
-import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
+import { flowPasses, type DatapathPort, type FlowFilter, type FlowTableFill } from './port.js';
 
 export class MemoryDatapath implements DatapathPort {
   readonly adopted = false;
@@ -35,6 +35,8 @@ export class MemoryDatapath implements DatapathPort {
   private readonly key6 = Buffer.alloc(Layout.flow6Key.size);
   private readonly scratch = Buffer.alloc(Layout.link.size);
   private readonly interfaces: Map<string, number>;
+  /** Flows evicted to make room, IPv4 and IPv6. */
+  private readonly evicted: [number, number] = [0, 0];
 
   constructor(
     readonly flowTableSize = 1 << 20,
@@ -113,8 +115,16 @@ export class MemoryDatapath implements DatapathPort {
     const k = this.key(key);
     this.flows.delete(k);
     this.flows.set(k, { policyId, lastSeenNs: now });
-    // An LRU table evicts its least recently written entries when full.
-    while (this.flows.size > this.flowTableSize) this.flows.delete(this.flows.keys().next().value!);
+    this.evictOverflow();
+  }
+
+  /** An LRU table evicts its least recently written entries when full. */
+  private evictOverflow(): void {
+    while (this.flows.size > this.flowTableSize) {
+      const k = this.flows.keys().next().value!;
+      this.flows.delete(k);
+      this.evicted[k.startsWith('6:') ? 1 : 0]! += 1;
+    }
   }
 
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
@@ -126,7 +136,7 @@ export class MemoryDatapath implements DatapathPort {
       this.flows.delete(k);
       this.flows.set(k, { policyId: entries[i]!.policyId, lastSeenNs: now });
     });
-    while (this.flows.size > this.flowTableSize) this.flows.delete(this.flows.keys().next().value!);
+    this.evictOverflow();
   }
 
   getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null {
@@ -158,6 +168,15 @@ export class MemoryDatapath implements DatapathPort {
 
   countFlows(): number {
     return this.flows.size;
+  }
+
+  flowTables(): FlowTableFill[] {
+    let v6 = 0;
+    for (const k of this.flows.keys()) if (k.startsWith('6:')) v6++;
+    return [
+      { family: FAMILY_IPV4, entries: this.flows.size - v6, maxEntries: this.flowTableSize, evicted: this.evicted[0]! },
+      { family: FAMILY_IPV6, entries: v6, maxEntries: this.flowTableSize, evicted: this.evicted[1]! },
+    ];
   }
 
   ageFlows(maxIdleNs: bigint, now = monotonicNs()): number {

@@ -7,6 +7,15 @@ import type { FlowEntry, Counters } from './datapath.js';
 import type { FlowKey, LinkEntry, PolicyAction } from './codec.js';
 import type { NeighbourScope } from './neighbours.js';
 
+/** One flow table's fill, and the flows its LRU evicted since the agent started. */
+export interface FlowTableFill {
+  family: 4 | 6;
+  entries: number;
+  maxEntries: number;
+  /** Flows the LRU evicted to make room: steering lost while they were still active. */
+  evicted: number;
+}
+
 export interface DatapathPort {
   readonly adopted: boolean;
   readonly flowTableSize: number;
@@ -29,6 +38,8 @@ export interface DatapathPort {
   /** Flows, all or those of one policy id or of a set of them (one walk of the table either way). */
   listFlows(filter?: FlowFilter): FlowEntry[];
   countFlows(): number;
+  /** Each family's table fill and LRU evictions, as of a walk at most `maxAgeMs` old. */
+  flowTables(maxAgeMs?: number): FlowTableFill[];
   /** Flow entries per policy id, without decoding keys (for metrics). */
   countFlowsByPolicy(): Map<number, number>;
   ageFlows(maxIdleNs: bigint, now?: bigint): number;

@@ -16,6 +16,7 @@ import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
 import { registerConnectionResets, type ConnectionResetSource } from './connection-resets.js';
 import { registerEventLoop } from './event-loop.js';
+import { registerFlowEvictions } from './flow-evictions.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
 import { registerLinkChanges, type LinkChangeSource } from './link-changes.js';
@@ -37,7 +38,7 @@ import { registerWriteErrors } from './write-errors.js';
 export interface MetricsSources {
   /** The steering engine (src/steering/engine.ts Engine). */
   engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource> & Partial<ConnectionResetSource>;
-  datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'countFlowsByPolicy' | 'flowTableSize'>;
+  datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'countFlowsByPolicy' | 'flowTableSize' | 'flowTables'>;
   ageing?: Pick<FlowAgeing, 'aged' | 'errors'>;
   /** Bounds on the per-policy flow walk (see policy-flows.ts). */
   policyFlows?: PolicyFlowsOptions;
@@ -64,6 +65,7 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerSessions(registry, engine);
   registerReportLatency(registry, engine.latency);
   registerFlowTable(registry, datapath, scrape);
+  registerFlowEvictions(registry, datapath, scrape);
   registerWriteErrors(registry, engine);
   registerPassReasons(registry, scrape);
   if (sources.ageing) registerFlowsAged(registry, sources.ageing);

@@ -34,7 +34,7 @@ import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
 import { RouteTable, type RouteMatch } from '../routes/route-table.js';
 import type { AgentConfig } from '../config/schema.js';
-import type { DatapathPort, InternetRoutingPort } from '../datapath/port.js';
+import type { DatapathPort, FlowTableFill, InternetRoutingPort } from '../datapath/port.js';
 import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
@@ -109,6 +109,8 @@ const NO_VIRTUAL_SERVICE = unmatched('no-virtual-service');
 const NO_ROUTE = unmatched('no-route');
 const NOT_READY = unmatched('not-ready');
 const DEFAULT_FLOW_LIMIT = 1000;
+/** Status may walk the flow tables (1M entries: ~0.1 s) at most this often; ageing and scrapes walk them too. */
+const STATUS_TABLE_WALK_MS = 5000;
 
 export class Engine implements SteeringEngine, SteeringStats {
   readonly sessions = new SessionCounts();
@@ -701,6 +703,11 @@ export class Engine implements SteeringEngine, SteeringStats {
       if (reason !== undefined) status.reason = reason;
       return status;
     });
+  }
+
+  /** Flow table fill for status: a walk of the tables at most every STATUS_TABLE_WALK_MS. */
+  flowTables(): FlowTableFill[] {
+    return this.dp.flowTables(STATUS_TABLE_WALK_MS);
   }
 
   policyStatus(): PolicyStatus[] {

@@ -11,6 +11,7 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type { LinkName as LinkNameSchema } from '../config/schema.js';
+import type { FlowTableFill } from '../datapath/port.js';
 import type { Sla } from '../policies/model.js';
 
 type LinkName = Static<typeof LinkNameSchema>;
@@ -132,5 +133,7 @@ export interface SteeringEngine {
   ready(): boolean;
   /** What it still waits for before it is ready, for people; empty when ready. */
   waitingFor(): string[];
+  /** Each flow table's fill and LRU evictions, so an operator knows when to resize. */
+  flowTables?(): FlowTableFill[];
 }
 

@@ -5,7 +5,7 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningAgent } from '../../src/cli/agent.js';
-import { EXIT_NOT_READY, EXIT_READY, EXIT_UNREACHABLE, EXIT_USAGE, runStatus } from '../../src/cli/status.js';
+import { EXIT_NOT_READY, EXIT_READY, EXIT_UNREACHABLE, EXIT_USAGE, renderStatus, runStatus, type Status } from '../../src/cli/status.js';
 import { SourceStates } from '../../src/steering/source-states.js';
 import { fixture } from '../api/helpers/app-fixture.js';
 import { startExampleAgent, type ExampleAgent } from '../helpers/example-agent.js';
@@ -36,6 +36,7 @@ describe('wansteer status against a running agent', () => {
     const lines = out.split('\n');
     expect(lines[0]).toBe(`wansteer agent at ${agent.httpUrl}: ready`);
     expect(out).toMatch(/route rules: synced\n {2}policies: {4}synced/);
+    expect(out).toMatch(/\n {2}flow tables: IPv4 0 of [\d,]+ \(0%\), IPv6 0 of [\d,]+ \(0%\)\n/);
     expect(lines.find((l) => l.startsWith('wan0 '))).toMatch(/^wan0\s+wan0\s+up\s/);
     expect(lines.find((l) => l.startsWith('wan1 '))).toMatch(/^wan1\s+wan1\s+up\s+-\s+-\s+-\s+minion-to-lte/);
     expect(lines.find((l) => l.startsWith('minion-to-lte '))).toMatch(/^minion-to-lte\s+wan1, wan0\s+wan1\s+-\s+-\s+first usable link/);
@@ -101,6 +102,16 @@ describe('wansteer status, the other answers', () => {
     expect(code).toBe(EXIT_UNREACHABLE);
     expect(err).toContain(`could not ask the agent at http://127.0.0.1:${port}: ECONNREFUSED`);
     expect(err).toMatch(/is `wansteer agent` running/);
+  });
+
+  it('shows a filling flow table, and says to resize once its LRU evicted active flows', () => {
+    const base: Status = { ready: true, waitingFor: [], sources: { routes: 'synced', policies: 'synced' }, sourceProblems: {}, links: [], policies: [], refusedPolicies: [] };
+    const text = renderStatus({
+      ...base,
+      flowTables: [{ family: 4, entries: 4090, maxEntries: 4096, evicted: 1234 }, { family: 6, entries: 12, maxEntries: 4096, evicted: 0 }],
+    }, 'http://agent');
+    expect(text).toContain('  flow tables: IPv4 4,090 of 4,096 (100%), IPv6 12 of 4,096 (0%); 1,234 active flows evicted: raise datapath.flowTableSize\n');
+    expect(renderStatus(base, 'http://agent')).not.toContain('flow tables');
   });
 
   it('refuses bad options with exit 2', async () => {

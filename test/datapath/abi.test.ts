@@ -27,6 +27,7 @@ const C_FIELD: Record<string, string> = {
 };
 const C_STRUCT: Record<keyof typeof abi.Layout, string> = {
   flow4Key: 'ws_flow4_key', flow6Key: 'ws_flow6_key', flowVal: 'ws_flow_val', policy: 'ws_policy', link: 'ws_link', counter: 'ws_counter',
+  meta: 'ws_meta',
 };
 
 /** Compile a probe that prints sizeof/offsetof for every struct and field in Layout. */
@@ -65,6 +66,8 @@ describe('ABI: steer_abi.h and abi.ts agree', () => {
     expect(Number(define('WS_LINK_INTERNET'))).toBe(abi.LINK_INTERNET);
     expect(Number(define('WS_POLICY_NONE'))).toBe(abi.POLICY_NONE);
     expect(define('WS_TOUCH_INTERVAL_NS')).toBe(abi.TOUCH_INTERVAL_NS);
+    expect(Number(define('WS_LAYOUT_VERSION'))).toBe(abi.LAYOUT_VERSION);
+    expect(Number(define('WS_META_MAGIC'))).toBe(abi.META_MAGIC);
   });
 
   it('lists the same reasons with the same numbers', () => {

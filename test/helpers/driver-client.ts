@@ -38,7 +38,7 @@ export class DatapathDriver {
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.stdin!.write(JSON.stringify({ id, method, args }) + '\n');
+      this.child.stdin!.write(JSON.stringify({ id, method, args }, (_k, v: unknown) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v)) + '\n');
     });
   }
 

@@ -77,6 +77,8 @@ describe('createRegistry', () => {
     expect(s.get('wansteer_report_to_datapath_seconds_sum')).toBeGreaterThan(0);
     expect(s.get('wansteer_flow_table_entries')).toBe(3);
     expect(s.get('wansteer_flow_table_capacity')).toBe(4096);
+    expect(s.get('wansteer_flow_table_evictions_total{family="ipv4"}')).toBe(0);
+    expect(s.get('wansteer_flow_table_evictions_total{family="ipv6"}')).toBe(0);
     expect(s.get('wansteer_datapath_write_errors_total{table="flows"}')).toBe(0);
     expect(s.get('wansteer_datapath_packets_total{reason="link_down"}')).toBe(3);
     expect(s.get('wansteer_datapath_bytes_total{reason="redirected"}')).toBe(1500);
@@ -85,6 +87,17 @@ describe('createRegistry', () => {
     expect(text).toContain('# TYPE wansteer_report_to_datapath_seconds histogram');
     expect(text).toContain('# TYPE wansteer_link_packets_total counter');
     expect(dp.counterReads).toBe(1); // three families, one read of the BPF counters
+  });
+
+  it('counts the flows a full table evicted, per family', async () => {
+    // Proves wansteer_flow_table_evictions_total follows the datapath's eviction count per family.
+    const dp = new CountingDatapath(2, IFINDEX);
+    const registry = createRegistry({ engine: startedEngine(dp, state.dir), datapath: dp });
+    const flow = (sport: number, [src, dst] = ['10.0.0.5', '1.2.3.4']) => ({ key: { protocol: 'tcp' as const, src, sport, dst, dport: 443 }, policyId: 1 });
+    dp.upsertFlows([flow(1), flow(2), flow(3), flow(4, ['fd00::5', 'fd00::1']), flow(5)]);
+    const s = samples(await registry.metrics());
+    expect(s.get('wansteer_flow_table_evictions_total{family="ipv4"}')).toBe(3);
+    expect(s.get('wansteer_flow_table_evictions_total{family="ipv6"}')).toBe(0);
   });
 
   it('counts the connections reset when an internet link died, per link', async () => {

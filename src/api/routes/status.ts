@@ -7,7 +7,7 @@
  * snapshot's, which GET /v1/policies (the store's) does not show until the cluster is listed.
  */
 import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { Sla } from '../../policies/model.js';
 import { SOURCE_STATES, type SourceStates } from '../../steering/source-states.js';
 import type { SteeringEngine } from '../../steering/types.js';
@@ -36,6 +36,13 @@ const PolicyStatusBody = Type.Object({
   reason: Type.String(),
 });
 
+const FlowTableBody = Type.Object({
+  family: Type.Union([Type.Literal(4), Type.Literal(6)]),
+  entries: Type.Integer(),
+  maxEntries: Type.Integer({ description: 'datapath.flowTableSize: the LRU evicts beyond it' }),
+  evicted: Type.Integer({ description: 'flows the LRU evicted while still active, since the agent started (at most)' }),
+});
+
 export const StatusBody = Type.Object({
   ready: Type.Boolean(),
   waitingFor: Type.Array(Type.String()),
@@ -46,6 +53,7 @@ export const StatusBody = Type.Object({
   policies: Type.Array(PolicyStatusBody),
   /** WanPolicies in the cluster that this node leaves out, and why. */
   refusedPolicies: Type.Array(RefusedBody),
+  flowTables: Type.Optional(Type.Array(FlowTableBody, { description: 'fill of each flow table, IPv4 and IPv6' })),
 });
 
 type StatusSources = Pick<SourceStates, 'view'> & Partial<Pick<SourceStates, 'problems' | 'refused'>>;
@@ -59,7 +67,7 @@ export const statusRoutes: FastifyPluginCallback<{ engine: SteeringEngine; sourc
     schema: { summary: 'The node at a glance: readiness, sources, links, policies', tags: ['status'], response: { 200: StatusBody, ...errorResponses } },
   }, async () => {
     const waitingFor = engine.waitingFor();
-    return {
+    const body: Static<typeof StatusBody> = {
       ready: waitingFor.length === 0,
       waitingFor,
       sources: sources.view(),
@@ -68,6 +76,12 @@ export const statusRoutes: FastifyPluginCallback<{ engine: SteeringEngine; sourc
       policies: engine.policyStatus(),
       refusedPolicies: [...(sources.refused?.() ?? [])],
     };
+    try {
+      if (engine.flowTables) body.flowTables = engine.flowTables();
+    } catch {
+      /* the tables could not be read: status says the rest */
+    }
+    return body;
   });
   done();
 };
