@@ -16,18 +16,9 @@
  * linux/netfilter/nfnetlink_conntrack.h (IPCTNL_MSG_*, CTA_*).
  */
 import koffi from 'koffi';
+import { AF_NETLINK, SOCK_RAW, SOCK_CLOEXEC, MSG_DONTWAIT, EAGAIN, EPROTO, lastErrno, sys } from './libc.js';
 
-const libc = koffi.load('libc.so.6');
-const fn = {
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
-  send: libc.func('long send(int fd, const void *buf, size_t len, int flags)'),
-  recv: libc.func('long recv(int fd, void *buf, size_t len, int flags)'),
-  close: libc.func('int close(int fd)'),
-};
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
@@ -54,19 +45,15 @@ const CTA_PROTO_DST_PORT = 3;
 const NLA_TYPE_MASK = 0x3fff;
 const CTA_MARK = 8;
 const CTA_MARK_MASK = 21;
-const MSG_DONTWAIT = 0x40;
-const EAGAIN = 11;
-const EINVAL = 22;
-const EPROTO = 71;
 
 /** Open a NETLINK_NETFILTER socket; its fd, or a negative errno. */
 export function openConntrackSocket(): number {
-  const fd = fn.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER) as number;
-  return fd >= 0 ? fd : -(koffi.errno() || EINVAL);
+  const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER) as number;
+  return fd >= 0 ? fd : lastErrno();
 }
 
 export function closeConntrackSocket(fd: number): void {
-  fn.close(fd);
+  sys.close(fd);
 }
 
 const reply = Buffer.alloc(65536);
@@ -95,11 +82,11 @@ function request(type: number, flags: number, mark: number, mask: number): Buffe
 /** Delete every connection whose mark & mask == mark. 0, or a negative errno. */
 export function flushConntrackByMark(fd: number, mark: number, mask: number): number {
   const req = request(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, mark, mask);
-  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
+  if ((sys.send(fd, req, req.length, 0) as number) < 0) return lastErrno();
   const want = req.readUInt32LE(8);
   // The flush runs inside send(): the acknowledgement is queued before it returns.
   for (;;) {
-    const n = fn.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
+    const n = sys.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
     if (n < 0) return -(koffi.errno() || EAGAIN);
     if (n < 16) return -EPROTO;
     if (reply.readUInt32LE(8) !== want) continue; // an earlier question's leftover
@@ -192,12 +179,12 @@ export function countConntrackByMark(fd: number, mark: number, mask: number): nu
 /** Run a filtered dump, calling `visit` with each entry's message offset and length; the count, or -errno. */
 function walkDump(fd: number, mark: number, mask: number, visit: (off: number, len: number) => void): number {
   const req = request(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, mark, mask);
-  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
+  if ((sys.send(fd, req, req.length, 0) as number) < 0) return lastErrno();
   const want = req.readUInt32LE(8);
   let count = 0;
   // The kernel fills the next part of a dump as each one is read, so a part is always queued.
   for (;;) {
-    const n = fn.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
+    const n = sys.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
     if (n < 0) return -(koffi.errno() || EAGAIN);
     for (let off = 0; off + 16 <= n; ) {
       const len = reply.readUInt32LE(off);

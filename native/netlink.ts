@@ -25,18 +25,9 @@
  * linux/if_link.h, linux/neighbour.h.
  */
 import koffi from 'koffi';
+import { AF_NETLINK, SOCK_RAW, SOCK_CLOEXEC, MSG_DONTWAIT, EAGAIN, EPROTO, lastErrno, sys } from './libc.js';
 
-const libc = koffi.load('libc.so.6');
-const fn = {
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
-  send: libc.func('long send(int fd, const void *buf, size_t len, int flags)'),
-  recv: libc.func('long recv(int fd, void *buf, size_t len, int flags)'),
-  close: libc.func('int close(int fd)'),
-};
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
 const RTM_NEWLINK = 16;
 const RTM_GETLINK = 18;
@@ -55,10 +46,6 @@ const NDA_IFINDEX = 8;
 const IFLA_IFNAME = 3;
 const IFLA_EXT_MASK = 29;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
-const MSG_DONTWAIT = 0x40;
-const EAGAIN = 11;
-const EINVAL = 22;
-const EPROTO = 71;
 
 /** The flag bits the carrier watch reads (linux/if.h). */
 export const IFF_UP = 0x1;
@@ -80,12 +67,12 @@ export const NUD_PERMANENT = 0x80;
 
 /** Open a NETLINK_ROUTE socket; its fd, or a negative errno. */
 export function openRouteSocket(): number {
-  const fd = fn.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
-  return fd >= 0 ? fd : -(koffi.errno() || EINVAL);
+  const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number;
+  return fd >= 0 ? fd : lastErrno();
 }
 
 export function closeRouteSocket(fd: number): void {
-  fn.close(fd);
+  sys.close(fd);
 }
 
 // One request buffer per name, built once; one reply buffer for all (stats are skipped, so a
@@ -125,10 +112,10 @@ function request(ifname: string): Buffer {
 export function linkFlags(fd: number, ifname: string): number {
   const req = request(ifname);
   req.writeUInt32LE(++seq >>> 0, 8);
-  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
+  if ((sys.send(fd, req, req.length, 0) as number) < 0) return lastErrno();
   // Drop anything a timed-out earlier question left behind: answers carry their sequence.
   for (;;) {
-    const n = fn.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
+    const n = sys.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
     if (n < 0) return -(koffi.errno() || EAGAIN);
     if (n < 16) return -EPROTO;
     if (reply.readUInt32LE(8) !== seq >>> 0) continue;
@@ -169,10 +156,10 @@ export function listNeighbours(fd: number, ifindex: number): NeighbourEntry[] | 
   req.writeUInt16LE(8, 28);
   req.writeUInt16LE(NDA_IFINDEX, 30);
   req.writeUInt32LE(ifindex, 32);
-  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
+  if ((sys.send(fd, req, req.length, 0) as number) < 0) return lastErrno();
   const out: NeighbourEntry[] = [];
   for (;;) {
-    const n = fn.recv(fd, dumpBuf, dumpBuf.length, MSG_DONTWAIT) as number;
+    const n = sys.recv(fd, dumpBuf, dumpBuf.length, MSG_DONTWAIT) as number;
     if (n < 0) return -(koffi.errno() || EAGAIN);
     for (let off = 0; off + 16 <= n; ) {
       const len = dumpBuf.readUInt32LE(off);
@@ -224,10 +211,10 @@ function neighbourRequest(type: number, flags: number, family: number, ifindex: 
 
 /** Send `req` and read the answer with its sequence number: its type and where it starts, or -errno. */
 function ask(fd: number, req: Buffer): number {
-  if ((fn.send(fd, req, req.length, 0) as number) < 0) return -(koffi.errno() || EINVAL);
+  if ((sys.send(fd, req, req.length, 0) as number) < 0) return lastErrno();
   const mySeq = req.readUInt32LE(8);
   for (;;) {
-    const n = fn.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
+    const n = sys.recv(fd, reply, reply.length, MSG_DONTWAIT) as number;
     if (n < 0) return -(koffi.errno() || EAGAIN);
     if (n < 20) return -EPROTO;
     if (reply.readUInt32LE(8) !== mySeq) continue;

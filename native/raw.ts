@@ -10,40 +10,29 @@
  * namespace of the process that opens it.
  */
 import koffi from 'koffi';
+import { AF_INET, AF_INET6, SOCK_RAW, SOCK_CLOEXEC, EINVAL, lastErrno, sys } from './libc.js';
 
-const libc = koffi.load('libc.so.6');
-const fn = {
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
-  setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
-  sendto: libc.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
-  close: libc.func('int close(int fd)'),
-};
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const IPPROTO_RAW = 255;
 const SOL_SOCKET = 1;
 const SO_MARK = 36;
-const EINVAL = 22;
 
 /** A raw socket for whole packets of `family`, marking what it sends with `mark`; its fd, or -errno. */
 export function openRawSocket(family: 4 | 6, mark: number): number {
-  const fd = fn.socket(family === 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW) as number;
-  if (fd < 0) return -(koffi.errno() || EINVAL);
+  const fd = sys.socket(family === 4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW) as number;
+  if (fd < 0) return lastErrno();
   const value = Buffer.alloc(4);
   value.writeUInt32LE(mark >>> 0);
-  if ((fn.setsockopt(fd, SOL_SOCKET, SO_MARK, value, 4) as number) < 0) {
+  if ((sys.setsockopt(fd, SOL_SOCKET, SO_MARK, value, 4) as number) < 0) {
     const errno = koffi.errno() || EINVAL;
-    fn.close(fd);
+    sys.close(fd);
     return -errno;
   }
   return fd;
 }
 
 export function closeRawSocket(fd: number): void {
-  fn.close(fd);
+  sys.close(fd);
 }
 
 /** Send one packet (IP header first) to `dst` (4 or 16 address bytes). 0, or -errno. */
@@ -52,6 +41,6 @@ export function sendRaw(fd: number, family: 4 | 6, packet: Buffer, dst: Buffer):
   const addr = Buffer.alloc(family === 4 ? 16 : 28);
   addr.writeUInt16LE(family === 4 ? AF_INET : AF_INET6, 0);
   dst.copy(addr, family === 4 ? 4 : 8);
-  const n = fn.sendto(fd, packet, packet.length, 0, addr, addr.length) as number;
-  return n < 0 ? -(koffi.errno() || EINVAL) : 0;
+  const n = sys.sendto(fd, packet, packet.length, 0, addr, addr.length) as number;
+  return n < 0 ? lastErrno() : 0;
 }
