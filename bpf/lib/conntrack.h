@@ -23,6 +23,7 @@
 
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <stdbool.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "steer_abi.h"
