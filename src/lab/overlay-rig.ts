@@ -22,7 +22,7 @@ import { SESSIONS_TOOL, type ExchangeResult } from './edge-rig.js';
 import { CLOUD, EDGE, EDGE_POD, POD_SERVICE_PORT, WanLab } from './overlay.js';
 
 /** The cloud's session servers: one port per session a test tells apart. */
-export const CLOUD_SESSION_PORTS = [8001, 8002, 8003, 8004, 8005, 8006];
+export const CLOUD_SESSION_PORTS = [8001, 8002, 8003, 8004, 8005, 8006, 8007];
 const EDGE_AGENT_PORT = 9090;
 
 export type OverlayPlace = 'pod' | 'edge' | 'cloud';

@@ -28,6 +28,7 @@ const S = {
   before: { v: 4, port: 8004, sport: 41004 },
   longV4: { v: 4, port: 8005, sport: 41005 },
   longV6: { v: 6, port: 8006, sport: 41006 },
+  recipe: { v: 4, port: 8007, sport: 41007 },
 } as const;
 /** Inbound through a NodePort: the cloud client's source port tells the session apart. */
 const IN = {
@@ -88,6 +89,38 @@ describePrivileged('overlay links: pods behind NAT match their sessions, downloa
     expect(b.wan0.up).toBe(0);
     expect(b.wan0.down).toBeGreaterThan(1_000_000);
     expect(b.wan1.down).toBe(0);
+  });
+
+  // Proves the recipe docs/overlay.md gives for a cloud end without wansteer, as written there.
+  it('a cloud end that is not ours: the nftables + policy routing recipe of docs/overlay.md sends the download back by wan1', () => {
+    const { cloud: ns } = rig.lab;
+    rig.lab.exec(ns, ['nft', '-f', '-'], [
+      'table inet reply_by_arrival {',
+      '  chain arrive {',
+      '    type filter hook prerouting priority mangle; policy accept;',
+      '    iifname "c0" ct mark set 1',
+      '    iifname "c1" ct mark set 2',
+      '    iifname != { "c0", "c1" } meta mark set ct mark',
+      '  }',
+      '  chain reply {',
+      '    type route hook output priority mangle; policy accept;',
+      '    meta mark set ct mark',
+      '  }',
+      '}',
+    ].join('\n') + '\n');
+    const batch = (lines: string[]) => rig.lab.exec(ns, ['ip', '-batch', '-'], lines.join('\n') + '\n');
+    batch([`rule add fwmark 1 lookup 101`, `route add default via ${EDGE.wan0.v4} dev c0 table 101`, `rule add fwmark 2 lookup 102`, `route add default via ${EDGE.wan1.v4} dev c1 table 102`]);
+    try {
+      expect(reportFromPod(S.recipe).link).toBe('wan1');
+      expect(rig.exchange('pod', { dst: cloud(4), port: S.recipe.port, sport: S.recipe.sport, up: 100_000, down: 1_000_000 }).down).toBe(1_000_000);
+      const b = counters.bytes('recipe');
+      expect(b.wan1.up).toBeGreaterThan(100_000);
+      expect(b.wan1.down).toBeGreaterThan(1_000_000);
+      expect(b.wan0).toEqual({ up: 0, down: 0 });
+    } finally {
+      rig.lab.exec(ns, ['nft', 'delete', 'table', 'inet', 'reply_by_arrival']);
+      batch(['rule del fwmark 1 lookup 101', 'rule del fwmark 2 lookup 102', 'route flush table 101', 'route flush table 102']);
+    }
   });
 
   describe('with the cloud end in reply-by-arrival mode', () => {
