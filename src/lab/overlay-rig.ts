@@ -86,7 +86,8 @@ export class OverlayRig {
   private constructor(
     readonly lab: WanLab,
     readonly dir: string,
-    cli: string[],
+    /** How the rig runs `wansteer`. */
+    readonly cli: string[],
   ) {
     const pin = (who: string) => `/sys/fs/bpf/wst-ovl-${process.pid}-${lab.tag}-${who}`;
     const hint = (a: () => RigAgent) => () => `the agent's log:\n${a().log.slice(-4000)}`;

@@ -10,6 +10,7 @@
  * reaching the pod through DNAT (externalTrafficPolicy Local and Cluster) is steered both ways;
  * a policy change and a failover move both directions of running sessions; IPv4 and IPv6.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOUD, EDGE, EDGE_POD, NODE_PORTS, OverlayCounters, OverlayRig, POD_SERVICE_PORT, type OverlayFlow } from '../helpers/netns.js';
 import { describePrivileged } from '../helpers/privilege.js';
@@ -236,5 +237,19 @@ describePrivileged('overlay links: pods behind NAT match their sessions, downloa
         expect(events.at(-1)).toMatchObject({ event: 'done' });
       }
     }, 30_000);
+
+    // Proves uninstall at the cloud end: an agent that stops leaves its programs in force on
+    // purpose; `wansteer cleanup` with its config takes them off both hooks and removes the pins.
+    it('wansteer cleanup with the cloud end\'s config takes the programs off both hooks and removes the pins', async () => {
+      await rig.cloudAgent.stop();
+      const filters = (dev: string, hook: string) => rig.lab.exec(rig.lab.cloud, ['tc', 'filter', 'show', 'dev', dev, hook]);
+      expect(filters('c1', 'ingress')).toContain('ws_arrive_eth');
+      expect(filters('c1', 'egress')).toContain('ws_reply_eth');
+      expect(readdirSync(rig.cloudAgent.pinDir)).toContain('ws_arrivals4');
+      const out = rig.lab.exec(rig.lab.cloud, [...rig.cli, 'cleanup', '--config', rig.cloudAgent.configFile]);
+      expect(out).toMatch(/removed from c0, c1/);
+      for (const dev of ['c0', 'c1']) for (const hook of ['ingress', 'egress']) expect(filters(dev, hook)).not.toMatch(/ws_/);
+      expect(existsSync(rig.cloudAgent.pinDir) ? readdirSync(rig.cloudAgent.pinDir) : []).toEqual([]);
+    });
   });
 });
