@@ -3,7 +3,8 @@
  * (where the pod's traffic is NATed and the conntrack entries live). Prints one JSON line:
  * { figures: Figure[] }.
  *
- * 1. BPF_PROG_TEST_RUN (`repeat` runs of one skb, median of ROUNDS), against the no-op:
+ * 1. BPF_PROG_TEST_RUN (`repeat` runs of one skb, median of ROUNDS, every case in every round),
+ *    against the no-op and today's hit measured in the same rounds:
  *    the steering program on a hit and a miss, as shipped and as built without the
  *    conntrack read (a test run's skb has no conntrack entry, so both take the same path);
  *    the reply-by-arrival programs; and the road not taken, bpf_skb_ct_lookup, on a real NATed
@@ -38,7 +39,7 @@ interface Args {
 
 const args = JSON.parse(process.argv[2]!) as Args;
 const REPEAT = 1_000_000;
-const ROUNDS = 5;
+const ROUNDS = 7;
 const BURST = 150_000;
 const TRAFFIC_ROUNDS = 5;
 const figures: Figure[] = [];
@@ -52,8 +53,6 @@ function loadProgram(path: string, name: string): { obj: native.NativePtr; fd: n
   return { obj, fd: native.programFd(p) };
 }
 
-const repeatNs = (fd: number, pkt: Buffer, ifindex?: number) =>
-  median(Array.from({ length: ROUNDS }, () => testRun(fd, pkt, { repeat: REPEAT, ...(ifindex ? { ifindex } : {}) }).nsPerRun));
 
 /** A burst of small UDP datagrams from `ns` (null: this namespace, the edge), bound to src:sport. */
 function burst(ns: string | null, src: string, sport: number, count = BURST): void {
@@ -74,8 +73,6 @@ function main(): void {
     const altFd = (n: string) => native.programFd(native.findProgram(alt, n) as native.NativePtr);
 
     // ---- 1. BPF_PROG_TEST_RUN ----------------------------------------------------------
-    const floor = repeatNs(noop.fd, ipv4Udp({ src: '192.0.2.9', sport: 9, dst: '198.51.100.1', dport: 53 }));
-    fig('test run: no-op floor', floor);
     const hit4 = { src: '192.0.2.10', sport: 5000, dst: '198.51.100.1', dport: 53 };
     const hit6 = { src: 'fd00::10', sport: 5002, dst: 'fd00::1', dport: 443 };
     for (const dp of [now, before]) {
@@ -84,16 +81,6 @@ function main(): void {
       dp.upsertFlow({ protocol: 'udp', ...hit4 }, 1);
       dp.upsertFlow({ protocol: 'tcp', ...hit6 }, 1);
     }
-    // "Today's hit": the program as it was (no conntrack read), measured in this run.
-    const today4 = repeatNs(before.programFds.eth, ipv4Udp(hit4)) - floor;
-    const today6 = repeatNs(before.programFds.eth, ipv6Tcp(hit6)) - floor;
-    fig('test run: today\'s hit (the program without the conntrack read), redirect, IPv4 UDP, minus floor', today4);
-    fig('test run: today\'s hit, IPv6 TCP, minus floor', today6);
-    fig('test run: steer as shipped, hit, IPv4 UDP, over today\'s hit (no conntrack entry in a test run)', repeatNs(now.programFds.eth, ipv4Udp(hit4)) - floor - today4, 'ns/pkt', '<= 30');
-    fig('test run: steer as shipped, hit, IPv6 TCP, over today\'s hit', repeatNs(now.programFds.eth, ipv6Tcp(hit6)) - floor - today6, 'ns/pkt', '<= 30');
-    const miss = ipv4Udp({ src: '203.0.113.9', sport: 9, dst: '198.51.100.1', dport: 53 });
-    fig('test run: steer as shipped, miss, minus floor', repeatNs(now.programFds.eth, miss) - floor);
-
     // reply-by-arrival: link 1 elsewhere (redirect), link 2 = lo (the test run's device: on_link)
     reply.setLink(1, { ifindex: 1000, up: true, nextHop4: '10.10.2.1' });
     reply.setLink(2, { ifindex: 1, up: true });
@@ -101,13 +88,6 @@ function main(): void {
     const turned = { src: r.dst, sport: r.dport, dst: r.src, dport: r.sport };
     reply.setArrival({ protocol: 'udp', ...r }, 1);
     const fds = reply.programFds;
-    const replyHit = repeatNs(fds.replyEth, ipv4Udp(r)) - floor;
-    const arrive = repeatNs(fds.arriveEth, ipv4Udp(turned)) - floor;
-    fig('test run: reply egress, hit, redirect to the arrival link, minus floor', replyHit);
-    fig('test run: reply egress, hit, over today\'s hit', replyHit - today4, 'ns/pkt', '<= 30');
-    fig('test run: reply ingress, a known flow arriving on its link, minus floor', arrive);
-    fig('test run: reply ingress, over today\'s hit', arrive - today4, 'ns/pkt', '<= 30');
-    fig('test run: reply egress, miss (never arrived), minus floor', repeatNs(fds.replyEth, ipv4Udp({ ...r, dport: 40001 })) - floor);
 
     // the road not taken: bpf_skb_ct_lookup of a real NATed entry (the pod's datagram, masqueraded)
     const flows = native.mapFd(native.findMap(alt, 'ws_bench_flows') as native.NativePtr);
@@ -121,9 +101,43 @@ function main(): void {
     burst(args.podNs, args.pod, 39000, 1); // the conntrack entry: pod:39000 -> sink, masqueraded to wan0's address
     const natPkt = ipv4Udp({ src: args.wan0, sport: 39000, dst: args.sink.v4, dport: args.sink.port });
     if (testRun(altFd('ws_bench_ct_lookup'), natPkt).verdict !== 7) throw new Error('bpf_skb_ct_lookup did not find the pod\'s NATed entry');
-    const plain = repeatNs(altFd('ws_bench_parse_lookup'), natPkt);
-    fig('test run: the alternative, bpf_skb_ct_lookup of a NATed entry + release, over the same program without it', repeatNs(altFd('ws_bench_ct_lookup'), natPkt) - plain, 'ns/pkt', '<= 30');
-    fig('test run: bpf_skb_ct_lookup that finds nothing, over the same program without it', repeatNs(altFd('ws_bench_ct_lookup'), ipv4Udp({ src: args.wan0, sport: 39999, dst: args.sink.v4, dport: args.sink.port })) - plain);
+
+    // Every case in every round, rounds interleaved, so load on the machine hits them alike.
+    const cases: Record<string, [number, Buffer]> = {
+      floor: [noop.fd, ipv4Udp({ src: '192.0.2.9', sport: 9, dst: '198.51.100.1', dport: 53 })],
+      today4: [before.programFds.eth, ipv4Udp(hit4)],
+      today6: [before.programFds.eth, ipv6Tcp(hit6)],
+      now4: [now.programFds.eth, ipv4Udp(hit4)],
+      now6: [now.programFds.eth, ipv6Tcp(hit6)],
+      miss: [now.programFds.eth, ipv4Udp({ src: '203.0.113.9', sport: 9, dst: '198.51.100.1', dport: 53 })],
+      replyHit: [fds.replyEth, ipv4Udp(r)],
+      replyMiss: [fds.replyEth, ipv4Udp({ ...r, dport: 40001 })],
+      arrive: [fds.arriveEth, ipv4Udp(turned)],
+      plain: [altFd('ws_bench_parse_lookup'), natPkt],
+      ctHit: [altFd('ws_bench_ct_lookup'), natPkt],
+      ctMiss: [altFd('ws_bench_ct_lookup'), ipv4Udp({ src: args.wan0, sport: 39999, dst: args.sink.v4, dport: args.sink.port })],
+    };
+    const runs: Record<string, number[]> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      if (round % 2 === 0) burst(args.podNs, args.pod, 39000, 1); // keep the UDP entry from timing out
+      for (const [name, [fd, pkt]] of Object.entries(cases)) (runs[name] ??= []).push(testRun(fd, pkt, { repeat: REPEAT }).nsPerRun);
+    }
+    const t = (name: string) => median(runs[name]!);
+    const floor = t('floor');
+    const today4 = t('today4') - floor;
+    fig('test run: no-op floor', floor);
+    fig('test run: today\'s hit (the program without the conntrack read), redirect, IPv4 UDP, minus floor', today4);
+    fig('test run: today\'s hit, IPv6 TCP, minus floor', t('today6') - floor);
+    fig('test run: steer as shipped, hit, IPv4 UDP, over today\'s hit (no conntrack entry in a test run)', t('now4') - t('today4'), 'ns/pkt', '<= 30');
+    fig('test run: steer as shipped, hit, IPv6 TCP, over today\'s hit', t('now6') - t('today6'), 'ns/pkt', '<= 30');
+    fig('test run: steer as shipped, miss, minus floor', t('miss') - floor);
+    fig('test run: reply egress, hit, redirect to the arrival link, minus floor', t('replyHit') - floor);
+    fig('test run: reply egress, hit, over today\'s hit', t('replyHit') - t('today4'), 'ns/pkt', '<= 30');
+    fig('test run: reply egress, miss (never arrived), minus floor', t('replyMiss') - floor);
+    fig('test run: reply ingress, a known flow arriving on its link, minus floor', t('arrive') - floor);
+    fig('test run: reply ingress, over today\'s hit', t('arrive') - t('today4'), 'ns/pkt', '<= 30');
+    fig('test run: the alternative, bpf_skb_ct_lookup of a NATed entry + release, over the same program without it', t('ctHit') - t('plain'), 'ns/pkt', '<= 30');
+    fig('test run: bpf_skb_ct_lookup that finds nothing, over the same program without it', t('ctMiss') - t('plain'));
 
     // ---- 2. real traffic, each run timed in the program ---------------------------------
     const wan0 = now.ifindex('wan0');
