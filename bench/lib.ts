@@ -1,12 +1,13 @@
 /**
  * Shared benchmark plumbing: describe the machine, print a table, write
- * bench/results/<name>.json as {"benchmark","date","machine","figures":[{name,value,unit,target}]}.
+ * bench/results/<name>.json as {"benchmark","date","machine","figures":[{name,value,unit,target}]}
+ * (machine: see Machine).
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 
 export interface Figure {
   name: string;
@@ -16,9 +17,77 @@ export interface Figure {
   target?: string;
 }
 
-export function machine(): string {
-  const c = cpus();
-  return `${c[0]?.model.trim() ?? 'unknown CPU'}, ${c.length} cores, Linux ${release()}, Node ${process.version}`;
+/**
+ * The machine a result came from. Absolute figures move with the CPU and with the kernel's
+ * speculation mitigations (retpolines, safe-RET thunks, ... tax every call and return), so every
+ * result file records them; ratios measured in one run are what holds from machine to machine.
+ */
+export interface Machine {
+  /** Model name with family/model/stepping (a VM often shows only "AMD EPYC"), and whether it is a VM. */
+  cpu: string;
+  cores: number;
+  kernel: string;
+  /** /sys/devices/system/cpu/vulnerabilities/*: each mitigated or vulnerable one, and how many do not apply. */
+  mitigations: string;
+  node: string;
+  /** 1, 5 and 15 minute load averages when the result was written: the machine is shared. */
+  loadAverage: number[];
+}
+
+export function machine(): Machine {
+  return {
+    cpu: cpuModel(),
+    cores: cpus().length,
+    kernel: release(),
+    mitigations: mitigations(),
+    node: process.version,
+    loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+/** One line for a table's heading. */
+export function describeMachine(m: Machine): string {
+  return `${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, load ${m.loadAverage.join(' ')}\nmitigations: ${m.mitigations}`;
+}
+
+function cpuModel(): string {
+  const name = cpus()[0]?.model.trim() || 'unknown CPU';
+  let info = '';
+  try {
+    info = readFileSync('/proc/cpuinfo', 'utf8').split('\n\n', 1)[0]!;
+  } catch {
+    return name;
+  }
+  const field = (key: string) => new RegExp(`^${key}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+  const ids = [['family', field('cpu family')], ['model', field('model')], ['stepping', field('stepping')]]
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k} ${v}`);
+  if (/^flags\s*:.*\bhypervisor\b/m.test(info)) ids.push('virtual machine');
+  return ids.length ? `${name} (${ids.join(', ')})` : name;
+}
+
+function mitigations(): string {
+  const dir = '/sys/devices/system/cpu/vulnerabilities';
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return 'unknown (no /sys/devices/system/cpu/vulnerabilities)';
+  }
+  const listed: string[] = [];
+  let unaffected = 0;
+  for (const name of names) {
+    const state = readFileSync(join(dir, name), 'utf8').trim();
+    if (state === 'Not affected') unaffected++;
+    else listed.push(`${name}: ${state.replace(/^Mitigation: /, '')}`);
+  }
+  let boot = '';
+  try {
+    boot = /(?:^|\s)(mitigations=\S+)/.exec(readFileSync('/proc/cmdline', 'utf8'))?.[1] ?? '';
+  } catch {
+    /* no /proc/cmdline: leave it out */
+  }
+  return [...listed, `${unaffected} others not affected`, ...(boot ? [`boot: ${boot}`] : [])].join(' | ');
 }
 
 function meets(value: number, target?: string): string {
@@ -35,14 +104,15 @@ export function report(benchmark: string, figures: Figure[]): void {
   const head = ['figure', 'value', 'unit', 'target', 'met'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-  console.log(`\n${benchmark} — ${machine()}`);
+  const m = machine();
+  console.log(`\n${benchmark} — ${describeMachine(m)}`);
   console.log(line(head));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
   const rounded = figures.map((f) => ({ ...f, value: Number.isInteger(f.value) ? f.value : Math.round(f.value * 100) / 100 }));
-  const out = { benchmark, date: new Date().toISOString(), machine: machine(), figures: rounded };
+  const out = { benchmark, date: new Date().toISOString(), machine: m, figures: rounded };
   writeFileSync(new URL(`${benchmark}.json`, dir), JSON.stringify(out, null, 2) + '\n');
 }
 

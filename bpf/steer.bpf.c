@@ -24,6 +24,7 @@
 #include "stats.h"
 #include "parse.h"
 #include "dscp.h"
+#include "clock.h"
 #include "redirect.h"
 #include "conntrack.h"
 
@@ -72,10 +73,11 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 		/*
 		 * Touch at most once per interval: no map update per packet. The
 		 * coarse clock is CLOCK_MONOTONIC at tick resolution, and far
-		 * cheaper; signed so a value written by user space slightly ahead
-		 * of the coarse clock does not look stale.
+		 * cheaper, the more so read once per tick (clock.h); signed so a
+		 * value written by user space slightly ahead of the coarse clock
+		 * does not look stale.
 		 */
-		now = bpf_ktime_get_coarse_ns();
+		now = ws_coarse_ns();
 		if ((__s64)(now - flow->last_seen_ns) > (__s64)WS_TOUCH_INTERVAL_NS)
 			flow->last_seen_ns = now;
 	} else {

@@ -27,7 +27,7 @@ import { loadConfig } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
 import {
   Datapath, DatapathError, internetLayout, InternetLinkError, InternetRouting, MemoryDatapath, MemoryInternetRouting, openCarrierReader,
-  type DatapathPort, type InternetRoutingPort,
+  type DatapathPort, type InternetLayout, type InternetRoutingPort,
 } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
@@ -38,7 +38,7 @@ import { RuleSet } from '../routes/rule-set.js';
 import { RouteTableFeed } from '../routes/table-feed.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { Engine } from '../steering/engine.js';
-import { SourceStates } from '../steering/source-states.js';
+import { SourceStates, type RefusedObject, type SourceProblem } from '../steering/source-states.js';
 import { startReplyAgent } from './reply-agent.js';
 import { fromCluster, keepClusterSnapshot, NOTHING_RESTORED, restoreClusterSnapshot, SNAPSHOT_SOURCE, type RuleSource } from './cluster-state.js';
 import type { CliIo } from './explain.js';
@@ -136,11 +136,11 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
   };
   try {
     // A link that cannot be set up stops the start before anything is installed.
-    const layout = config.datapath.dryRun ? null : internetLayout(config);
-    if (layout) InternetRouting.check(layout);
+    const layout = internetLayout(config.links, config.internet);
+    if (layout && !config.datapath.dryRun) InternetRouting.check(layout);
     const datapath = openDatapath(config, logger);
     closers.push(() => datapath.close());
-    const routing = openInternetRouting(config, logger);
+    const routing = openInternetRouting(config, layout, logger);
     if (routing) closers.push(() => routing.close());
 
     const ruleSet = new RuleSet();
@@ -152,13 +152,19 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // Adopt what the pinned maps hold; policy entries stay as found until the policies arrive.
     const engine = new Engine({ datapath, config, logger: logger.child({ part: 'engine' }), ...(routing ? { routing } : {}) });
     engine.start();
-    closers.push(() => engine.stop());
+    closers.push(async () => {
+      engine.stop();
+      await engine.idsSaved();
+    });
 
     // Coalesced: an informer's first list is one add per VirtualService, and one compile per add was O(n²).
     const routeFeed = new RouteTableFeed(ruleSet, (table) => engine.setRoutes(table));
     closers.push(() => routeFeed.stop());
     // Until the cluster answers: what this node last saw of it, if anything.
     const sourceStates = new SourceStates();
+    if (rules.problem) sourceStates.watchProblem('routes', () => rules.problem?.());
+    if (store.problem) sourceStates.watchProblem('policies', () => store.problem?.());
+    if (store.refused) sourceStates.watchRefused(() => store.refused?.() ?? []);
     const restored = fromCluster(config) ? await restoreClusterSnapshot(config, { ruleSet, routeFeed, engine }, logger) : NOTHING_RESTORED;
     if (restored.routes) sourceStates.set('routes', 'snapshot');
     if (restored.policies) sourceStates.set('policies', 'snapshot');
@@ -196,7 +202,7 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     ageing.start();
     closers.push(() => ageing.stop());
 
-    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates });
+    const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates, eventLoop: true });
     const sessions = SessionIntake.create(engine, config.intake, registry);
     const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
     if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
@@ -264,8 +270,7 @@ function openDatapath(config: AgentConfig, logger: Logger): DatapathPort {
  * Internet links' routing tables, rules and nftables table (null: no internet link). Checked
  * before anything is written; in force until `wansteer cleanup`, like the pinned datapath.
  */
-function openInternetRouting(config: AgentConfig, logger: Logger): InternetRoutingPort | null {
-  const layout = internetLayout(config);
+function openInternetRouting(config: AgentConfig, layout: InternetLayout | null, logger: Logger): InternetRoutingPort | null {
   if (!layout) return null;
   if (config.datapath.dryRun) return new MemoryInternetRouting();
   return InternetRouting.install(layout, { log: logger.child({ part: 'internet' }) });
@@ -283,16 +288,19 @@ async function startRuleSource(config: AgentConfig, ruleSet: RuleSet, logger: Lo
   const { VirtualServiceInformer } = await import('../k8s/virtual-service-informer.js');
   const informer = VirtualServiceInformer.fromKubeConfig(await kubeConfig(), { ruleSet, namespaces: config.rules.namespaces, logger: log });
   informer.start();
-  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects() };
+  return { stop: () => informer.stop(), whenReady: () => informer.whenReady(), clusterObjects: () => informer.objects(), problem: () => informer.problem() };
 }
 
-async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<PolicyStore> {
+/** The store; a cluster one also says why it cannot list (problem) and what it leaves out (refused). */
+type AgentPolicyStore = PolicyStore & { problem?: () => SourceProblem | undefined; refused?: () => RefusedObject[] };
+
+async function createPolicyStore(config: AgentConfig, logger: Logger): Promise<AgentPolicyStore> {
   const links = config.links.map((l) => l.name);
   const internetLinks = config.links.filter((l) => l.addressing === 'internet').map((l) => l.name);
   const log = logger.child({ part: 'policies' });
   if (config.policies.store === 'file') return new FilePolicyStore({ path: config.policies.file, links, internetLinks, logger: log });
   const { createClusterPolicyStore } = await import('../k8s/wan-policy-store.js');
-  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, internetLinks, logger: log });
+  return createClusterPolicyStore(await kubeConfig(), { namespace: config.policies.namespace, links, internetLinks, logger: log, nodeName: config.nodeName });
 }
 
 let kube: KubeConfig | undefined;

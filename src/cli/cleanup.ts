@@ -33,7 +33,7 @@ export async function runCleanup(argv: readonly string[], io: CliIo): Promise<nu
     }
     throw err;
   }
-  const report = uninstallDatapath({ pinDir: config.datapath.pinDir, interfaces: config.links.map((l) => l.interface), internet: internetLayout(config) });
+  const report = uninstallDatapath({ pinDir: config.datapath.pinDir, interfaces: config.links.map((l) => l.interface), internet: internetLayout(config.links, config.internet) });
   await Promise.all(config.links.map((l, id) => (l.probe ? clearProbeRoutes(id) : Promise.resolve())));
   io.stdout(
     `wansteer cleanup: steering program removed from ${report.detached.length ? report.detached.join(', ') : 'no interface (none attached)'}; ` +

@@ -11,6 +11,7 @@ import type { PolicyStore } from '../policies/store.js';
 import type { RuleSet } from '../routes/rule-set.js';
 import type { RouteTableFeed } from '../routes/table-feed.js';
 import type { Engine } from '../steering/engine.js';
+import type { SourceProblem } from '../steering/source-states.js';
 
 /** Where the agent's route rules come from (a directory, or the cluster's informer). */
 export interface RuleSource {
@@ -19,6 +20,8 @@ export interface RuleSource {
   whenReady(): Promise<void>;
   /** The cluster's VirtualService objects as listed (cluster source only), for the snapshot. */
   clusterObjects?(): KubeObject[];
+  /** Why it cannot list or watch now (cluster source only). */
+  problem?(): SourceProblem | undefined;
 }
 
 /** The RuleSet source that holds the snapshot's VirtualServices until the informer has listed. */

@@ -28,6 +28,7 @@ import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
+import { InternetDemo } from './demo-internet.js';
 import type { CliIo } from './explain.js';
 import { CLOUD, EDGE, IngressCounters, LabAgentClient, OverlayCounters, WanLab } from '../lab/index.js';
 
@@ -50,23 +51,27 @@ const ms = (ns: bigint) => Number(ns) / 1e6;
 export async function runDemo(argv: readonly string[], io: CliIo): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     io.stdout(
-      'Usage: wansteer demo\n\n' +
-        'Builds an edge and a cloud site in network namespaces with two WAN links, runs the agent,\n' +
-        'and shows sessions of two users steered live: policy change over REST, link failure and\n' +
-        'failover. Needs root. Cleans up on exit and Ctrl-C.\n' +
+      'Usage: wansteer demo [--overlay]\n\n' +
+        'Builds an edge node and a cloud site in network namespaces with two WAN links, runs the\n' +
+        'agent, and shows two users\' sessions steered live: policy change over REST, link failure\n' +
+        'and failover. Needs root. Cleans up on exit and Ctrl-C.\n\n' +
+        '  (default)   internet links: two ISPs, each with its own address and source filtering,\n' +
+        '              pods behind the node\'s NAT; classes choose their link before routing\n' +
+        '  --overlay   overlay links (tunnels): sessions redirected at the WAN egress\n\n' +
         'WANSTEER_DEMO_PHASE_SECONDS (default 4) sets the length of each phase.\n',
     );
     return 0;
   }
-  if (argv.length > 0) {
-    io.stderr(`wansteer demo: unexpected argument ${JSON.stringify(argv[0])} (see wansteer demo --help)\n`);
+  const unknown = argv.find((a) => a !== '--overlay' && a !== '--internet');
+  if (unknown !== undefined) {
+    io.stderr(`wansteer demo: unexpected argument ${JSON.stringify(unknown)} (see wansteer demo --help)\n`);
     return 2;
   }
   if (process.getuid?.() !== 0) {
     io.stderr('wansteer demo: needs root (it creates network namespaces and loads BPF): run it with sudo\n');
     return 2;
   }
-  const demo = new Demo(io);
+  const demo = argv.includes('--overlay') ? new Demo(io) : new InternetDemo(io, phaseSeconds(), selfCli());
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) return;
@@ -283,9 +288,8 @@ class Demo {
     return this.cleaning;
   }
 
-  /** argv that runs this CLI again: from source (execArgv carries --import tsx), dist or bin. */
   private self(): string[] {
-    return [process.execPath, ...process.execArgv, process.argv[1] ?? fromRoot('bin/wansteer.js')];
+    return selfCli();
   }
 
   private auth(): Record<string, string> {
@@ -433,6 +437,11 @@ function efShare(now: Record<string, number>, then: Record<string, number>): num
 }
 
 const kb = (bytes: number | undefined) => ((bytes ?? 0) / 1024).toFixed(0);
+
+/** argv that runs this CLI again: from source (execArgv carries --import tsx), dist or bin. */
+function selfCli(): string[] {
+  return [process.execPath, ...process.execArgv, process.argv[1] ?? fromRoot('bin/wansteer.js')];
+}
 
 function phaseSeconds(): number {
   const n = Number(process.env.WANSTEER_DEMO_PHASE_SECONDS ?? 4);

@@ -44,16 +44,31 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   return command.run(rest, io);
 }
 
-const processIo: CliIo = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-};
+/**
+ * Writes to one of the process's streams, dropping what nobody reads: a reader that goes away
+ * (`wansteer status | head -4`) closes the pipe, and the next write fails with EPIPE — emitted
+ * as an 'error' event that, unhandled, kills the process with a stack trace. The command
+ * finishes instead and exits with its own code; the agent's logs (pino) already drop writes
+ * to a closed pipe the same way.
+ */
+export function pipeWriter(stream: NodeJS.WritableStream): (text: string) => void {
+  let closed = false;
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    closed = true;
+  });
+  return (text) => {
+    if (!closed) stream.write(text);
+  };
+}
+
+const processIo = (): CliIo => ({ stdout: pipeWriter(process.stdout), stderr: pipeWriter(process.stderr) });
 
 // Run when executed directly (node dist/src/cli/main.js, tsx src/cli/main.ts, bin/wansteer.js).
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  process.exitCode = await main(process.argv.slice(2), processIo);
+  process.exitCode = await main(process.argv.slice(2), processIo());
 }
 
 export async function runFromBin(): Promise<void> {
-  process.exitCode = await main(process.argv.slice(2), processIo);
+  process.exitCode = await main(process.argv.slice(2), processIo());
 }

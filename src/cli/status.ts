@@ -80,16 +80,29 @@ function describeFetchError(err: unknown): string {
 
 const SOURCE_TEXT = {
   synced: 'synced',
-  snapshot: "from this node's snapshot of the cluster (the API server has not answered)",
+  snapshot: "from this node's snapshot of the cluster",
   waiting: 'waiting for the first list',
 } as const;
+
+type SourceProblem = NonNullable<Status['sourceProblems']['policies']>;
+
+/**
+ * A source's line: its state and, when it fails now, why in the API server's words — a refusal
+ * (`forbidden: … cannot list resource "wanpolicies" …`) is not a server out of reach.
+ */
+function sourceText(state: Status['sources']['routes'], problem: SourceProblem | undefined): string {
+  if (!problem) return state === 'snapshot' ? `${SOURCE_TEXT.snapshot} (the API server has not answered)` : SOURCE_TEXT[state];
+  const why = `${problem.failure}: ${problem.message}`;
+  return state === 'synced' ? `synced, keeping the last list: now failing with ${why}` : `${SOURCE_TEXT[state]} (${why})`;
+}
 
 /** The status as text for people: a headline, the sources, a table of links, a table of policies. */
 export function renderStatus(s: Status, base: string): string {
   const out: string[] = [];
   out.push(`wansteer agent at ${base}: ${s.ready ? 'ready' : `NOT READY: ${s.waitingFor.join('; ')}`}`);
-  out.push(`  route rules: ${SOURCE_TEXT[s.sources.routes]}`);
-  out.push(`  policies:    ${SOURCE_TEXT[s.sources.policies]}`);
+  const problems = s.sourceProblems ?? {};
+  out.push(`  route rules: ${sourceText(s.sources.routes, problems.routes)}`);
+  out.push(`  policies:    ${sourceText(s.sources.policies, problems.policies)}`);
   out.push('');
   out.push(
     ...table([
@@ -112,6 +125,12 @@ export function renderStatus(s: Status, base: string): string {
         ]),
       ]),
     );
+  }
+  const refused = s.refusedPolicies ?? [];
+  if (refused.length > 0) {
+    out.push('');
+    out.push(`REFUSED: ${refused.length} WanPolic${refused.length === 1 ? 'y' : 'ies'} left out on this node (also Events on each object)`);
+    out.push(...table([['POLICY', 'CODE', 'WHY'], ...refused.map((r) => [r.name, r.code, r.message])]));
   }
   return `${out.join('\n')}\n`;
 }

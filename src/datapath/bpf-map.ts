@@ -42,12 +42,14 @@ export class BpfMap {
   lookup(key: Uint8Array, value: Uint8Array): boolean {
     const rc = native.mapLookup(this.fd, key, value);
     if (rc === -ENOENT) return false;
-    check(rc, DatapathErrorCode.MAP, `lookup ${this.name}`);
+    // Only a failure builds its message: a string per call costs a hot path more than it looks.
+    if (rc < 0) check(rc, DatapathErrorCode.MAP, `lookup ${this.name}`);
     return true;
   }
 
   update(key: Uint8Array, value: Uint8Array, flags = native.BPF_ANY): void {
     const rc = native.mapUpdate(this.fd, key, value, flags);
+    if (rc >= 0) return;
     if (rc === -E2BIG || rc === -ENOSPC) check(rc, DatapathErrorCode.FULL, `update ${this.name}`);
     check(rc, DatapathErrorCode.MAP, `update ${this.name}`);
   }
@@ -56,7 +58,7 @@ export class BpfMap {
   delete(key: Uint8Array): boolean {
     const rc = native.mapDelete(this.fd, key);
     if (rc === -ENOENT) return false;
-    check(rc, DatapathErrorCode.MAP, `delete ${this.name}`);
+    if (rc < 0) check(rc, DatapathErrorCode.MAP, `delete ${this.name}`);
     return true;
   }
 

@@ -112,12 +112,31 @@ export function decodeFlowKey(family: Family, b: Buffer, off = 0): FlowKeyView {
   };
 }
 
+// A u64 into bytes without BigInt arithmetic: one store into a 64-bit typed array, read back as
+// two 32-bit words. Buffer#writeBigUInt64LE allocates BigInts on the way and cost a single flow
+// write more than the rest of its encoding together.
+const u64 = new BigUint64Array(1);
+const u32 = new Uint32Array(u64.buffer);
+const [LO, HI] = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? [0, 1] : [1, 0];
+const U64_MAX = (1n << 64n) - 1n;
+
 export function encodeFlowValue(policyId: number, lastSeenNs: bigint, out: Buffer, off = 0): void {
   checkPolicyId(policyId);
+  if (lastSeenNs < 0n || lastSeenNs > U64_MAX) throw invalid('flow value', `lastSeenNs must fit in 64 bits, got ${lastSeenNs}`);
   const L = Layout.flowVal;
-  out.writeUInt32LE(policyId, off + L.policyId);
-  out.writeUInt32LE(0, off + L.flags);
-  out.writeBigUInt64LE(lastSeenNs, off + L.lastSeenNs);
+  writeU32LE(out, off + L.policyId, policyId);
+  writeU32LE(out, off + L.flags, 0);
+  u64[0] = lastSeenNs;
+  writeU32LE(out, off + L.lastSeenNs, u32[LO]!);
+  writeU32LE(out, off + L.lastSeenNs + 4, u32[HI]!);
+}
+
+/** Plain stores, as in writeTail: Buffer#writeUInt32LE checks its arguments at every call. */
+export function writeU32LE(out: Buffer, at: number, v: number): void {
+  out[at] = v;
+  out[at + 1] = v >>> 8;
+  out[at + 2] = v >>> 16;
+  out[at + 3] = v >>> 24;
 }
 
 export function decodeFlowValue(b: Buffer, off = 0): { policyId: number; lastSeenNs: bigint } {

@@ -33,11 +33,12 @@ import {
   type FlowKeyView,
   type LinkEntry,
   type PolicyAction,
+  writeU32LE,
 } from './codec.js';
 import type { BpfMap } from './bpf-map.js';
 import { invalid } from './errors.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
-import type { DatapathPort } from './port.js';
+import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
 
 export interface Counter {
   packets: bigint;
@@ -64,17 +65,18 @@ export function monotonicNs(): bigint {
   return process.hrtime.bigint();
 }
 
-const FLOW_CHUNK = 65_536;
+/** Flow entries per batched syscall (upsertFlows) and per chunk of a table walk. */
+export const FLOW_CHUNK = 65_536;
 
 /** One family's share of a batch: packed keys and values, `count` of them filled. */
-interface FlowChunk {
+interface FlowBatch {
   keySize: number;
   keys: Buffer;
   values: Buffer;
   count: number;
 }
 
-function flowChunk(keySize: number, capacity: number, valueTemplate: Buffer): FlowChunk {
+function flowBatch(keySize: number, capacity: number, valueTemplate: Buffer): FlowBatch {
   return {
     keySize,
     keys: Buffer.allocUnsafe(capacity * keySize),
@@ -256,27 +258,32 @@ export class Datapath implements DatapathPort {
    */
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
     const V = Layout.flowVal.size;
-    // Every value shares last-seen: write one, repeat it across the chunk, then set policy ids.
+    // Every value shares last-seen: write one, repeat it across the batch, then set policy ids.
     const template = Buffer.alloc(V);
     encodeFlowValue(1, now, template);
-    const chunks: FlowChunk[] = [];
-    for (let start = 0; start < entries.length; start += FLOW_CHUNK) {
-      const count = Math.min(FLOW_CHUNK, entries.length - start);
-      const c4 = flowChunk(Layout.flow4Key.size, count, template);
-      const c6 = flowChunk(Layout.flow6Key.size, count, template);
-      for (let i = 0; i < count; i++) {
-        const e = entries[start + i]!;
-        checkPolicyId(e.policyId);
-        const family = encodeFlowKey(e.key, c4.keys, c4.count * c4.keySize, c6.keys, c6.count * c6.keySize);
-        const c = family === FAMILY_IPV4 ? c4 : c6;
-        c.values.writeUInt32LE(e.policyId, c.count * V + Layout.flowVal.policyId);
-        c.count++;
+    // One buffer pair per family for the whole call, IPv6's only once an IPv6 flow shows up:
+    // big buffers are external memory to V8, and room for IPv6 keys next to every 64k IPv4
+    // ones made it collect garbage in the middle of a batch.
+    const v4 = flowBatch(Layout.flow4Key.size, entries.length, template);
+    let v6: FlowBatch | null = null;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      checkPolicyId(e.policyId);
+      let b = v4;
+      if (encodeFlowKey(e.key, v4.keys, v4.count * v4.keySize, this.key6Buf, 0) !== FAMILY_IPV4) {
+        b = v6 ??= flowBatch(Layout.flow6Key.size, entries.length - i, template);
+        b.keys.set(this.key6Buf, b.count * b.keySize);
       }
-      chunks.push(c4, c6);
+      writeU32LE(b.values, b.count * V + Layout.flowVal.policyId, e.policyId);
+      b.count++;
     }
     // Everything was validated above: a bad entry has thrown before anything was written.
-    for (const c of chunks) {
-      if (c.count > 0) this.flowMap(c.keySize).updateBatch(c.keys, c.values, c.count);
+    for (const b of [v4, v6]) {
+      if (!b) continue;
+      const map = this.flowMap(b.keySize);
+      for (let at = 0; at < b.count; at += FLOW_CHUNK) {
+        map.updateBatch(b.keys.subarray(at * b.keySize), b.values.subarray(at * V), Math.min(FLOW_CHUNK, b.count - at));
+      }
     }
   }
 
@@ -304,14 +311,14 @@ export class Datapath implements DatapathPort {
   }
 
   /** Every steered flow, optionally only those of one policy. */
-  listFlows(filter: { policyId?: number } = {}): FlowEntry[] {
+  listFlows(filter: FlowFilter = {}): FlowEntry[] {
     const out: FlowEntry[] = [];
     const V = Layout.flowVal.size;
     for (const [family, map] of this.flowMaps()) {
       map.forEachChunk((keys, values, n) => {
         for (let i = 0; i < n; i++) {
           const v = decodeFlowValue(values, i * V);
-          if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
+          if (!flowPasses(filter, v.policyId)) continue;
           out.push({ ...decodeFlowKey(family, keys, i * map.keySize), ...v });
         }
       }, FLOW_CHUNK);

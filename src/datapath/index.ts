@@ -1,5 +1,5 @@
 /** The datapath facade: the only door to the BPF maps and programs. */
-export { Datapath, monotonicNs, removePins, type Counter, type Counters, type FlowEntry } from './datapath.js';
+export { Datapath, FLOW_CHUNK, monotonicNs, removePins, type Counter, type Counters, type FlowEntry } from './datapath.js';
 export { DatapathError, DatapathErrorCode } from './errors.js';
 export type { FlowKey, FlowKeyView, LinkEntry, PolicyAction } from './codec.js';
 export type { Attachment, LinkFraming } from './attach.js';

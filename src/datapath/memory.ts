@@ -19,7 +19,7 @@ import {
 } from './codec.js';
 import { monotonicNs, type Counter, type Counters, type FlowEntry } from './datapath.js';
 import { invalid } from './errors.js';
-import type { DatapathPort } from './port.js';
+import { flowPasses, type DatapathPort, type FlowFilter } from './port.js';
 
 export class MemoryDatapath implements DatapathPort {
   readonly adopted = false;
@@ -132,10 +132,10 @@ export class MemoryDatapath implements DatapathPort {
     return n;
   }
 
-  listFlows(filter: { policyId?: number } = {}): FlowEntry[] {
+  listFlows(filter: FlowFilter = {}): FlowEntry[] {
     const out: FlowEntry[] = [];
     for (const [k, v] of this.flows) {
-      if (filter.policyId !== undefined && v.policyId !== filter.policyId) continue;
+      if (!flowPasses(filter, v.policyId)) continue;
       const family = k.startsWith('6:') ? FAMILY_IPV6 : FAMILY_IPV4;
       out.push({ ...decodeFlowKey(family, Buffer.from(k.slice(2), 'hex')), ...v });
     }

@@ -23,13 +23,25 @@ export interface DatapathPort {
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now?: bigint): void;
   getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null;
   deleteFlows(keys: ReadonlyArray<FlowKey>): number;
-  listFlows(filter?: { policyId?: number }): FlowEntry[];
+  /** Flows, all or those of one policy id or of a set of them (one walk of the table either way). */
+  listFlows(filter?: FlowFilter): FlowEntry[];
   countFlows(): number;
   /** Flow entries per policy id, without decoding keys (for metrics). */
   countFlowsByPolicy(): Map<number, number>;
   ageFlows(maxIdleNs: bigint, now?: bigint): number;
   counters(): Counters;
   close(): void;
+}
+
+export interface FlowFilter {
+  readonly policyId?: number;
+  readonly policyIds?: ReadonlySet<number>;
+}
+
+/** Whether a flow of `policyId` passes `filter`. */
+export function flowPasses(filter: FlowFilter, policyId: number): boolean {
+  if (filter.policyId !== undefined && policyId !== filter.policyId) return false;
+  return filter.policyIds === undefined || filter.policyIds.has(policyId);
 }
 
 /**

@@ -7,7 +7,9 @@
  */
 import { silentLogger, type Logger } from '../routes/logger.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { isExpired, ListFailedError, WatchFailedError } from './errors.js';
+import {
+  apiMessageOf, failureOf, httpStatusOf, isExpired, isRefusal, ListFailedError, WatchFailedError, type SourceFailure,
+} from './errors.js';
 
 export interface KubeObject {
   readonly metadata?: { readonly name?: string; readonly namespace?: string; readonly resourceVersion?: string };
@@ -65,7 +67,9 @@ export interface ListWatchStatus {
   readonly synced: boolean;
   readonly resourceVersion: string;
   readonly lastSyncAt: number | undefined;
+  /** Why the last list or watch failed, until one succeeds again (a list completes, a watch is established). */
   readonly lastError: string | undefined;
+  readonly failure: SourceFailure | undefined;
   readonly relists: number;
 }
 
@@ -81,6 +85,7 @@ export class ListWatch<T extends KubeObject> {
   private synced = false;
   private lastSyncAt: number | undefined;
   private lastError: string | undefined;
+  private failure: SourceFailure | undefined;
   private relists = 0;
   private watchHandle: WatchHandle | undefined;
   private loop: Promise<void> | undefined;
@@ -120,8 +125,14 @@ export class ListWatch<T extends KubeObject> {
       resourceVersion: this.resourceVersion,
       lastSyncAt: this.lastSyncAt,
       lastError: this.lastError,
+      failure: this.failure,
       relists: this.relists,
     };
+  }
+
+  /** Why the last list or watch failed, until one succeeds again; undefined while all is well. */
+  problem(): { readonly failure: SourceFailure; readonly message: string } | undefined {
+    return this.failure !== undefined && this.lastError !== undefined ? { failure: this.failure, message: this.lastError } : undefined;
   }
 
   objects(): T[] {
@@ -147,6 +158,9 @@ export class ListWatch<T extends KubeObject> {
           continue;
         }
         this.fail(err);
+        // A refused watch says only `Forbidden`; a list says who was refused what, and after a
+        // change of credentials or RBAC a fresh picture is due anyway.
+        if (isRefusal(err)) this.resourceVersion = '';
         this.phase = 'backing-off';
         await this.sleep(this.backoff.next(), this.stopper.signal).catch(() => undefined);
       }
@@ -164,9 +178,9 @@ export class ListWatch<T extends KubeObject> {
       try {
         page = await this.client.list({ limit: this.options.pageSize ?? 500, continueToken });
       } catch (err) {
-        throw isExpired(err) ? err : new ListFailedError(this.client.description, messageOf(err));
+        throw isExpired(err) ? err : sourceError(ListFailedError, this.client.description, err);
       }
-      items.push(...page.items);
+      for (const item of page.items) items.push(withoutManagedFields(item));
       continueToken = page.continueToken || undefined;
       resourceVersion = page.resourceVersion;
     } while (continueToken && !this.stopped);
@@ -175,7 +189,7 @@ export class ListWatch<T extends KubeObject> {
     this.resourceVersion = resourceVersion;
     this.relists++;
     this.lastSyncAt = this.now();
-    this.lastError = undefined;
+    this.healthy();
     this.backoff.reset();
     if (!this.synced) {
       this.synced = true;
@@ -189,6 +203,7 @@ export class ListWatch<T extends KubeObject> {
     this.phase = 'watching';
     const startedAt = this.now();
     let expired = false;
+    let ended = false;
     let eventError: Error | undefined;
     let onStop = (): void => undefined;
     const done = new Promise<unknown>((resolve) => {
@@ -205,10 +220,15 @@ export class ListWatch<T extends KubeObject> {
             else if (outcome instanceof Error) eventError = outcome;
             if (expired || eventError) this.watchHandle?.abort();
           },
-          resolve,
+          (err) => {
+            ended = true;
+            resolve(err);
+          },
         )
         .then((handle) => {
           this.watchHandle = handle;
+          // The handle comes once the server has answered 200 (or after the watch already ended).
+          if (!ended) this.healthy();
           // Events can arrive before the handle does; honour an abort they asked for.
           if (this.stopped || expired || eventError) handle.abort();
         }, resolve);
@@ -219,7 +239,7 @@ export class ListWatch<T extends KubeObject> {
     if (this.stopped) return;
     if (expired) throw Object.assign(new Error('resourceVersion expired'), { code: 410 });
     if (eventError) throw eventError;
-    if (err) throw isExpired(err) ? err : new WatchFailedError(this.client.description, messageOf(err));
+    if (err) throw isExpired(err) ? err : sourceError(WatchFailedError, this.client.description, err);
     if (this.now() - startedAt < (this.options.minWatchMs ?? 1000)) {
       throw new WatchFailedError(this.client.description, 'the server ended the watch at once');
     }
@@ -232,7 +252,7 @@ export class ListWatch<T extends KubeObject> {
       if (status?.code === 410) return 'expired';
       return new WatchFailedError(this.client.description, `server sent ERROR: ${status?.message ?? JSON.stringify(object)}`);
     }
-    const obj = object as T;
+    const obj = withoutManagedFields(object as T);
     const rv = obj?.metadata?.resourceVersion;
     if (type === 'BOOKMARK') {
       // A bookmark only moves our version forward, so a reconnect resumes from here.
@@ -277,18 +297,41 @@ export class ListWatch<T extends KubeObject> {
   private fail(err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
     this.lastError = error.message;
-    this.logger.warn({ resource: this.client.description, code: (error as { code?: unknown }).code }, error.message);
+    this.failure = (error as { failure?: SourceFailure }).failure ?? failureOf(error);
+    const status = httpStatusOf(error);
+    this.logger.warn(
+      { resource: this.client.description, code: (error as { code?: unknown }).code, failure: this.failure, ...(status !== undefined ? { status } : {}) },
+      error.message,
+    );
     this.options.onError?.(error);
   }
+
+  private healthy(): void {
+    if (this.lastError !== undefined) this.logger.info({ resource: this.client.description }, `${this.client.description}: the API server answers again`);
+    this.lastError = undefined;
+    this.failure = undefined;
+  }
+}
+
+/**
+ * The object without metadata.managedFields (server-side apply's field ownership): nothing here
+ * reads it, and it is often the larger part of a small object — dropped on the way in, as
+ * client-go informers are told to, it is not held in the cache, the store and the snapshot.
+ */
+function withoutManagedFields<T>(object: T): T {
+  const metadata = (object as { metadata?: { managedFields?: unknown } } | undefined)?.metadata;
+  if (metadata && 'managedFields' in metadata) delete metadata.managedFields;
+  return object;
 }
 
 export function keyOf(obj: KubeObject): string {
   return `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
 }
 
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message.split('\n')[0]!;
-  return String(err);
+/** A list or watch failure in the API server's words, keeping its status and kind for status and metrics. */
+function sourceError(ErrorClass: typeof ListFailedError, description: string, err: unknown): Error {
+  const status = httpStatusOf(err);
+  return Object.assign(new ErrorClass(description, apiMessageOf(err)), { failure: failureOf(err), ...(status !== undefined ? { statusCode: status } : {}) });
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -78,6 +78,15 @@ export class VirtualServiceInformer {
     return this.watches.flatMap((w) => w.listWatch.objects());
   }
 
+  /** Why a list or watch fails now (the first namespace's that does), if one does. */
+  problem(): { readonly failure: string; readonly message: string } | undefined {
+    for (const w of this.watches) {
+      const problem = w.listWatch.problem();
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+
   status(): InformerStatus {
     const watches = this.watches.map((w) => ({ resource: w.resource, ...w.listWatch.status() }));
     return { ready: watches.every((w) => w.synced), watches, invalidObjects: Object.fromEntries(this.invalid) };

@@ -16,8 +16,9 @@ import {
   type WanPolicyWriter,
 } from '../policies/cluster-store.js';
 import { WANPOLICY_GROUP, WANPOLICY_PLURAL, WANPOLICY_VERSION, type WanPolicyObject } from '../policies/wan-policy-object.js';
-import { httpStatusOf } from './errors.js';
+import { apiMessageOf, httpStatusOf } from './errors.js';
 import { ListWatch, type ListWatchOptions } from './list-watch.js';
+import { KubeRefusalRecorder } from './refusal-events.js';
 import { KubeResourceClient, type KubeResourceClientOptions } from './resource-client.js';
 
 export interface ClusterPolicyStoreConfig extends ListWatchOptions {
@@ -25,6 +26,10 @@ export interface ClusterPolicyStoreConfig extends ListWatchOptions {
   readonly links: Iterable<string>;
   readonly internetLinks?: Iterable<string>;
   readonly client?: KubeResourceClientOptions;
+  /** Set: each WanPolicy this node leaves out gets a Kubernetes Event naming the node (refusal-events.ts). */
+  readonly nodeName?: string;
+  /** Least time between two derivations of the accepted policies in a stream of events (ClusterPolicyStore). */
+  readonly minGapMs?: number;
 }
 
 export function createClusterPolicyStore(kubeConfig: KubeConfig, config: ClusterPolicyStoreConfig): ClusterPolicyStore {
@@ -41,6 +46,8 @@ export function createClusterPolicyStore(kubeConfig: KubeConfig, config: Cluster
     logger,
     writer: new KubeWanPolicyWriter(kubeConfig),
     informer: (events) => new ListWatch<WanPolicyObject>(resource, events, config),
+    ...(config.nodeName ? { recorder: new KubeRefusalRecorder(kubeConfig, { nodeName: config.nodeName, ...(logger ? { logger } : {}) }) } : {}),
+    ...(config.minGapMs !== undefined ? { minGapMs: config.minGapMs } : {}),
   };
   return new ClusterPolicyStore(options);
 }
@@ -85,7 +92,7 @@ export class KubeWanPolicyWriter implements WanPolicyWriter {
 /** An API failure as the store understands it. 409 means AlreadyExists on create, a stale resourceVersion otherwise. */
 export function toWriteError(verb: 'create' | 'replace' | 'delete', err: unknown): ClusterWriteError {
   const status = httpStatusOf(err);
-  const detail = statusMessage(err);
+  const detail = apiMessageOf(err);
   const failure = ((): ClusterWriteFailure => {
     if (status === 409) return verb === 'create' ? 'exists' : 'conflict';
     // On create, 404 means the namespace or the CRD is missing: the store is not usable.
@@ -95,18 +102,4 @@ export function toWriteError(verb: 'create' | 'replace' | 'delete', err: unknown
     return 'unavailable';
   })();
   return new ClusterWriteError(failure, status === undefined ? `${verb} failed: ${detail}` : `${verb} answered ${status}: ${detail}`);
-}
-
-/** The Status message the API server sent, else the error's own. */
-function statusMessage(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      const status = JSON.parse(body) as { message?: string };
-      if (status.message) return status.message;
-    } catch {
-      // Not JSON (a proxy's error page): fall through to the error's message.
-    }
-  }
-  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
 }

@@ -68,7 +68,7 @@ export class EdgeRig {
   static async start(opts: EdgeRigOptions = {}): Promise<EdgeRig> {
     const lab = EdgeLab.create(opts.tag);
     const cli = opts.cli ?? [process.execPath, '--import', 'tsx', fromRoot('src/cli/main.ts')];
-    const rig = new EdgeRig(lab, mkdtempSync(join(tmpdir(), 'wansteer-inet-')), cli);
+    const rig = new EdgeRig(lab, mkdtempSync(join(tmpdir(), `wansteer-inet-${process.pid}-`)), cli);
     try {
       rig.writeConfig(opts);
       await Promise.all([

@@ -16,7 +16,7 @@ export { meshBootstrap, routesFromVirtualService, type ClusterSpec, type Listene
 
 /** The traffic tool (python3: it can set IP_TOS, which Node cannot). */
 export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');
-export { EdgeLab, INTERNET_CLOUD, ISPS, ISP_OF, IspCounters, NODE_PORT, POD_PORT, PODS, type IspFlow, type IspName, type WanName } from './internet.js';
+export { EdgeLab, INTERNET_CLOUD, ISPS, ISP_OF, IspCounters, NODE_PORT, POD_PORT, PODS, type ByteCount, type IspFlow, type IspName, type WanName } from './internet.js';
 export { EdgeRig, SESSION_PORT, SESSIONS_TOOL, type ExchangeResult, type Place } from './edge-rig.js';
 export { EDGE_POD, NODE_PORTS, POD_SERVICE_PORT, type WanLabOptions } from './overlay.js';
 export { OverlayCounters, type OverlayFlow } from './overlay-counters.js';

@@ -14,6 +14,8 @@ import type { PolicyStatus } from '../steering/engine.js';
 import type { SteeringStats } from '../steering/stats.js';
 import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
+import { registerConnectionResets, type ConnectionResetSource } from './connection-resets.js';
+import { registerEventLoop } from './event-loop.js';
 import { registerFlowTable } from './flow-table.js';
 import { registerFlowsAged } from './flows-aged.js';
 import { registerLinkChanges, type LinkChangeSource } from './link-changes.js';
@@ -24,15 +26,17 @@ import { registerPassReasons } from './pass-reasons.js';
 import { registerPolicyFlows, type PolicyFlowsOptions } from './policy-flows.js';
 import { registerPolicySessions } from './policy-sessions.js';
 import { registerPolicyTraffic } from './policy-traffic.js';
+import { registerRefusedPolicies } from './refused-policies.js';
 import { registerReportLatency } from './report-latency.js';
 import { ScrapeCache } from './scrape-cache.js';
 import { registerSessions } from './sessions.js';
+import { registerSourceFailure } from './source-failure.js';
 import { registerSourceState } from './source-state.js';
 import { registerWriteErrors } from './write-errors.js';
 
 export interface MetricsSources {
   /** The steering engine (src/steering/engine.ts Engine). */
-  engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource>;
+  engine: SteeringStats & Pick<SteeringEngine, 'links'> & { policyStatus(): PolicyStatus[] } & Partial<LinkChangeSource> & Partial<ConnectionResetSource>;
   datapath: Pick<DatapathPort, 'counters' | 'countFlows' | 'countFlowsByPolicy' | 'flowTableSize'>;
   ageing?: Pick<FlowAgeing, 'aged' | 'errors'>;
   /** Bounds on the per-policy flow walk (see policy-flows.ts). */
@@ -41,6 +45,8 @@ export interface MetricsSources {
   sources?: SourceStates;
   /** Milliseconds clock for the scrape caches (tests). */
   now?: () => number;
+  /** Measure the event loop's longest delay between scrapes (the agent: yes). */
+  eventLoop?: boolean;
 }
 
 export function createRegistry(sources: MetricsSources): Registry {
@@ -51,6 +57,7 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerLinkState(registry, engine);
   registerLinkHealth(registry, engine);
   if (engine.linkChanges) registerLinkChanges(registry, engine as LinkChangeSource);
+  if (engine.connectionResets) registerConnectionResets(registry, engine as ConnectionResetSource);
   registerPolicyTraffic(registry, engine, scrape);
   registerPolicySessions(registry, engine);
   registerPolicyFlows(registry, engine, datapath, scrape, { ...(sources.now ? { now: sources.now } : {}), ...sources.policyFlows });
@@ -60,6 +67,11 @@ export function createRegistry(sources: MetricsSources): Registry {
   registerWriteErrors(registry, engine);
   registerPassReasons(registry, scrape);
   if (sources.ageing) registerFlowsAged(registry, sources.ageing);
-  if (sources.sources) registerSourceState(registry, sources.sources);
+  if (sources.eventLoop) registerEventLoop(registry);
+  if (sources.sources) {
+    registerSourceState(registry, sources.sources);
+    registerSourceFailure(registry, sources.sources);
+    registerRefusedPolicies(registry, sources.sources);
+  }
   return registry;
 }

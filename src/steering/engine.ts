@@ -39,7 +39,7 @@ import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
 import {
-  applyChanges, desiredState, planChanges, sameDesired, tableOf, usable,
+  applyChanges, ChoiceMemo, desiredState, planChanges, sameDesired, tableOf, usable,
   type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
 } from './reconcile.js';
 import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
@@ -144,6 +144,10 @@ export class Engine implements SteeringEngine, SteeringStats {
   private started = false;
   private stopped = false;
   private stateProblem: string | undefined;
+  /** Choices kept between reconciles (reconcile.ts ChoiceMemo). */
+  private readonly choices = new ChoiceMemo();
+  private saving: Promise<void> | undefined;
+  private saveAgain = false;
   private readonly scratch: ParsedSession = emptySession();
 
   constructor(opts: EngineOptions) {
@@ -183,7 +187,8 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (this.dp.adopted) this.dropUntrustedFlows(found);
     for (const link of this.linkList) this.resolveLink(link);
     this.started = true;
-    if (this.policiesSynced) this.syncPolicies();
+    // At start, before serving, the file is written at once: a restart finds it, whatever comes next.
+    if (this.policiesSynced) this.syncPolicies(true);
     else this.reconcile(true);
   }
 
@@ -288,52 +293,98 @@ export class Engine implements SteeringEngine, SteeringStats {
     }
   }
 
-  private syncPolicies(): void {
+  /**
+   * Takes the policy list in: ids for new names (saved once for the whole list), runtimes
+   * rebuilt (an unchanged policy keeps its own, with its current link), one reconcile, and the
+   * flows of every removed policy deleted in one walk of the flow table. The store hands over a
+   * burst of changes as one list, so 1000 deletions are one id save and one walk, not 1000.
+   */
+  private syncPolicies(blocking = false): void {
     const ids = this.ids!;
     const names = new Set(this.policyList.map((p) => p.name));
-    const removed: { name: string; id: number }[] = [];
+    const removed = new Map<number, string>();
     for (const name of ids.names()) {
-      if (!names.has(name)) removed.push({ name, id: ids.release(name)! });
+      if (!names.has(name)) removed.set(ids.release(name)!, name);
     }
     let assigned = false;
     const runtimes = new Map<string, PolicyRuntime>();
     for (const p of this.policyList) {
-      const had = ids.get(p.name) !== undefined;
+      const had = ids.get(p.name);
       const id = ids.assign(p.name);
-      if (!had && id !== null) assigned = true;
+      if (had === undefined && id !== null) assigned = true;
       if (id === null) this.log.error({ policy: p.name }, 'no free datapath policy id: the policy is not installed');
+      const runtime = this.policies.get(p.name);
+      if (runtime && runtime.spec === p.spec && runtime.id === id) {
+        runtimes.set(p.name, runtime);
+        continue;
+      }
       let counts = this.counts.get(p.name);
       if (!counts) this.counts.set(p.name, (counts = { hits: 0 }));
       runtimes.set(p.name, { name: p.name, spec: p.spec, id, counts });
     }
-    for (const name of [...this.counts.keys()]) if (!names.has(name)) this.counts.delete(name);
-    // Saved before any new id reaches the datapath: a crash must not leave ids the file lacks.
-    if (assigned || removed.length > 0) this.saveIds();
+    for (const name of removed.values()) this.counts.delete(name);
+    // Saved off the event loop, a moment after the ids reach the datapath (policy-ids.ts: why that is safe).
+    if (assigned || removed.size > 0) {
+      if (blocking) this.saveIdsNow();
+      else this.saveIds();
+    }
     this.policies = runtimes;
+    if (removed.size > 0) this.choices.keepOnly(names);
     this.indexRoutePolicies();
     this.reconcile(true);
-    for (const r of removed) this.deleteFlowsOf(r.name, r.id);
+    if (removed.size > 0) this.deleteFlowsOf(removed);
   }
 
-  private saveIds(): void {
+  private saveIdsNow(): void {
     try {
       this.ids!.save();
       this.stateProblem = undefined;
     } catch (err) {
-      // Steering goes on; a restart before the next good save drops the flows of new ids.
       this.stateProblem = `could not save ${this.ids!.file}: ${(err as Error).message}`;
       this.log.error({ err, file: this.ids!.file }, 'could not save the policy id assignment');
     }
   }
 
-  private deleteFlowsOf(policy: string, id: number): void {
+  /** Starts a save of the id file, or asks for one more after the save in flight (never two at once). */
+  private saveIds(): void {
+    if (this.saving) {
+      this.saveAgain = true;
+      return;
+    }
+    const ids = this.ids!;
+    this.saving = ids.saveAsync().then(
+      () => {
+        this.stateProblem = undefined;
+      },
+      (err: unknown) => {
+        // Steering goes on; a restart before the next good save drops the flows of new ids.
+        this.stateProblem = `could not save ${ids.file}: ${(err as Error).message}`;
+        this.log.error({ err, file: ids.file }, 'could not save the policy id assignment');
+      },
+    ).finally(() => {
+      this.saving = undefined;
+      if (this.saveAgain) {
+        this.saveAgain = false;
+        this.saveIds();
+      }
+    });
+  }
+
+  /** Resolves once the id file holds the ids in use now (the agent waits for it when it stops). */
+  async idsSaved(): Promise<void> {
+    while (this.saving) await this.saving;
+  }
+
+  /** Deletes the flows of removed policies (id -> name), in one walk of the flow table. */
+  private deleteFlowsOf(removed: ReadonlyMap<number, string>): void {
+    const policies = removed.size <= 10 ? [...removed.values()] : `${removed.size} policies`;
     try {
-      const flows = this.dp.listFlows({ policyId: id });
+      const flows = this.dp.listFlows({ policyIds: new Set(removed.keys()) });
       const deleted = flows.length ? this.dp.deleteFlows(flows) : 0;
-      this.log.info({ policy, id, deleted }, 'policy removed: its flows deleted');
+      this.log.info({ policies, deleted }, 'policies removed: their flows deleted');
     } catch (err) {
       this.writeErrors.flows++;
-      this.log.error({ err, policy, id }, 'could not delete the flows of a removed policy');
+      this.log.error({ err, policies }, 'could not delete the flows of removed policies');
     }
   }
 
@@ -363,7 +414,7 @@ export class Engine implements SteeringEngine, SteeringStats {
     const manage = this.policiesSynced;
     const inputs: PolicyInput[] = manage ? [...this.policies.values()].map((p) => ({ name: p.name, id: p.id, spec: p.spec, ...(p.choice?.link ? { current: p.choice.link } : {}) })) : [];
     const links = this.linkList.map(linkInput);
-    const desired = desiredState(links, inputs);
+    const desired = desiredState(links, inputs, this.choices);
     this.reconcileInternet(links, desired, manage);
     for (const p of this.policies.values()) {
       const before = p.choice;
@@ -399,7 +450,7 @@ export class Engine implements SteeringEngine, SteeringStats {
    * Internet links are chosen before routing: new connections of each mark-mode class go to
    * the link its policy chose (the class rules), and when a link dies its connections — bound to
    * its address, unable to move — are reset at once, so applications reconnect over another
-   * link instead of waiting out their timeouts. A link back up gets its routes again.
+   * link instead of waiting out their timeouts. A link that changes state gets its routes again.
    */
   private reconcileInternet(links: readonly LinkInput[], desired: DesiredState, manage: boolean): void {
     const routing = this.routing;
@@ -419,7 +470,9 @@ export class Engine implements SteeringEngine, SteeringStats {
       const before = this.internetUsable.get(l.id);
       this.internetUsable.set(l.id, now);
       if (before === true && !now) this.resetConnections(routing, l);
-      else if (before === false && now) {
+      // Its route may be what failed (someone flushed the table; the interface went away and
+      // came back): put it back on either change. Replacing an intact route is a no-op.
+      if (before !== undefined && before !== now) {
         try {
           routing.refreshLink(l.id);
         } catch (err) {

@@ -2,14 +2,24 @@
  * Node-local policy ids: the number each policy name has in the datapath (flow entries and
  * DSCP entries hold it). Flows outlive the agent in pinned maps, so the assignment must
  * outlive it too: it is kept in `<stateDir>/policy-ids.json`, replaced atomically (temp file,
- * fsync, rename, fsync of the directory), and saved before a new id is written anywhere.
+ * rename). The engine saves it once per list of policies it takes in (a burst of 1000 new
+ * WanPolicies is one save, not 1000), off the event loop (saveAsync): a rename over the old file
+ * took up to 450 ms on a busy disk, during which no session report or probe was served.
+ *
+ * So the datapath may hold a new id a moment before the file does. That is safe: an agent that
+ * finds flows whose id the file lacks deletes them (they are steered again when next reported),
+ * and a released id is not handed out again until the other 4094 have been, so the file never
+ * names the wrong policy for an id. No fsync: the file must outlive the agent, not the machine;
+ * the pinned maps it describes live in bpffs, in kernel memory, and are gone after a power cut
+ * too.
  *
  *   { "version": 1, "next": 4, "ids": { "boss-to-fibre": 1, "minion-to-lte": 3 } }
  *
  * Ids are handed out round-robin from `next`, so a released id is not reused until the other
  * 4094 have been: a flow still carrying an old id can never be steered by a newer policy.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_POLICIES } from '../datapath/abi.js';
 
@@ -108,19 +118,38 @@ export class PolicyIds {
     return id;
   }
 
-  /** Write the assignment: all of it or none of it lands, even across a power cut. */
-  save(): void {
-    const dir = join(this.file, '..');
-    mkdirSync(dir, { recursive: true });
+  /**
+   * Write the assignment as it is now, off the event loop: all of it or none of it lands. Saves
+   * must not overlap (the engine runs one at a time), or an older one could land last.
+   */
+  async saveAsync(): Promise<void> {
+    const text = this.text();
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    await mkdir(join(this.file, '..'), { recursive: true });
+    try {
+      await writeFile(tmp, text, { mode: 0o644 });
+      await rename(tmp, this.file);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private text(): string {
     const ids: Record<string, number> = {};
     for (const [name, id] of [...this.byName].sort((a, b) => a[1] - b[1])) ids[name] = id;
-    const text = `${JSON.stringify({ version: 1, next: this.next, ids }, null, 2)}\n`;
+    return `${JSON.stringify({ version: 1, next: this.next, ids }, null, 2)}\n`;
+  }
+
+  /** Write the assignment now (blocking): all of it or none of it lands, whenever the agent stops. */
+  save(): void {
+    mkdirSync(join(this.file, '..'), { recursive: true });
+    const text = this.text();
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
       const fd = openSync(tmp, 'w', 0o644);
       try {
         writeSync(fd, text);
-        fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
@@ -132,13 +161,6 @@ export class PolicyIds {
         /* never created */
       }
       throw err;
-    }
-    // The rename is durable only once the directory entry is.
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
     }
   }
 }

@@ -147,16 +147,50 @@ function bestAvailable(prefs: readonly LinkInput[], sla: Sla | undefined): LinkI
   return best;
 }
 
-export function desiredState(links: readonly LinkInput[], policies: readonly PolicyInput[]): DesiredState {
+/**
+ * Remembers each policy's choice between calls. A choice depends only on the policy (its spec,
+ * id and current link) and on the links; while the links are as they were, a policy that did
+ * not change keeps its choice, so taking in a burst of new policies costs what is new, not a
+ * fresh choice (and its reason text) for each of thousands.
+ */
+export class ChoiceMemo {
+  private linksKey = '';
+  private readonly byName = new Map<string, { spec: WanPolicySpec; id: number | null; current: string | undefined; choice: PolicyChoice }>();
+
+  choose(p: PolicyInput, links: ReadonlyMap<string, LinkInput>, linksKey: string): PolicyChoice {
+    if (linksKey !== this.linksKey) {
+      this.byName.clear();
+      this.linksKey = linksKey;
+    }
+    const known = this.byName.get(p.name);
+    if (known && known.spec === p.spec && known.id === p.id && known.current === p.current) return known.choice;
+    const choice = choose(p, links);
+    this.byName.set(p.name, { spec: p.spec, id: p.id, current: p.current, choice });
+    return choice;
+  }
+
+  /** Forget policies no longer given (called with the names of the last call). */
+  keepOnly(names: ReadonlySet<string>): void {
+    for (const name of this.byName.keys()) if (!names.has(name)) this.byName.delete(name);
+  }
+}
+
+/** Everything about the links a choice depends on, as one string. */
+function linksKeyOf(links: readonly LinkInput[]): string {
+  return links.map((l) => `${l.id} ${l.name} ${l.ifindex} ${l.up} ${l.rttMs} ${l.lossPercent} ${l.jitterMs} ${l.nextHop4} ${l.nextHop6} ${l.internet}`).join('\n');
+}
+
+export function desiredState(links: readonly LinkInput[], policies: readonly PolicyInput[], memo?: ChoiceMemo): DesiredState {
   const out: DesiredState = { links: new Map(), policies: new Map(), dscp: new Map(), classes: new Map(), choices: new Map(), warnings: [] };
   const byName = new Map<string, LinkInput>();
   for (const l of links) {
     byName.set(l.name, l);
     out.links.set(l.id, l.ifindex === null ? null : linkEntry(l));
   }
+  const linksKey = memo ? linksKeyOf(links) : '';
   const sorted = [...policies].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const p of sorted) {
-    const choice = choose(p, byName);
+    const choice = memo ? memo.choose(p, byName, linksKey) : choose(p, byName);
     out.choices.set(p.name, choice);
     if (p.id === null || !choice.action) continue;
     out.policies.set(p.id, choice.action);

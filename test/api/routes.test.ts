@@ -24,6 +24,9 @@ describe('read routes', () => {
     const sources = new SourceStates();
     sources.set('routes', 'synced');
     sources.set('policies', 'snapshot');
+    const forbidden = { failure: 'forbidden', message: 'wanpolicies.wansteer.io is forbidden: User "system:serviceaccount:wansteer-system:wansteer-agent" cannot list resource "wanpolicies"' };
+    sources.watchProblem('policies', () => forbidden);
+    sources.watchRefused(() => [{ name: 'late', code: 'WS_POLICY_DUPLICATE_MATCH', message: 'takes the sessions of boss-fibre' }]);
     const { app, engine } = fixture({ sources });
     engine.isReady = false;
     const res = await app.inject({ url: '/v1/status' });
@@ -32,8 +35,10 @@ describe('read routes', () => {
       ready: false,
       waitingFor: ['policies: the WanPolicies are not listed yet'],
       sources: { routes: 'synced', policies: 'snapshot' },
+      sourceProblems: { policies: forbidden },
       links: engine.links(),
       policies: engine.policyStatus(),
+      refusedPolicies: [{ name: 'late', code: 'WS_POLICY_DUPLICATE_MATCH', message: 'takes the sessions of boss-fibre' }],
     });
   });
 

@@ -23,9 +23,9 @@ interface Run {
   stderr: string;
 }
 
-function runDemo(): Promise<Run> {
+function runDemo(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'demo'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'demo', ...args], {
       cwd: ROOT,
       env: { ...process.env, WANSTEER_DEMO_PHASE_SECONDS: '2' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,7 +49,7 @@ function phase(out: string, label: string): { boss: [number, number]; minion: [n
 describePrivileged('wansteer demo', () => {
   it('shows steering, a policy change and a failover, cleans up, and runs twice in a row', async () => {
     for (let round = 1; round <= 2; round++) {
-      const run = await runDemo();
+      const run = await runDemo('--overlay');
       const out = run.stdout;
       expect(run.code, `round ${round}: ${run.stderr}\n${out}`).toBe(0);
       expect(run.stderr).toBe('');
@@ -103,4 +103,30 @@ describePrivileged('wansteer demo', () => {
       expect(readdirSync(tmpdir()).filter((d) => d.startsWith(`wansteer-demo-${run.pid}-`))).toEqual([]);
     }
   }, 120_000);
+
+  it('internet profile (the default): each class on its link both ways, the policy change, both failures reset and reconnect, nothing left behind', async () => {
+    const run = await runDemo();
+    const out = run.stdout;
+    expect(run.code, `${run.stderr}\n${out}`).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(out).toContain('result: ok');
+    /** kB up/down per user and link in a summary row: boss fibre, boss LTE, minion fibre, minion LTE. */
+    const row = (label: string) => {
+      const m = new RegExp(`^  ${label}\\s+(\\d+)/(\\d+)\\s+(\\d+)/(\\d+)\\s+(\\d+)/(\\d+)\\s+(\\d+)/(\\d+)$`, 'm').exec(out);
+      if (!m) throw new Error(`no summary row "${label}" in:\n${out}`);
+      return m.slice(1).map(Number);
+    };
+    const [b0u, b0d, b1u, b1d, m0u, m0d, m1u, m1d] = row('1 policies as posted');
+    expect([b1u, b1d, m0u, m0d]).toEqual([0, 0, 0, 0]);
+    expect(Math.min(b0u!, b0d!, m1u!, m1d!)).toBeGreaterThan(0);
+    for (const label of ['3 LTE dark, carrier up', '5 LTE carrier lost']) {
+      const r = row(label);
+      expect([r[2], r[3], r[6], r[7]], `${label}: nothing on LTE\n${out}`).toEqual([0, 0, 0, 0]);
+    }
+    expect(out).toMatch(/LTE carrier lost: answers again over the fibre after \d+ ms \(boss\)/);
+    expect(sh('ip', ['netns', 'list'])).not.toContain(`wst${run.pid}-`);
+    expect(readdirSync('/sys/fs/bpf').filter((d) => d.includes(String(run.pid)))).toEqual([]);
+    expect(readdirSync(tmpdir()).filter((d) => d.startsWith(`wansteer-inet-${run.pid}-`))).toEqual([]);
+  }, 150_000);
 });
+

@@ -70,6 +70,27 @@ describe('wansteer status, the other answers', () => {
     }
   });
 
+  it('says why a source fails in the API server\'s words (a refusal is not "not answered"), and lists refused WanPolicies', async () => {
+    const sources = new SourceStates();
+    sources.set('routes', 'snapshot');
+    sources.set('policies', 'synced');
+    sources.watchProblem('routes', () => ({ failure: 'unreachable', message: 'list virtualservices.networking.istio.io failed: connect ECONNREFUSED 10.96.0.1:443' }));
+    sources.watchProblem('policies', () => ({ failure: 'forbidden', message: 'list wanpolicies.wansteer.io in wansteer-system failed: wanpolicies.wansteer.io is forbidden: User "system:serviceaccount:wansteer-system:wansteer-agent" cannot list resource "wanpolicies"' }));
+    sources.watchRefused(() => [{ name: 'late', code: 'WS_POLICY_DUPLICATE_MATCH', message: 'it takes the sessions of boss-fibre' }]);
+    const { app } = fixture({ sources });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { out } = await status('--agent', url);
+      expect(out).toMatch(/route rules: from this node's snapshot of the cluster \(unreachable: list virtualservices.* ECONNREFUSED/);
+      expect(out).toMatch(/policies: {4}synced, keeping the last list: now failing with forbidden: .*cannot list resource "wanpolicies"/);
+      expect(out).not.toMatch(/has not answered/);
+      expect(out).toMatch(/^REFUSED: 1 WanPolicy left out on this node/m);
+      expect(out).toMatch(/^late\s+WS_POLICY_DUPLICATE_MATCH\s+it takes the sessions of boss-fibre$/m);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('says plainly when no agent answers, and exits 3', async () => {
     // A port that was free a moment ago: nothing listens there.
     const probe = createServer();

@@ -238,6 +238,12 @@ describe('flow key and value codec', () => {
       expectInvalid(() => encodeFlowValue(id, 0n, Buffer.alloc(16)));
       expectInvalid(() => checkPolicyId(id));
     }
+    // every bit of last-seen lands where the kernel reads it; a value beyond 64 bits is refused
+    for (const ns of [0n, 0xffff_ffffn, 0x1_0000_0000n, 0x8000_0000_0000_0001n, (1n << 64n) - 1n]) {
+      encodeFlowValue(1, ns, b, 0);
+      expect(b.readBigUInt64LE(Layout.flowVal.lastSeenNs)).toBe(ns);
+    }
+    for (const ns of [-1n, 1n << 64n]) expectInvalid(() => encodeFlowValue(1, ns, Buffer.alloc(16)));
   });
 });
 

@@ -28,7 +28,7 @@ describePrivileged('internet links: the rules as the kernel takes them', () => {
       },
       { argv: [], env: {}, hostname: () => 'n' },
     );
-    layout = internetLayout(config)!;
+    layout = internetLayout(config.links, config.internet)!;
   });
   afterAll(() => {
     execFileSync('ip', ['netns', 'del', NS]);

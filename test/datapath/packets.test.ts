@@ -777,6 +777,26 @@ describePrivileged('datapath: the steering program, packet by packet (BPF_PROG_T
     }
   });
 
+  // Proves the stamp follows the clock, which each CPU reads once per tick and caches
+  // (bpf/lib/clock.h): refreshes some ticks apart stamp ever later times. Four of them on at
+  // most two CPUs make one CPU stamp twice, so a cache that stopped moving would show.
+  it('stamps a later time at each later refresh', async () => {
+    const t = tuple(4);
+    const stamps: bigint[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 30)); // a few ticks at any HZ
+        dp.upsertFlow(key(t), P.redirect, monotonicNs() - 5_000_000_000n);
+        expect(testRun(fd(), frame(t)).verdict).toBe(TC_ACT_REDIRECT);
+        stamps.push(dp.getFlow(key(t))!.lastSeenNs);
+      }
+    } finally {
+      dp.deleteFlow(key(t));
+    }
+    for (let i = 1; i < stamps.length; i++) expect(stamps[i]).toBeGreaterThan(stamps[i - 1]!);
+    expect(stamps[3]).toBeLessThanOrEqual(monotonicNs());
+  });
+
   // Proves last_seen is written at most once a second: an entry written just now, half a second
   // ago, or slightly ahead of the coarse clock is left exactly as user space wrote it.
   it('leaves last_seen alone for a flow seen less than a second ago', () => {

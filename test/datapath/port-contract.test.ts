@@ -33,8 +33,14 @@ function script(dp: DatapathPort): unknown {
   dp.setDscpPolicy(12, null);
   dp.upsertFlow({ protocol: 'tcp', src: '10.0.0.1', sport: 1000, dst: '10.0.0.2', dport: 443 }, 1, T0);
   dp.upsertFlow({ protocol: 'udp', src: 'fd00::1', sport: 53, dst: 'fd00::2', dport: 5353 }, 2, T0);
+  // one batch, both families interleaved
   dp.upsertFlows(
-    Array.from({ length: 50 }, (_, i) => ({ key: { protocol: 'tcp', src: `10.1.0.${i}`, sport: 2000 + i, dst: '10.9.9.9', dport: 80 }, policyId: 1 + (i % 2) })),
+    Array.from({ length: 50 }, (_, i) => ({
+      key: i % 5 === 4
+        ? { protocol: 'udp', src: `fd00:1::${i}`, sport: 2000 + i, dst: 'fd00:9::9', dport: 53 }
+        : { protocol: 'tcp', src: `10.1.0.${i}`, sport: 2000 + i, dst: '10.9.9.9', dport: 80 },
+      policyId: 1 + (i % 2),
+    })),
     T0 + 10n * SEC,
   );
   dp.upsertFlow({ protocol: 'icmp', src: '::ffff:10.0.0.7', dst: '10.0.0.8' }, 2, T0 + 10n * SEC);

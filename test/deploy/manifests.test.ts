@@ -164,7 +164,7 @@ describe.each([
     // uid 0 with every capability dropped but three (docs/deploy.md: why not non-root).
     expect(sc.runAsUser).toBe(0);
     expect(sc.capabilities?.drop).toEqual(['ALL']);
-    expect([...(sc.capabilities?.add ?? [])].sort()).toEqual(['BPF', 'NET_ADMIN', 'PERFMON']);
+    expect([...(sc.capabilities?.add ?? [])].sort()).toEqual(['BPF', 'NET_ADMIN', 'NET_RAW', 'PERFMON']);
     expect(sc.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     expect(pod.securityContext).toBeUndefined();
     for (const hostNs of ['hostPID', 'hostIPC']) expect(pod[hostNs], hostNs).toBeUndefined();

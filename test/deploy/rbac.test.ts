@@ -152,9 +152,14 @@ describe('RBAC in deploy/overlays/edge', () => {
     return { status: res.status, etag: res.headers.get('etag') ?? '', text: await res.text() };
   };
 
-  it('grants exactly what the agent calls: VirtualServices list/watch cluster-wide, WanPolicies list/watch/create/update/delete in its namespace', async () => {
+  it('grants exactly what the agent calls: VirtualServices list/watch cluster-wide, WanPolicies list/watch/create/update/delete and Events create in its namespace', async () => {
     const spec = (link: string) => ({ match: { route: { virtualService: 'default/app', route: 'special' } }, action: { links: [link], mode: 'redirect' } });
+    // An object the agent leaves out (mode redirect without links, as kubectl on a cluster
+    // without CEL could store it): it records an Event on it.
+    wpApi.put('wansteer-system', 'refused-one', { match: { dscp: 3 }, action: { links: [], mode: 'redirect' } });
     const requests = await runAgent(['v1', 'v1beta1', 'v1alpha3'], async (url) => {
+      const deadline = Date.now() + 10_000;
+      while (!proxy.requests.some((r) => r.path.startsWith('/apis/events.k8s.io/')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       const created = await rest(url, 'POST', '/v1/policies', { name: 'jason-to-lte', spec: spec('wan1') });
       expect(created.status, created.text).toBe(201);
       const replaced = await rest(url, 'PUT', '/v1/policies/jason-to-lte', { spec: spec('wan0') }, { 'if-match': created.etag });
@@ -165,6 +170,7 @@ describe('RBAC in deploy/overlays/edge', () => {
     const granted = [...new Set(grantsOf(objects, account).map(key))].sort();
     expect(needed(requests)).toEqual(granted);
     expect(granted).toEqual([
+      'events.k8s.io/events create @namespace:wansteer-system',
       'networking.istio.io/virtualservices list @cluster',
       'networking.istio.io/virtualservices watch @cluster',
       'wansteer.io/wanpolicies create @namespace:wansteer-system',

@@ -11,6 +11,15 @@
  *    failures, and dropped connections.
  * Each test suite wraps it for its resource: test/k8s/fake-apiserver.ts (VirtualServices),
  * test/policies/helpers/fake-wanpolicy-api.ts (WanPolicies).
+ *
+ * The real thing is test/helpers/kube-control-plane.ts (kube-apiserver + etcd), and what the
+ * agent does in a cluster is proven there (test/k8s/real-apiserver.test.ts,
+ * test/agent/cluster-real.test.ts). This fake stays for what a real server cannot be made to
+ * show on cue: a 5xx on one chosen list page or write, a connection dropped between two chosen
+ * watch events, an ERROR event of any kind, a Status body that is not JSON, a server that serves
+ * only v1alpha3, an API server that is down before the agent starts and comes back mid-test
+ * (behind test/helpers/recording-proxy.ts), and an exact record of every request the agent makes
+ * (test/deploy/rbac.test.ts holds the RBAC to it; the real server then enforces that RBAC).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';

@@ -81,6 +81,8 @@ describePrivileged('internet links: failover resets bound connections, clients r
         const bound = rig.lab.conntrack(rig.lab.edge).filter((l) => /mark=33554432\b/.test(l) && l.includes('dport=8000'));
         expect(bound, JSON.stringify(loop.events)).toEqual([]);
         await until('the agent\'s log line', () => /internet link wan1 is down: its connections were reset/.test(rig.log), 5000);
+        const metrics = rig.call('GET', '/metrics').body as string;
+        expect(Number(/^wansteer_connection_resets_total\{link="wan1"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
       }, 30_000);
     }
   }
@@ -97,6 +99,35 @@ describePrivileged('internet links: failover resets bound connections, clients r
     await exited;
     const result = JSON.parse(out) as { error?: string };
     expect(result.error).toMatch(/reset/i); // the socket's own timeout would say "timed out"
+  }, 30_000);
+
+  it('a link whose ISP stops taking its address is reported down by its probes (they leave as steered connections do), and the class moves', async () => {
+    // The probes share steered connections' fate: the link's own address, through its own table.
+    const isp1 = rig.lab.isps.isp1;
+    rig.lab.nft(isp1, [
+      'table inet lab_refuse {',
+      '  chain forward {',
+      '    type filter hook forward priority -1; policy accept;',
+      `    iifname "sub" ip saddr ${ISPS.isp1.edge4} drop`,
+      `    iifname "sub" ip6 saddr ${ISPS.isp1.edge6} drop`,
+      '  }',
+      '}',
+    ]);
+    try {
+      await rig.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 5000, 'wan1 reported down');
+      expect(rig.exchange('pod0', { tos: TOS_CLASS_10 }).seen).toBe(ISPS.isp0.edge4);
+    } finally {
+      rig.lab.nft(isp1, ['delete table inet lab_refuse']);
+    }
+  }, 30_000);
+
+  it('a link whose routing table lost its route is reported down, and the agent puts the route back', async () => {
+    rig.lab.exec(rig.lab.edge, ['ip', 'route', 'flush', 'table', '3601']);
+    rig.lab.exec(rig.lab.edge, ['ip', '-6', 'route', 'flush', 'table', '3601']);
+    await rig.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 5000, 'wan1 reported down');
+    await rig.api.waitLinks((ls) => ls.every((l) => l.up), 15_000, 'wan1 up again');
+    expect(rig.lab.exec(rig.lab.edge, ['ip', 'route', 'show', 'table', '3601'])).toMatch(/default via 198\.51\.100\.1 dev wan1/);
+    expect(rig.exchange('pod0', { tos: TOS_CLASS_10 }).seen).toBe(ISPS.isp1.edge4);
   }, 30_000);
 });
 

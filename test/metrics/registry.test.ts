@@ -87,6 +87,16 @@ describe('createRegistry', () => {
     expect(dp.counterReads).toBe(1); // three families, one read of the BPF counters
   });
 
+  it('counts the connections reset when an internet link died, per link', async () => {
+    // Proves wansteer_connection_resets_total reads the engine's count at scrape time.
+    const dp = new CountingDatapath(4096, IFINDEX);
+    const engine = startedEngine(dp, state.dir);
+    const registry = createRegistry({ engine, datapath: dp });
+    expect(samples(await registry.metrics()).get('wansteer_connection_resets_total{link="lte"}')).toBeUndefined();
+    engine.connectionResets.set('lte', 12);
+    expect(samples(await registry.metrics()).get('wansteer_connection_resets_total{link="lte"}')).toBe(12);
+  });
+
   it('exports the link monitor\'s figures in seconds and ratios, with no series for a figure not measured', async () => {
     // Proves wansteer_link_rtt_seconds, _loss_ratio and _jitter_seconds: units, labels, absence.
     const dp = new CountingDatapath(4096, IFINDEX);

@@ -197,8 +197,7 @@ describe('ClusterPolicyStore', () => {
     for (let i = 0; i < 4096; i++) events.onAdd(object(i, { match: { route: { virtualService: `default/svc-${i}` } }, action: { links: ['lte'], mode: 'redirect' } }));
     events.onAdd({ ...object(5000, { match: { route: { virtualService: 'default/svc-7', route: 'r' } }, action: { links: ['lte'], mode: 'redirect' } }), metadata: { name: 'late', namespace: NS, resourceVersion: '9999', creationTimestamp: '2026-06-01T00:00:00Z' } });
     expect(notified).toEqual([]); // nothing derived inside the burst
-    await Promise.resolve();
-    expect(notified).toEqual([4096]);
+    await vi.waitFor(() => expect(notified).toEqual([4096]));
     expect(store.get('late')).toBeUndefined();
     expect(warnings.join('\n')).toMatch(/late .*WS_POLICY_DUPLICATE_MATCH/);
     // A read right after an event sees it, before the burst's turn is over.
@@ -206,5 +205,38 @@ describe('ClusterPolicyStore', () => {
     expect(store.get('p7')).toBeUndefined();
     expect(store.get('late')?.name).toBe('late');
     expect(notified).toEqual([4096, 4096]);
+  });
+
+  it('derives a stream of events (one per turn, as a watch delivers them) a few times, not once per event', async () => {
+    vi.useFakeTimers();
+    try {
+      let events!: WanPolicyEvents;
+      const store = new ClusterPolicyStore({
+        namespace: NS, links, logger, writer: {} as WanPolicyWriter, minGapMs: 20, now: () => Date.now(),
+        informer: (e) => {
+          events = e;
+          return { start() {}, async stop() {}, async whenSynced() {} };
+        },
+      });
+      const notified: number[] = [];
+      store.subscribe((ps) => notified.push(ps.length));
+      // 200 creations, one every millisecond: each arrives in its own turn of the event loop.
+      for (let i = 0; i < 200; i++) {
+        events.onAdd({
+          apiVersion: 'wansteer.io/v1alpha1', kind: 'WanPolicy', spec: markEf(i % 64),
+          metadata: { name: `p${i}`, namespace: NS, resourceVersion: String(i + 1), creationTimestamp: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}Z` },
+        });
+        await vi.advanceTimersByTimeAsync(1);
+      }
+      await vi.advanceTimersByTimeAsync(50);
+      // At most one derivation per 20 ms (plus the first, at once), and the last one complete.
+      expect(notified.length).toBeLessThanOrEqual(200 / 20 + 1);
+      expect(notified.length).toBeGreaterThan(1);
+      expect(notified.at(-1)).toBe(64); // DSCPs 0..63: the younger of two with one DSCP is left out
+      expect(store.refused()).toHaveLength(200 - 64);
+      expect(store.refused()[0]).toMatchObject({ code: 'WS_POLICY_DUPLICATE_MATCH' });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

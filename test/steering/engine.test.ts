@@ -292,8 +292,9 @@ describe('policies and links', () => {
     expect(engine.linkChanges()).toEqual(expect.arrayContaining([expect.objectContaining({ policy: 'video', kind: 'failback' })]));
   });
 
-  it('deletes a removed policy\'s entry and flows, and does not hand its id to the next policy', () => {
-    // Proves policy removal and the round-robin id assignment.
+  it('deletes a removed policy\'s entry and flows, and does not hand its id to the next policy', async () => {
+    // Proves policy removal and the round-robin id assignment, and that the id file (saved off
+    // the event loop, one save at a time) ends up holding what the engine holds.
     const dp = memoryDatapath();
     const engine = startedEngine(dp, state.dir);
     engine.reportSessions([boss(1), minion(2)], '10.0.0.5');
@@ -302,7 +303,12 @@ describe('policies and links', () => {
     expect(dp.listPolicies().has(bossId)).toBe(false);
     expect(dp.listFlows().map((f) => f.sport)).toEqual([2]);
     engine.setPolicies([MINION, VOICE, policy('newcomer', BOSS.spec)]);
-    expect(idFile().ids.newcomer).not.toBe(bossId);
+    await engine.idsSaved();
+    const saved = idFile().ids;
+    expect(saved.newcomer).toBeDefined();
+    expect(saved.newcomer).not.toBe(bossId);
+    expect(saved['boss-to-fibre']).toBeUndefined();
+    expect(dp.listPolicies().has(saved.newcomer!)).toBe(true);
     expect(engine.policyCounts().has('boss-to-fibre')).toBe(false);
   });
 });
@@ -446,11 +452,12 @@ describe('internet links', () => {
     engine.setLinkHealth('lte', { up: false, reason: 'carrier lost' });
     expect([...routing.classLinks()]).toEqual([[10, 0]]);
     expect(routing.resets).toEqual([1]);
+    expect(routing.refreshed).toEqual([1]);
     engine.setLinkHealth('lte', { up: false, reason: 'still down' });
     expect(routing.resets).toEqual([1]);
 
     engine.setLinkHealth('lte', { up: true });
-    expect(routing.refreshed).toEqual([1]);
+    expect(routing.refreshed).toEqual([1, 1]);
     expect([...routing.classLinks()]).toEqual([[10, 1]]);
     expect(routing.resets).toEqual([1]); // failback moves new connections only
   });

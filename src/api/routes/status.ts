@@ -17,6 +17,13 @@ import { LinkStatusBody } from './links.js';
 
 const SourceState = Type.Union(SOURCE_STATES.map((s) => Type.Literal(s)));
 
+const SourceProblemBody = Type.Object({
+  failure: Type.String({ description: 'forbidden, unauthorized, not-served, server-error or unreachable' }),
+  message: Type.String({ description: "the API server's own words" }),
+});
+
+const RefusedBody = Type.Object({ name: Type.String(), code: Type.String(), message: Type.String() });
+
 const PolicyStatusBody = Type.Object({
   name: Type.String(),
   id: Type.Union([Type.Integer(), Type.Null()], { description: 'the policy id in the datapath tables' }),
@@ -33,11 +40,17 @@ export const StatusBody = Type.Object({
   ready: Type.Boolean(),
   waitingFor: Type.Array(Type.String()),
   sources: Type.Object({ routes: SourceState, policies: SourceState }),
+  /** Why a source cannot list or watch now: a source still synced keeps its last picture meanwhile. */
+  sourceProblems: Type.Object({ routes: Type.Optional(SourceProblemBody), policies: Type.Optional(SourceProblemBody) }),
   links: Type.Array(LinkStatusBody),
   policies: Type.Array(PolicyStatusBody),
+  /** WanPolicies in the cluster that this node leaves out, and why. */
+  refusedPolicies: Type.Array(RefusedBody),
 });
 
-export const statusRoutes: FastifyPluginCallback<{ engine: SteeringEngine; sources: Pick<SourceStates, 'view'> }, RawServerDefault, TypeBoxProvider> = (
+type StatusSources = Pick<SourceStates, 'view'> & Partial<Pick<SourceStates, 'problems' | 'refused'>>;
+
+export const statusRoutes: FastifyPluginCallback<{ engine: SteeringEngine; sources: StatusSources }, RawServerDefault, TypeBoxProvider> = (
   app,
   { engine, sources },
   done,
@@ -46,7 +59,15 @@ export const statusRoutes: FastifyPluginCallback<{ engine: SteeringEngine; sourc
     schema: { summary: 'The node at a glance: readiness, sources, links, policies', tags: ['status'], response: { 200: StatusBody, ...errorResponses } },
   }, async () => {
     const waitingFor = engine.waitingFor();
-    return { ready: waitingFor.length === 0, waitingFor, sources: sources.view(), links: engine.links(), policies: engine.policyStatus() };
+    return {
+      ready: waitingFor.length === 0,
+      waitingFor,
+      sources: sources.view(),
+      sourceProblems: sources.problems?.() ?? {},
+      links: engine.links(),
+      policies: engine.policyStatus(),
+      refusedPolicies: [...(sources.refused?.() ?? [])],
+    };
   });
   done();
 };

@@ -22,7 +22,6 @@
  * and the other bits of a mark are kept as they were. All of them set (the mask itself) marks
  * the agent's own packets that conntrack must not see (the resets' pokes, poke.ts).
  */
-import { linkTable, type AgentConfig } from '../../config/schema.js';
 
 /** The nftables table the agent owns (family inet: IPv4 and IPv6). */
 export const NFT_TABLE = 'wansteer';
@@ -51,19 +50,39 @@ export interface InternetLayout {
   rulePriority: number;
 }
 
-/** The internet links of a config, with their tables and marks (null: none is internet). */
-export function internetLayout(config: Pick<AgentConfig, 'links' | 'internet'>): InternetLayout | null {
-  const mask = config.internet.markMask >>> 0;
+/** A configured link, as the agent's config describes it (links[]). */
+export interface LinkDescription {
+  readonly name: string;
+  readonly interface: string;
+  readonly addressing?: 'overlay' | 'internet';
+  readonly table?: number;
+  readonly nextHop4?: string;
+  readonly nextHop6?: string;
+}
+
+/** The config's `internet` section. */
+export interface InternetSettings {
+  readonly tableBase: number;
+  readonly rulePriority: number;
+  readonly markMask: number;
+}
+
+/**
+ * The internet links among `links` (link ids are their positions), with their tables and marks;
+ * null when none is an internet link. Called with the config's links and internet section.
+ */
+export function internetLayout(links: readonly LinkDescription[], settings: InternetSettings): InternetLayout | null {
+  const mask = settings.markMask >>> 0;
   const shift = Math.log2(mask & -mask);
-  const links: InternetLink[] = [];
-  config.links.forEach((l, id) => {
+  const out: InternetLink[] = [];
+  links.forEach((l, id) => {
     if (l.addressing !== 'internet') return;
-    const link: InternetLink = { id, name: l.name, interface: l.interface, table: linkTable(config, id), mark: ((id + 1) << shift) >>> 0 };
+    const link: InternetLink = { id, name: l.name, interface: l.interface, table: l.table ?? settings.tableBase + id, mark: ((id + 1) << shift) >>> 0 };
     if (l.nextHop4 !== undefined) link.nextHop4 = l.nextHop4;
     if (l.nextHop6 !== undefined) link.nextHop6 = l.nextHop6;
-    links.push(link);
+    out.push(link);
   });
-  return links.length > 0 ? { links, mask, rulePriority: config.internet.rulePriority } : null;
+  return out.length > 0 ? { links: out, mask, rulePriority: settings.rulePriority } : null;
 }
 
 export const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
