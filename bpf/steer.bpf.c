@@ -5,6 +5,10 @@
  * them with a DSCP.
  *
  * flow (5-tuple) or DSCP -> policy id -> policy (action, link, dscp) -> link.
+ * The flow's 5-tuple is the one the packet had when it entered the node: for
+ * a packet NAT changed since (a pod behind the masquerade, a NodePort's
+ * DNAT), the pre-NAT tuple its conntrack entry keeps, which is what the
+ * session was reported with (lib/conntrack.h).
  * Anything we cannot parse or that matches nothing passes untouched; every
  * packet is counted under exactly one enum ws_reason. Never drops.
  *
@@ -21,6 +25,8 @@
 #include "parse.h"
 #include "dscp.h"
 #include "clock.h"
+#include "redirect.h"
+#include "conntrack.h"
 
 /*
  * The layout of the maps this object was built with (steer_abi.h), read by the
@@ -28,61 +34,10 @@
  */
 const volatile __u32 ws_layout_version = WS_LAYOUT_VERSION;
 
-/* From linux/socket.h, which is not usable from BPF programs. */
-#define WS_AF_INET	2
-#define WS_AF_INET6	10
-
-/* Send the packet out of link; the target link's own pass counts it there. */
-static __always_inline int ws_redirect(struct __sk_buff *skb,
-				       const struct ws_link *link,
-				       const struct ws_pkt *pkt, const bool l2)
+/* Exactly one outcome per packet, plus WS_R_DSCP_REWRITTEN when it applies. */
+static __always_inline void ws_count_reason(enum ws_reason reason, __u32 len)
 {
-	struct bpf_redir_neigh nh;
-	__u32 len = skb->len;
-
-	if (!l2) {
-		/*
-		 * bpf_redirect_neigh() drops an skb without a MAC header in front
-		 * of the network header: give it room for one, as the helper
-		 * intends for L3 devices. It fills in the real header itself.
-		 */
-		if (bpf_skb_change_head(skb, ETH_HLEN, 0)) {
-			/* it leaves on its original link */
-			ws_count_reason(WS_R_REDIRECT_FAILED, len);
-			return TC_ACT_OK;
-		}
-	} else {
-		/*
-		 * The tags belong to this link (the target builds its own L2), and
-		 * bpf_redirect_neigh() drops packets with a tag in the data.
-		 */
-		__u32 tags = pkt->vlan_tags + (skb->vlan_present ? 1 : 0);
-
-		/* each pop takes one tag (offloaded first), at most 2 + 1 */
-		if (tags > 0)
-			bpf_skb_vlan_pop(skb);
-		if (tags > 1)
-			bpf_skb_vlan_pop(skb);
-		if (tags > 2)
-			bpf_skb_vlan_pop(skb);
-	}
-
-	ws_count_reason(WS_R_REDIRECTED, len);
-
-	/*
-	 * The link's next hop for the packet's family; a v4 packet may use the
-	 * v6 one (RFC 5549). With none, the kernel's FIB picks one on the link.
-	 */
-	if (pkt->family == WS_FAMILY_IPV4 && link->nh4) {
-		nh.nh_family = WS_AF_INET;
-		nh.ipv4_nh = link->nh4;
-	} else if (link->nh6[0] | link->nh6[1] | link->nh6[2] | link->nh6[3]) {
-		nh.nh_family = WS_AF_INET6;
-		__builtin_memcpy(nh.ipv6_nh, link->nh6, sizeof(nh.ipv6_nh));
-	} else {
-		return bpf_redirect_neigh(link->ifindex, NULL, 0, 0);
-	}
-	return bpf_redirect_neigh(link->ifindex, &nh, sizeof(nh), 0);
+	ws_count(&ws_reasons, reason, len);
 }
 
 static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
@@ -104,6 +59,9 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 		reason = ws_parse_l3(skb, data, data_end, &pkt, &key);
 	if (reason != WS_PARSED)
 		goto pass;
+#ifndef WS_NO_NAT_ORIGIN	/* bench/overlay.ts builds the program without it, to measure it */
+	ws_nat_origin(skb, pkt.family, &key);
+#endif
 
 	/*
 	 * Two call sites, each with its own map: the verifier inlines a lookup
@@ -175,7 +133,7 @@ static __always_inline int ws_egress(struct __sk_buff *skb, const bool l2)
 			reason = WS_R_BOUND;
 			goto pass_policy;
 		}
-		return ws_redirect(skb, link, &pkt, l2);
+		return ws_redirect(skb, link, &pkt, l2, &ws_reasons);
 	}
 
 	/* already on its link: routed here, or our own redirect's second pass */

@@ -9,11 +9,12 @@ when its connection breaks (python3: starts fast under nsenter, and can set IP_T
       A request of "0 0" is a keep-alive ping, answered with the peer line alone; a connection
       carries requests until the client closes it.
 
-  sessions.py exchange DST PORT UP DOWN [TOS] [SRC]
+  sessions.py exchange DST PORT UP DOWN [TOS] [SRC] [SPORT]
       one connection, one request; print JSON {"seen": the peer address the server saw,
       "up": bytes sent, "down": bytes received}. Exit 1 with {"error": ...} on failure.
+      SPORT (here and in loop): the client's source port, so a test knows the 5-tuple.
 
-  sessions.py loop DST PORT MS UP DOWN [TOS] [SRC] [CONN_MS]
+  sessions.py loop DST PORT MS UP DOWN [TOS] [SRC] [CONN_MS] [SPORT]
       for MS milliseconds: a request every 20 ms, each sending UP bytes and reading DOWN bytes,
       on one connection (a new one every CONN_MS milliseconds when given, as web clients do);
       when a connection fails (a reset, 1 s without an answer), reconnect at once. One JSON line
@@ -35,16 +36,18 @@ def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def connect(dst, port, tos, src, timeout):
+def connect(dst, port, tos, src, timeout, sport=0):
     fam = family(dst)
     s = socket.socket(fam, socket.SOCK_STREAM)
+    if sport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if tos:
         if fam == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
         else:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
-    if src:
-        s.bind((src, 0))
+    if src or sport:
+        s.bind((src or "", sport))
     s.settimeout(timeout)
     s.connect((dst, port))
     return s
@@ -99,9 +102,9 @@ def server(port):
         threading.Thread(target=serve, args=(c, peer), daemon=True).start()
 
 
-def exchange(dst, port, up, down, tos, src):
+def exchange(dst, port, up, down, tos, src, sport=0):
     try:
-        s = connect(dst, port, tos, src, 10)
+        s = connect(dst, port, tos, src, 10, sport)
         s.sendall(f"{up} {down}\n".encode())
         seen = read_line(s)
         s.sendall(b"u" * up)
@@ -113,7 +116,7 @@ def exchange(dst, port, up, down, tos, src):
         sys.exit(1)
 
 
-def loop(dst, port, ms, up, down, tos, src, conn_ms):
+def loop(dst, port, ms, up, down, tos, src, conn_ms, sport=0):
     end = time.monotonic() + ms / 1000
     requests = 0
     total = 0
@@ -122,7 +125,7 @@ def loop(dst, port, ms, up, down, tos, src, conn_ms):
     emit = lambda **e: print(json.dumps(e), flush=True)
     while time.monotonic() < end:
         try:
-            s = connect(dst, port, tos, src, 1)
+            s = connect(dst, port, tos, src, 1, sport)
         except OSError as e:
             emit(event="error", t=time.monotonic_ns(), error=f"connect: {e}")
             time.sleep(0.01)
@@ -154,9 +157,9 @@ def main():
     if mode == "server":
         server(int(a[0]))
     elif mode == "exchange":
-        exchange(a[0], int(a[1]), int(a[2]), int(a[3]), opt(4, int, 0), opt(5, str, None))
+        exchange(a[0], int(a[1]), int(a[2]), int(a[3]), opt(4, int, 0), opt(5, str, None), opt(6, int, 0))
     elif mode == "loop":
-        loop(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), opt(5, int, 0), opt(6, str, None), opt(7, int, 0))
+        loop(a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), opt(5, int, 0), opt(6, str, None), opt(7, int, 0), opt(8, int, 0))
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -72,8 +72,9 @@ struct ws_meta {
 #define WS_TOUCH_INTERVAL_NS  1000000000ULL
 
 /*
- * Flow keys: the packet's own 5-tuple as it leaves the WAN interface
- * (source = the local end), one table per family as Cilium splits CT4/CT6:
+ * Flow keys: the packet's 5-tuple as it entered the node, before any NAT
+ * (source = the local end): what the session's proxy saw and reported. One
+ * table per family as Cilium splits CT4/CT6:
  * the IPv4 key is 16 bytes, so the hash reads 4 words, not 10. Ports are
  * in network byte order; zero for protocols without ports.
  */
@@ -130,6 +131,19 @@ struct ws_link {
 	__be32 nh4;          /* IPv4 next hop, 0 = none */
 	__be32 nh6[4];       /* IPv6 next hop, :: = none */
 };                           /* 28 bytes */
+
+/*
+ * Reply-by-arrival (reply.bpf.c, at the cloud end of overlay links). The same
+ * flow keys, in the reply direction (source = this end, as replies leave),
+ * map to the link the flow's packets last arrived on; replies leave by it.
+ */
+#define WS_ARRIVALS_DEFAULT   65536
+
+struct ws_arrival {
+	__u32 link_id;       /* index into that object's link table */
+	__u32 flags;         /* reserved, zero */
+	__u64 last_seen_ns;  /* last arrival, bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC) */
+};                           /* 16 bytes */
 
 /* Per-CPU packet and byte counter, used by every stats map. */
 struct ws_counter {

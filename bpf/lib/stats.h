@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * stats.h - packet/byte counters on the per-CPU stats maps.
+ * stats.h - packet/byte counters on per-CPU stats maps (any map whose value
+ * is a struct ws_counter). Each program's own reason map is passed in, so the
+ * steering and the reply-by-arrival objects share the code, not the counters.
  *
  * Per-CPU values belong to this CPU alone while the program runs, so plain
  * increments through the looked-up pointer are safe (no atomics).
@@ -8,7 +10,9 @@
 #ifndef __WS_LIB_STATS_H
 #define __WS_LIB_STATS_H
 
-#include "maps.h"
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "steer_abi.h"
 
 static __always_inline void ws_count(void *map, __u32 idx, __u32 len)
 {
@@ -18,12 +22,6 @@ static __always_inline void ws_count(void *map, __u32 idx, __u32 len)
 		c->packets++;
 		c->bytes += len;
 	}
-}
-
-/* Exactly one outcome per packet, plus WS_R_DSCP_REWRITTEN when it applies. */
-static __always_inline void ws_count_reason(enum ws_reason reason, __u32 len)
-{
-	ws_count(&ws_reasons, reason, len);
 }
 
 #endif /* __WS_LIB_STATS_H */

@@ -8,6 +8,9 @@
  *          ─► link monitor (carrier, probes) ─► engine.setLinkHealth
  *          ─► in cluster mode, the node's snapshot of the cluster until its lists arrive (cluster-state.ts)
  *
+ * With `mode: reply-by-arrival` (the cloud end of overlay links) it is another agent altogether:
+ * reply-agent.ts.
+ *
  * Shutdown (SIGTERM/SIGINT) runs the other way: stop taking reports, stop the engine and the
  * sources, and let go of the datapath without detaching it — traffic keeps its steering while
  * the agent is away, and the next agent adopts the pins.
@@ -36,12 +39,14 @@ import { RouteTableFeed } from '../routes/table-feed.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { Engine } from '../steering/engine.js';
 import { SourceStates, type RefusedObject, type SourceProblem } from '../steering/source-states.js';
+import { startReplyAgent } from './reply-agent.js';
 import { fromCluster, keepClusterSnapshot, NOTHING_RESTORED, restoreClusterSnapshot, SNAPSHOT_SOURCE, type RuleSource } from './cluster-state.js';
 import type { CliIo } from './explain.js';
 
 export const agentHelp = `Usage: wansteer agent [--config FILE] [options]
 
-Runs the node agent. Options override the config file (and WANSTEER_* environment variables):
+Runs the node agent (with \`mode: reply-by-arrival\` in the config: the cloud end of overlay links,
+sending each flow's replies back by the link it arrived on). Options override the config file (and WANSTEER_* environment variables):
   --config FILE            config file (default /etc/wansteer/config.yaml)
   --listen-http HOST:PORT  REST API, session intake, /metrics (default 0.0.0.0:9090)
   --listen-grpc HOST:PORT  gRPC session intake (off unless given)
@@ -115,6 +120,7 @@ export interface RunningAgent {
  * files: they are read before the agent serves, and a broken one stops the start.
  */
 export async function startAgent(config: AgentConfig, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningAgent> {
+  if (config.mode === 'reply-by-arrival') return startReplyAgent(config, logger, opts);
   const closers: (() => unknown)[] = [];
   let closing = false;
   const closeAll = async () => {

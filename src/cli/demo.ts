@@ -17,8 +17,10 @@
  *      (src/lab/goodput.ts: every read of the cloud's service, timed).
  *
  * The demo reports each session to the agent over the same HTTP API the Envoy filter uses,
- * standing in for the sidecar. The table shows what the cloud receives, per user and link,
- * every second (nftables counters on the cloud's ingress). Everything is removed on exit and on
+ * standing in for the sidecar. A second agent at the cloud end of the links, in reply-by-arrival
+ * mode, sends each session's replies back by the link it arrived on. The table shows, per user
+ * and link, every second, what the cloud receives (nftables counters on the cloud's ingress) and
+ * what comes back down (the uploads' ACKs and answers, counted on the edge's ingress). Everything is removed on exit and on
  * Ctrl-C: namespaces, processes, bpffs pins, the temporary directory.
  *
  * WANSTEER_DEMO_PHASE_SECONDS (default 4) sets the length of each phase.
@@ -30,7 +32,7 @@ import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
 import { InternetDemo } from './demo-internet.js';
 import type { CliIo } from './explain.js';
-import { CLOUD, EDGE, GoodputMeter, IngressCounters, LabAgentClient, startUploads, WanLab } from '../lab/index.js';
+import { CLOUD, EDGE, GoodputMeter, IngressCounters, LabAgentClient, OverlayCounters, startUploads, WanLab } from '../lab/index.js';
 
 const PORT = 8080;
 const AGENT = `http://${EDGE.wan0.v4}:9090`;
@@ -101,6 +103,8 @@ class Demo {
   private readonly dir = mkdtempSync(join(tmpdir(), `wansteer-demo-${process.pid}-`));
   private readonly pinDir = `/sys/fs/bpf/wansteer-demo-${process.pid}`;
   private readonly logFile = join(this.dir, 'agent.log');
+  private readonly cloudLogFile = join(this.dir, 'cloud-agent.log');
+  private cloudAgent: ChildProcess | undefined;
   private lab: WanLab | undefined;
   private api!: LabAgentClient;
   private agent: ChildProcess | undefined;
@@ -130,7 +134,8 @@ class Demo {
     ]);
 
     this.writeConfig();
-    await this.startAgent();
+    await Promise.all([this.startAgent(), this.startCloudAgent()]);
+    this.say('  cloud end of the links: a second agent in reply-by-arrival mode, so downloads follow the edge\'s choice');
     this.say(`  agent in the edge: rules from examples/rules (VirtualService ${VS}: routes boss, minion), API ${AGENT}`);
     await this.api.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 15_000, 'both links up and probed');
     const rtt = (n: string) => this.api.links().find((l) => l.name === n)?.rttMs?.toFixed(2) ?? '?';
@@ -152,6 +157,7 @@ class Demo {
       USER_NAMES.map((u) => ({ name: u, match: `tcp sport { ${USERS[u].join(', ')} }` })),
       [46],
     );
+    const down = OverlayCounters.install(lab, USER_NAMES.map((u) => ({ name: u, up: `tcp sport { ${USERS[u].join(', ')} }`, down: `tcp dport { ${USERS[u].join(', ')} }` })));
     this.say('\n>>> requests: each user POSTs long uploads to the cloud service, two connections each');
     this.say('    reporting sessions as the Envoy sidecar would (POST /v1/sessions): the demo stands in for the sidecar');
     const streamMs = (5 * P + 12) * 1000;
@@ -168,7 +174,7 @@ class Demo {
       });
     }
 
-    const table = new LiveTable(this.counters, this.io);
+    const table = new LiveTable(this.counters, down, this.io);
     table.header();
     const phase1 = await table.run(P);
 
@@ -231,12 +237,13 @@ class Demo {
     this.say(`    what the users felt: ${carrierFelt.text}`);
 
     // ---- summary ------------------------------------------------------------------------------
-    this.say('\nsummary: kB the cloud received per user and link in each phase');
-    this.say('  phase                      boss fibre   boss LTE   minion fibre   minion LTE   boss EF');
+    this.say('\nsummary: kB the cloud received (up) and the edge received (down) per user and link in each phase');
+    this.say('  phase                      boss fibre   boss LTE   minion fibre   minion LTE   boss EF    down: boss fibre/LTE  minion fibre/LTE');
     const row = (label: string, s: PhaseTotals) =>
       this.say(
         `  ${label.padEnd(26)} ${kb(s.bytes['boss|c0']).padStart(10)} ${kb(s.bytes['boss|c1']).padStart(10)} ` +
-          `${kb(s.bytes['minion|c0']).padStart(14)} ${kb(s.bytes['minion|c1']).padStart(12)} ${s.efPercent.toFixed(0).padStart(8)}%`,
+          `${kb(s.bytes['minion|c0']).padStart(14)} ${kb(s.bytes['minion|c1']).padStart(12)} ${s.efPercent.toFixed(0).padStart(8)}%` +
+          `  ${`${kb(s.down['boss|wan0|down'])}/${kb(s.down['boss|wan1|down'])}`.padStart(20)} ${`${kb(s.down['minion|wan0|down'])}/${kb(s.down['minion|wan1|down'])}`.padStart(17)}`,
       );
     row('1 policies as posted', phase1);
     row('2 boss moved to LTE', phase2);
@@ -249,6 +256,7 @@ class Demo {
     this.say(`  LTE carrier lost             ${`${movedMs.toFixed(0)} ms`.padStart(8)}                        ${carrierFelt.short}`);
 
     const on = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.bytes[`${user}|${DEVS[link]}`] ?? 0) > 0;
+    const downOn = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.down[`${user}|${link}|down`] ?? 0) > 0;
     const fibreOnly = (s: PhaseTotals) => on(s, 'boss', 'wan0') && on(s, 'minion', 'wan0') && !on(s, 'boss', 'wan1') && !on(s, 'minion', 'wan1');
     const problems = [
       !(on(phase1, 'minion', 'wan1') && !on(phase1, 'minion', 'wan0')) && 'phase 1: minion not on LTE only',
@@ -258,30 +266,34 @@ class Demo {
       !(on(phase4, 'boss', 'wan1') && on(phase4, 'minion', 'wan1') && !on(phase4, 'boss', 'wan0') && !on(phase4, 'minion', 'wan0')) &&
         'phase 4: traffic not back on LTE only',
       !fibreOnly(phase5) && 'phase 5: traffic not on fibre only',
+      // the replies follow: the cloud end sends them back by the link the session arrived on
+      !(downOn(phase1, 'minion', 'wan1') && !downOn(phase1, 'minion', 'wan0')) && 'phase 1: minion\'s download not on LTE only',
+      !(downOn(phase3, 'minion', 'wan0') && !downOn(phase3, 'minion', 'wan1')) && 'phase 3: minion\'s download not on fibre only',
     ].filter((p): p is string => typeof p === 'string');
     if (problems.length > 0) throw new Error(problems.join('; '));
-    this.say('result: ok — minion on LTE, boss moved to LTE by the policy change, both on fibre while LTE was dark, back on LTE once it healed, on fibre again after its carrier was lost');
+    this.say('result: ok — minion on LTE, boss moved to LTE by the policy change, both on fibre while LTE was dark, back on LTE once it healed, on fibre again after its carrier was lost; downloads followed each move');
   }
 
   /** Stop everything this demo started; idempotent. `ok` false (a failure) keeps the agent's log. */
   cleanup(ok: boolean): Promise<void> {
     this.cleaning ??= (async () => {
       for (const u of this.uploads) u.kill('SIGKILL'); // before the service, so nothing sees a reset
-      const a = this.agent;
-      if (a && a.exitCode === null && a.signalCode === null) {
+      await Promise.all([this.agent, this.cloudAgent].map(async (a) => {
+        if (!a || a.exitCode !== null || a.signalCode !== null) return;
         const exited = new Promise((r) => a.once('exit', r));
         a.kill('SIGTERM');
         await Promise.race([exited, sleep(3000)]);
-      }
+      }));
       this.lab?.destroy();
       rmSync(this.pinDir, { recursive: true, force: true });
+      rmSync(`${this.pinDir}-cloud`, { recursive: true, force: true });
       await new Promise<void>((r) => (this.log ? this.log.end(r) : r()));
       if (ok) {
         rmSync(this.dir, { recursive: true, force: true });
         this.say('cleaned up: namespaces, processes, pins and the temporary directory are removed');
       } else {
-        for (const f of ['config.yaml', 'policies.yaml', 'token', 'rules', 'state']) rmSync(join(this.dir, f), { recursive: true, force: true });
-        this.io.stderr(`cleaned up; the agent's log is kept in ${this.logFile}\n`);
+        for (const f of ['config.yaml', 'cloud.yaml', 'policies.yaml', 'token', 'rules', 'state']) rmSync(join(this.dir, f), { recursive: true, force: true });
+        this.io.stderr(`cleaned up; the agents' logs are kept in ${this.logFile} and ${this.cloudLogFile}\n`);
       }
     })();
     return this.cleaning;
@@ -315,6 +327,26 @@ class Demo {
         'log: { level: warn }',
       ].join('\n') + '\n',
     );
+  }
+
+  /** The cloud end of the links: replies go back by the link their session arrived on. */
+  private async startCloudAgent(): Promise<void> {
+    const lab = this.lab!;
+    const config = join(this.dir, 'cloud.yaml');
+    writeFileSync(config, [
+      'mode: reply-by-arrival',
+      'links:',
+      `  - { name: fibre, interface: c0, nextHop4: ${EDGE.wan0.v4} }`,
+      `  - { name: lte, interface: c1, nextHop4: ${EDGE.wan1.v4} }`,
+      `listen: { http: "${CLOUD.service.v4}:9090" }`,
+      `datapath: { pinDir: ${this.pinDir}-cloud, flowTableSize: 65536 }`,
+      'log: { level: warn }',
+    ].join('\n') + '\n');
+    const log = createWriteStream(this.cloudLogFile);
+    const agent = (this.cloudAgent = lab.spawn(lab.cloud, [...this.self(), 'agent', '--config', config]));
+    agent.stdout!.pipe(log);
+    agent.stderr!.pipe(log);
+    await new LabAgentClient(lab, lab.cloud, `http://${CLOUD.service.v4}:9090`, () => `the cloud agent's log: ${this.cloudLogFile}`).waitReady(agent, 30_000);
   }
 
   private async startAgent(): Promise<void> {
@@ -365,51 +397,69 @@ class Demo {
 interface PhaseTotals {
   bytes: Record<string, number>;
   efPercent: number;
+  /** Bytes that came back down, per `user|wanN|down` (counted on the edge's ingress). */
+  down: Record<string, number>;
 }
 
-/** Prints, every second, the kB/s the cloud receives per user and link, and boss's EF share. */
+/** Prints, every second, the kB/s the cloud receives per user and link, boss's EF share, and what comes back down. */
 class LiveTable {
   private last: { packets: Record<string, number>; bytes: Record<string, number> } = { packets: {}, bytes: {} };
+  private lastDown: Record<string, number> = {};
   private lastAt = process.hrtime.bigint();
   private readonly t0 = process.hrtime.bigint();
 
   constructor(
     private readonly counters: IngressCounters,
+    private readonly down: OverlayCounters,
     private readonly io: CliIo,
   ) {}
 
   header(): void {
-    this.io.stdout('\n  time   boss@fibre    boss@LTE   minion@fibre   minion@LTE   boss EF-marked\n');
+    this.io.stdout('\n  up:    to the cloud, per user and link                          boss    down: back to the edge, kB/s\n');
+    this.io.stdout('  time   boss@fibre    boss@LTE   minion@fibre   minion@LTE   EF-marked   boss fibre/LTE  minion fibre/LTE\n');
     this.mark();
   }
 
   /** Start counting from now (the next row and the next phase's totals). */
   mark(): void {
     this.last = this.counters.readBoth();
+    this.lastDown = downBytes(this.down);
     this.lastAt = process.hrtime.bigint();
   }
 
   /** Print one row a second for `seconds`; the totals of the phase. */
   async run(seconds: number): Promise<PhaseTotals> {
     const start = this.last;
+    const startDown = this.lastDown;
     for (let i = 0; i < seconds; i++) {
       await sleep(Math.max(0, 1000 - Number(process.hrtime.bigint() - this.lastAt) / 1e6));
       const now = this.counters.readBoth();
+      const nowDown = downBytes(this.down);
       const at = process.hrtime.bigint();
       const secs = Number(at - this.lastAt) / 1e9;
-      const rate = (k: string) => `${Math.max(0, ((now.bytes[k] ?? 0) - (this.last.bytes[k] ?? 0)) / 1024 / secs).toFixed(0)} kB/s`;
+      const per = (a: Record<string, number>, b: Record<string, number>, k: string) => Math.max(0, ((a[k] ?? 0) - (b[k] ?? 0)) / 1024 / secs).toFixed(0);
+      const rate = (k: string) => `${per(now.bytes, this.last.bytes, k)} kB/s`;
+      const back = (u: User) => `${per(nowDown, this.lastDown, `${u}|wan0|down`)}/${per(nowDown, this.lastDown, `${u}|wan1|down`)}`;
       const ef = efShare(now.packets, this.last.packets);
       this.io.stdout(
         `  ${(Number(at - this.t0) / 1e9).toFixed(0).padStart(3)}s ${rate('boss|c0').padStart(11)} ${rate('boss|c1').padStart(11)} ` +
-          `${rate('minion|c0').padStart(14)} ${rate('minion|c1').padStart(12)} ${ef.toFixed(0).padStart(15)}%\n`,
+          `${rate('minion|c0').padStart(14)} ${rate('minion|c1').padStart(12)} ${ef.toFixed(0).padStart(10)}%   ${back('boss').padStart(14)} ${back('minion').padStart(17)}\n`,
       );
       this.last = now;
+      this.lastDown = nowDown;
       this.lastAt = at;
     }
     const bytes: Record<string, number> = {};
     for (const k of Object.keys(this.last.bytes)) bytes[k] = (this.last.bytes[k] ?? 0) - (start.bytes[k] ?? 0);
-    return { bytes, efPercent: efShare(this.last.packets, start.packets) };
+    const down: Record<string, number> = {};
+    for (const k of Object.keys(this.lastDown)) down[k] = (this.lastDown[k] ?? 0) - (startDown[k] ?? 0);
+    return { bytes, efPercent: efShare(this.last.packets, start.packets), down };
   }
+}
+
+/** Bytes per `user|wanN|down` the edge received (its ingress). */
+function downBytes(counters: OverlayCounters): Record<string, number> {
+  return Object.fromEntries(Object.entries(counters.read()).filter(([k]) => k.endsWith('|down')).map(([k, c]) => [k, c.bytes]));
 }
 
 function efShare(now: Record<string, number>, then: Record<string, number>): number {

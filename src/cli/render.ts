@@ -136,6 +136,13 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
   return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects));
 }
 
+/** What the gateway's own Service needs for its sessions to be steered (docs/overlay.md). */
+const GATEWAY_SERVICE_NOTE = [
+  'Gateway Service: on an edge of several nodes give it externalTrafficPolicy: Local (and a gateway pod on each node',
+  'that receives traffic): with Cluster, kube-proxy may hand a connection to a gateway pod on another node, whose agent',
+  'gets the report while the replies leave by the WAN link of the node the connection arrived at (docs/overlay.md).',
+];
+
 function headerComment(placement: Placement, scope: Scope, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[]): string[] {
   return [
     'Rendered by `wansteer render envoyfilter`; do not edit, render again (docs/envoy.md).',
@@ -143,6 +150,7 @@ function headerComment(placement: Placement, scope: Scope, headers: readonly str
     `Reported request headers: ${headers.length > 0 ? headers.join(', ') : '(none)'}.`,
     `Mark classes: ${classes.length > 0 ? classes.map((c) => `${c.policy} = ${c.host}${c.port ? `:${c.port}` : ''}/${c.subset} (DSCP ${c.dscp})`).join('; ') : '(none)'}.`,
     `Objects: ${objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`).join(', ')}.`,
+    ...(placement === 'gateway' ? GATEWAY_SERVICE_NOTE : []),
   ];
 }
 

@@ -146,6 +146,7 @@ const FIX_HINTS: Record<string, string> = {
   'links[].nextHop6': 'give the IPv6 address of the next-hop router on this link, e.g. fe80::1, or leave nextHop6 out',
   'links[].probe.target': 'give the address of a host running `wansteer reflector` (TWAMP-light) reached over this link',
   'links[].probe.port': 'give the UDP port the reflector answers on (`wansteer reflector --listen HOST:PORT`), from 1 to 65535, or leave port out for 862',
+  mode: 'use steer (the edge, the default) or reply-by-arrival (the cloud end of overlay links)',
   defaultLink: 'name the link unsteered traffic takes: one of links[].name',
   'listen.http': 'write host:port, e.g. 0.0.0.0:9440 or [::]:9440',
   'listen.grpc': 'write host:port, e.g. 0.0.0.0:9441 or [::]:9441',

@@ -103,15 +103,22 @@ export const AgentConfig = Type.Object(
   {
     /** This node's name (default: the host name). */
     nodeName: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    /**
+     * What this agent is. steer: the edge, steering sessions between its links. reply-by-arrival:
+     * the cloud end of overlay links, where each flow's replies leave by the link the flow arrived
+     * on, so downloads follow the edge's choice; it needs no route rules, policies or sessions.
+     */
+    mode: Type.Optional(Type.Union([Type.Literal('steer'), Type.Literal('reply-by-arrival')], { default: 'steer' })),
     links: Type.Array(LinkConfig, { minItems: 1, maxItems: 64 }),
-    /** The link traffic takes when nothing steers it (the default route's). */
-    defaultLink: LinkName,
+    /** The link traffic takes when nothing steers it (the default route's). Required to steer; none in reply-by-arrival. */
+    defaultLink: Type.Optional(LinkName),
     internet: InternetConfig,
     datapath: Type.Object(
       {
         pinDir: Type.String({ default: '/sys/fs/bpf/wansteer' }),
+        /** Flow entries per address family (in reply-by-arrival: the arrival tables'). */
         flowTableSize: Type.Integer({ minimum: 1024, maximum: 1 << 27, default: 1 << 20 }),
-        /** Flows not seen for this long are removed from the table. */
+        /** Flows not seen for this long are removed from the table (in reply-by-arrival: not arrived for this long). */
         flowIdleSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
         /** Keep all state in memory and touch no kernel object (for trying the API). */
         dryRun: Type.Boolean({ default: false }),

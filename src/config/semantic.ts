@@ -52,7 +52,10 @@ export function semanticProblems(config: AgentConfig): ConfigProblem[] {
     }
     if (link.probe) problems.push(...probeTargetProblems(link.probe, `${at}.probe`));
   });
-  if (!names.has(config.defaultLink)) {
+  if (config.mode === 'reply-by-arrival') problems.push(...replyByArrivalProblems(config));
+  else if (config.defaultLink === undefined) {
+    problems.push({ field: 'defaultLink', problem: 'is missing', fix: `name the link unsteered traffic takes (the default route's): one of ${[...names.keys()].join(', ')}` });
+  } else if (!names.has(config.defaultLink)) {
     problems.push({
       field: 'defaultLink',
       problem: `"${config.defaultLink}" is not the name of a link`,
@@ -71,6 +74,27 @@ export function semanticProblems(config: AgentConfig): ConfigProblem[] {
     if (port !== undefined && (port < 1 || port > 65535)) {
       problems.push({ field: `listen.${key}`, problem: `port ${port} is out of range`, fix: 'use a port from 1 to 65535, e.g. 0.0.0.0:9440' });
     }
+  }
+  return problems;
+}
+
+/**
+ * The cloud end of overlay links answers by arrival: it has no default link (a reply whose flow
+ * never arrived is routed as ever), no internet links (their replies are the edge's conntrack's
+ * business) and no session intake.
+ */
+function replyByArrivalProblems(config: AgentConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (config.defaultLink !== undefined) {
+    problems.push({ field: 'defaultLink', problem: 'is given, but reply-by-arrival has no default link', fix: 'remove defaultLink: a reply whose flow has not arrived takes the routing table\'s path' });
+  }
+  config.links.forEach((link, i) => {
+    if (link.addressing === 'internet') {
+      problems.push({ field: `links[${i}].addressing`, problem: 'is internet, but reply-by-arrival answers over overlay links only', fix: 'remove addressing (overlay is the default): an internet link\'s replies are bound to its address by the edge\'s conntrack' });
+    }
+  });
+  if (config.listen.grpc !== undefined) {
+    problems.push({ field: 'listen.grpc', problem: 'is given, but reply-by-arrival takes no session reports', fix: 'remove listen.grpc' });
   }
   return problems;
 }

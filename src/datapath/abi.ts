@@ -16,6 +16,8 @@ export const MAX_LINKS = 64;
 export const MAX_POLICIES = 4096;
 export const DSCP_VALUES = 64;
 export const FLOWS_DEFAULT = 1_048_576;
+/** Reply-by-arrival's tables, per family, unless sized at load time (bpf/reply.bpf.c). */
+export const ARRIVALS_DEFAULT = 65_536;
 
 export const FAMILY_IPV4 = 4;
 export const FAMILY_IPV6 = 6;
@@ -57,6 +59,33 @@ export const ProgramName = {
   l3: 'ws_egress_l3',
 } as const;
 
+/** The reply-by-arrival object's maps (bpf/reply.bpf.c): the cloud end of overlay links. */
+export const ReplyMapName = {
+  /** IPv4 flows in the reply direction (struct ws_flow4_key -> ws_arrival). */
+  arrivals4: 'ws_arrivals4',
+  /** IPv6 flows in the reply direction (struct ws_flow6_key -> ws_arrival). */
+  arrivals6: 'ws_arrivals6',
+  /** Link id -> struct ws_link. */
+  links: 'ws_arr_links',
+  /** ifindex -> link id. */
+  ifaces: 'ws_arr_ifaces',
+  /** Egress outcomes (enum ws_reason), per CPU. */
+  reasons: 'ws_arr_reasons',
+  /** Per link: packets that arrived by it, per CPU. */
+  arrived: 'ws_arr_in',
+  /** Per link: replies that left by it, per CPU. */
+  replied: 'ws_arr_out',
+} as const;
+export type ReplyMapName = (typeof ReplyMapName)[keyof typeof ReplyMapName];
+
+/** Its programs: ingress learns the arrival link, egress sends replies back by it. */
+export const ReplyProgramName = {
+  arriveEth: 'ws_arrive_eth',
+  arriveL3: 'ws_arrive_l3',
+  replyEth: 'ws_reply_eth',
+  replyL3: 'ws_reply_l3',
+} as const;
+
 /** Byte layout of each struct: total size and field offsets, as in the C header. */
 export const Layout = {
   flow4Key: { size: 16, saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, pad: 13 },
@@ -64,6 +93,7 @@ export const Layout = {
   flowVal: { size: 16, policyId: 0, flags: 4, lastSeenNs: 8 },
   policy: { size: 16, action: 0, linkId: 4, dscp: 8, pad: 9 },
   link: { size: 28, ifindex: 0, up: 4, flags: 5, pad: 6, nh4: 8, nh6: 12 },
+  arrival: { size: 16, linkId: 0, flags: 4, lastSeenNs: 8 },
   counter: { size: 16, packets: 0, bytes: 8 },
   meta: { size: 16, magic: 0, layout: 4, reserved: 8 },
 } as const;

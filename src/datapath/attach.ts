@@ -1,5 +1,5 @@
 /**
- * Put the steering program on a WAN interface's tc egress hook, and take it off again.
+ * Put a program on a WAN interface's tc egress (or ingress) hook, and take it off again.
  *
  * Our filter is identified by a fixed handle and priority, so a restarted agent finds and
  * replaces it in place (atomically: no packet sees an empty hook), and detaching removes only
@@ -56,32 +56,46 @@ export interface Attachment {
   replaced: boolean;
 }
 
-export function attachEgress(
-  ifname: string,
-  progFd: number,
-  framing: LinkFraming,
-  priority = TC_PRIORITY_DEFAULT,
-): Attachment {
+/** Which tc hook of the device: packets it sends (egress) or receives (ingress). */
+export type TcHook = 'egress' | 'ingress';
+const POINT: Record<TcHook, number> = { egress: native.TC_EGRESS, ingress: native.TC_INGRESS };
+
+export function attachEgress(ifname: string, progFd: number, framing: LinkFraming, priority = TC_PRIORITY_DEFAULT): Attachment {
+  return attachTc(ifname, 'egress', progFd, framing, priority);
+}
+
+/** The same on the ingress hook (reply-by-arrival learns there which link a flow came in by). */
+export function attachIngress(ifname: string, progFd: number, framing: LinkFraming, priority = TC_PRIORITY_DEFAULT): Attachment {
+  return attachTc(ifname, 'ingress', progFd, framing, priority);
+}
+
+function attachTc(ifname: string, hook: TcHook, progFd: number, framing: LinkFraming, priority: number): Attachment {
   const ifindex = interfaceIndex(ifname);
-  const hook = native.tcHookCreate(ifindex);
-  if (hook < 0 && hook !== -EEXIST) check(hook, DatapathErrorCode.ATTACH, `clsact on ${ifname}`);
-  const before = native.tcQuery(ifindex, native.TC_EGRESS, TC_HANDLE, priority);
+  const point = POINT[hook];
+  const created = native.tcHookCreate(ifindex);
+  if (created < 0 && created !== -EEXIST) check(created, DatapathErrorCode.ATTACH, `clsact on ${ifname}`);
+  const before = native.tcQuery(ifindex, point, TC_HANDLE, priority);
   const replaced = before > 0;
-  check(
-    native.tcAttach(ifindex, native.TC_EGRESS, progFd, TC_HANDLE, priority, true),
-    DatapathErrorCode.ATTACH,
-    `attach egress ${ifname}`,
-  );
-  const progId = check(native.tcQuery(ifindex, native.TC_EGRESS, TC_HANDLE, priority), DatapathErrorCode.ATTACH, `query ${ifname}`);
-  return { ifname, ifindex, framing, progId, createdHook: hook === 0, replaced };
+  check(native.tcAttach(ifindex, point, progFd, TC_HANDLE, priority, true), DatapathErrorCode.ATTACH, `attach ${hook} ${ifname}`);
+  const progId = check(native.tcQuery(ifindex, point, TC_HANDLE, priority), DatapathErrorCode.ATTACH, `query ${ifname}`);
+  return { ifname, ifindex, framing, progId, createdHook: created === 0, replaced };
 }
 
 /** Remove our filter; remove the clsact qdisc too when `destroyHook` (we created it). */
 export function detachEgress(ifname: string, priority = TC_PRIORITY_DEFAULT, destroyHook = false): boolean {
+  return detachTc(ifname, 'egress', priority, destroyHook);
+}
+
+/** Remove our ingress filter; the qdisc (both hooks' home) too when `destroyHook`. */
+export function detachIngress(ifname: string, priority = TC_PRIORITY_DEFAULT, destroyHook = false): boolean {
+  return detachTc(ifname, 'ingress', priority, destroyHook);
+}
+
+function detachTc(ifname: string, hook: TcHook, priority: number, destroyHook: boolean): boolean {
   const idx = native.ifNameToIndex(ifname);
   if (idx < 0) return false; // the interface is gone, and our filter with it
-  const rc = native.tcDetach(idx, native.TC_EGRESS, TC_HANDLE, priority);
-  if (rc !== -ENOENT) check(rc, DatapathErrorCode.ATTACH, `detach egress ${ifname}`);
+  const rc = native.tcDetach(idx, POINT[hook], TC_HANDLE, priority);
+  if (rc !== -ENOENT) check(rc, DatapathErrorCode.ATTACH, `detach ${hook} ${ifname}`);
   if (destroyHook) {
     const d = native.tcHookDestroy(idx);
     if (d !== -ENOENT && d !== -22 /* EINVAL: no qdisc */) check(d, DatapathErrorCode.ATTACH, `remove clsact on ${ifname}`);
@@ -89,11 +103,11 @@ export function detachEgress(ifname: string, priority = TC_PRIORITY_DEFAULT, des
   return rc === 0;
 }
 
-/** The program id of our filter on `ifname`'s egress, or null when it is not attached. */
-export function attachedProgramId(ifname: string, priority = TC_PRIORITY_DEFAULT): number | null {
+/** The program id of our filter on `ifname`'s egress (or ingress), or null when it is not attached. */
+export function attachedProgramId(ifname: string, priority = TC_PRIORITY_DEFAULT, hook: TcHook = 'egress'): number | null {
   const idx = native.ifNameToIndex(ifname);
   if (idx < 0) return null;
-  const id = native.tcQuery(idx, native.TC_EGRESS, TC_HANDLE, priority);
+  const id = native.tcQuery(idx, POINT[hook], TC_HANDLE, priority);
   return id > 0 ? id : null;
 }
 

@@ -20,7 +20,7 @@ import { invalid } from './errors.js';
 export const Protocols: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, sctp: 132 };
 const PORTED = new Set([6, 17, 132]);
 
-/** A flow as the packet leaves the WAN link: src is the local end. */
+/** A flow as its packets entered the node, before any NAT (what the session's proxy saw): src is the local end. */
 export interface FlowKey {
   protocol: number | string;
   src: string;

@@ -17,3 +17,7 @@ export { InternetLinkError, InternetErrorCode } from './internet/errors.js';
 export { internetLayout, type InternetLayout } from './internet/layout.js';
 export { uninstallDatapath, type UninstallReport } from './uninstall.js';
 export { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';
+export { ReplyDatapath, removeReplyPins, type ReplyAttachment } from './reply/reply-datapath.js';
+export { MemoryReplyDatapath } from './reply/memory.js';
+export type { ArrivalEntry, ReplyCounters, ReplyDatapathPort } from './reply/port.js';
+export type { ReplyLoadOptions } from './reply/loader.js';

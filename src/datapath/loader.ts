@@ -148,7 +148,7 @@ function programName(id: number): string {
   return typeof info === 'number' ? '?' : info.name;
 }
 
-function preparePinDir(pinDir: string): void {
+export function preparePinDir(pinDir: string): void {
   // Check the mount before creating anything: a recursive mkdir on sysfs (bpffs not mounted,
   // or hidden by `ip netns exec`) loops forever instead of failing. The nearest directory that
   // exists must be on bpffs; below it, creating directories is safe.
@@ -177,7 +177,15 @@ function preparePinDir(pinDir: string): void {
   }
 }
 
-function mapPtr(obj: native.NativePtr, name: string): native.NativePtr {
+export function pinnedMaxEntries(path: string): number | null {
+  const fd = native.objGet(path);
+  if (fd < 0) return null;
+  const info = native.mapInfo(fd);
+  closeFd(fd);
+  return typeof info === 'number' ? null : info.maxEntries;
+}
+
+export function mapPtr(obj: native.NativePtr, name: string): native.NativePtr {
   const m = native.findMap(obj, name);
   if (typeof m === 'number') {
     throw new DatapathError(DatapathErrorCode.OBJECT, `find map ${name}`, 2, `the object has no map ${name}: rebuild it`);
@@ -186,7 +194,7 @@ function mapPtr(obj: native.NativePtr, name: string): native.NativePtr {
 }
 
 /** Pin the freshly loaded program, replacing the previous agent's pin. Returns its fd. */
-function pinProgram(obj: native.NativePtr, name: string, pinDir: string): number {
+export function pinProgram(obj: native.NativePtr, name: string, pinDir: string): number {
   const p = native.findProgram(obj, name);
   if (typeof p === 'number') {
     throw new DatapathError(DatapathErrorCode.OBJECT, `find program ${name}`, 2, `the object has no program ${name}`);

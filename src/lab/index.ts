@@ -19,3 +19,6 @@ export { meshBootstrap, routesFromVirtualService, type ClusterSpec, type Listene
 export const TRAFFIC_TOOL = fromRoot('scripts/traffic.py');
 export { EdgeLab, INTERNET_CLOUD, ISPS, ISP_OF, IspCounters, NODE_PORT, POD_PORT, PODS, type ByteCount, type IspFlow, type IspName, type WanName } from './internet.js';
 export { EdgeRig, SESSION_PORT, SESSIONS_TOOL, type ExchangeResult, type Place } from './edge-rig.js';
+export { EDGE_POD, NODE_PORTS, POD_SERVICE_PORT, type WanLabOptions } from './overlay.js';
+export { OverlayCounters, type OverlayFlow } from './overlay-counters.js';
+export { CLOUD_SESSION_PORTS, OverlayRig, type OverlayPlace, type OverlayRigOptions, type SessionLoop } from './overlay-rig.js';

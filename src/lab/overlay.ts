@@ -10,6 +10,15 @@
  *
  * The cloud answers on whichever link a packet came in by (replies go back by the edge's
  * connected subnets), and has reverse-path filtering off so steered packets are accepted.
+ *
+ * With `{ pods: true }` the edge is a node as a CNI and kube-proxy leave it: a pod on a bridge
+ * behind the node's masquerade, and NodePorts DNATed to it — one with DNAT alone (a Service with
+ * externalTrafficPolicy: Local), one also masqueraded towards the pod (Cluster, the default):
+ *
+ *   pod 10.244.0.10 fd44::10 ── cni0 10.244.0.1 fd44::1 ── edge (masquerade; :30080, :30081 -> pod:8080)
+ *
+ * The edge then accepts packets for any of its addresses on any link (rp_filter off), as an edge
+ * must when the cloud end sends replies back by the link a flow arrived on.
  */
 import { fromRoot } from '../config/paths.js';
 import { DelayLine } from './delay-line.js';
@@ -31,20 +40,36 @@ export const CLOUD = {
 
 /** The cloud's end of each of the edge's links. */
 const FAR_END = { wan0: 'c0', wan1: 'c1' } as const;
+/** The pod behind the edge's masquerade (`{ pods: true }`), and its bridge. */
+export const EDGE_POD = {
+  cidr4: '10.244.0.0/24', gateway4: '10.244.0.1', cidr6: 'fd44::/64', gateway6: 'fd44::1',
+  v4: '10.244.0.10', v6: 'fd44::10',
+};
+/** NodePorts on the edge's WAN addresses, DNATed to the pod's POD_SERVICE_PORT. */
+export const NODE_PORTS = { local: 30080, cluster: 30081 };
+export const POD_SERVICE_PORT = 8080;
+
+export interface WanLabOptions {
+  /** A pod behind the edge's masquerade, with NodePorts DNATed to it. */
+  pods?: boolean;
+}
 
 export class WanLab extends Lab {
   readonly edge: string;
   readonly cloud: string;
+  /** The pod's namespace (with `{ pods: true }`). */
+  readonly pod: string | undefined;
 
-  private constructor(tag: string) {
+  private constructor(tag: string, opts: WanLabOptions) {
     super(tag);
     this.edge = this.nsName('e');
     this.cloud = this.nsName('c');
+    this.pod = opts.pods ? this.nsName('p') : undefined;
   }
 
   /** Build a lab; names carry this process's pid, so a lab of a dead process is reaped. */
-  static create(tag = nextTag()): WanLab {
-    return Lab.built(new WanLab(tag), (lab) => lab.build());
+  static create(tag = nextTag(), opts: WanLabOptions = {}): WanLab {
+    return Lab.built(new WanLab(tag, opts), (lab) => lab.build());
   }
 
   private build(): void {
@@ -77,6 +102,47 @@ export class WanLab extends Lab {
     this.sysctl(c, ...['all', 'default', 'c0', 'c1'].map((key) => `net.ipv4.conf.${key}.rp_filter=0`));
     // A carrier loss is c0/c1 set down: their IPv6 addresses (the edge's IPv6 next hops) stay.
     this.sysctl(c, 'net.ipv6.conf.c0.keep_addr_on_down=1', 'net.ipv6.conf.c1.keep_addr_on_down=1');
+    if (this.pod) this.buildPod(this.pod);
+  }
+
+  /** A pod on a bridge, as a CNI's bridge plugin wires it, and what kube-proxy does for NodePorts. */
+  private buildPod(pod: string): void {
+    this.addNamespace(pod);
+    ipBatch(this.edge, [
+      'link add cni0 type bridge',
+      `addr add ${EDGE_POD.gateway4}/24 dev cni0`,
+      `addr add ${EDGE_POD.gateway6}/64 dev cni0 nodad`,
+      'link set cni0 up',
+      `link add vpod type veth peer name eth0 netns ${pod}`,
+      'link set vpod master cni0',
+      'link set vpod up',
+    ]);
+    ipBatch(pod, [
+      `addr add ${EDGE_POD.v4}/24 dev eth0`,
+      `addr add ${EDGE_POD.v6}/64 dev eth0 nodad`,
+      'link set eth0 up',
+      `route add default via ${EDGE_POD.gateway4}`,
+      `route add default via ${EDGE_POD.gateway6}`,
+    ]);
+    this.sysctl(this.edge, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', ...['all', 'default', 'wan0', 'wan1'].map((key) => `net.ipv4.conf.${key}.rp_filter=0`));
+    const { local, cluster } = NODE_PORTS;
+    this.exec(this.edge, ['nft', '-f', '-'], [
+      'table inet lab_cni {',
+      '  chain prerouting {',
+      '    type nat hook prerouting priority dstnat; policy accept;',
+      // kube-proxy marks what it must masquerade towards the pod (externalTrafficPolicy: Cluster)
+      `    iifname { "wan0", "wan1" } tcp dport ${cluster} meta mark set 0x4000`,
+      `    iifname { "wan0", "wan1" } tcp dport { ${local}, ${cluster} } dnat ip to ${EDGE_POD.v4}:${POD_SERVICE_PORT}`,
+      `    iifname { "wan0", "wan1" } tcp dport { ${local}, ${cluster} } dnat ip6 to [${EDGE_POD.v6}]:${POD_SERVICE_PORT}`,
+      '  }',
+      '  chain postrouting {',
+      '    type nat hook postrouting priority srcnat; policy accept;',
+      '    meta mark 0x4000 masquerade',
+      `    ip saddr ${EDGE_POD.cidr4} ip daddr != ${EDGE_POD.cidr4} masquerade`,
+      `    ip6 saddr ${EDGE_POD.cidr6} ip6 daddr != ${EDGE_POD.cidr6} masquerade`,
+      '  }',
+      '}',
+    ].join('\n') + '\n');
   }
 
   /**

@@ -2,9 +2,9 @@
  * `wansteer demo` as a person runs it: a child process, run twice in a row (it must be
  * re-runnable), phases shortened. What it prints must show the steering of issue 7 — minion on
  * LTE, boss moved to LTE by the REST policy change, both on the fibre while LTE is dark, back on
- * LTE after it heals, on the fibre within a second of LTE's carrier loss — and every user's
- * uploads delivering again after each move (issue 15: none left stalled for the phase), and it
- * must leave no namespace, pin or temporary directory behind.
+ * LTE after it heals, on the fibre within a second of LTE's carrier loss, the downloads following
+ * each move — and every user's uploads delivering again after each move (issue 15: none left
+ * stalled for the phase), and it must leave no namespace, pin or temporary directory behind.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -39,12 +39,12 @@ function runDemo(...args: string[]): Promise<Run> {
   });
 }
 
-/** kB per user and link from a summary row: [boss fibre, boss LTE, minion fibre, minion LTE]. */
-function phase(out: string, label: string): { boss: [number, number]; minion: [number, number]; ef: number } {
-  const m = new RegExp(`^  ${label}\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)%$`, 'm').exec(out);
+/** kB per user and link from a summary row: up [fibre, LTE] per user, the EF share, and down [fibre, LTE] per user. */
+function phase(out: string, label: string): { boss: [number, number]; minion: [number, number]; ef: number; down: { boss: [number, number]; minion: [number, number] } } {
+  const m = new RegExp(`^  ${label}\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)%\\s+(\\d+)/(\\d+)\\s+(\\d+)/(\\d+)$`, 'm').exec(out);
   if (!m) throw new Error(`no summary row "${label}" in:\n${out}`);
   const n = m.slice(1).map(Number);
-  return { boss: [n[0]!, n[1]!], minion: [n[2]!, n[3]!], ef: n[4]! };
+  return { boss: [n[0]!, n[1]!], minion: [n[2]!, n[3]!], ef: n[4]!, down: { boss: [n[5]!, n[6]!], minion: [n[7]!, n[8]!] } };
 }
 
 describePrivileged('wansteer demo', () => {
@@ -62,6 +62,10 @@ describePrivileged('wansteer demo', () => {
       expect(one.boss[0]).toBeGreaterThan(100); // boss on the fibre, marked EF
       expect(one.boss[1]).toBe(0);
       expect(one.ef).toBe(100);
+      // the downloads (the uploads' ACKs) follow, sent back by the cloud end's agent
+      expect(one.down.minion[0]).toBe(0);
+      expect(one.down.minion[1]).toBeGreaterThan(0);
+      expect(one.down.boss[1]).toBe(0);
 
       const two = phase(out, '2 boss moved to LTE');
       expect(two.boss).toEqual([0, expect.any(Number)]);
@@ -75,6 +79,7 @@ describePrivileged('wansteer demo', () => {
         expect([p.boss[1], p.minion[1]], `${label}: nothing on LTE\n${out}`).toEqual([0, 0]);
         expect(p.boss[0], out).toBeGreaterThan(0);
         expect(p.minion[0], out).toBeGreaterThan(0);
+        expect([p.down.boss[1], p.down.minion[1]], `${label}: nothing back by LTE\n${out}`).toEqual([0, 0]);
       }
       const four = phase(out, '4 LTE back');
       expect([four.boss[0], four.minion[0]], `after the failback nothing on the fibre\n${out}`).toEqual([0, 0]);

@@ -61,6 +61,8 @@ describe('wansteer render envoyfilter', () => {
     expect(typed.default_source_code.inline_string).toContain('cluster_v6 = "wansteer-agent-v6"');
     // The mesh's rules (cloud-service, reviews) match on headers only; the gateway's (bookinfo) on paths.
     expect(typed.default_source_code.inline_string).toContain(context === 'gateway' ? 'class_fields = { "path" }' : 'class_fields = {}');
+    // what the gateway's Service needs (docs/overlay.md), said where the gateway is rendered
+    expect(r.stdout.includes('# Gateway Service: on an edge of several nodes give it externalTrafficPolicy: Local')).toBe(context === 'gateway');
   });
 
   it.each([

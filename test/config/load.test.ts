@@ -125,6 +125,34 @@ describe('loadConfig: internet links', () => {
   });
 });
 
+describe('loadConfig: reply-by-arrival (the cloud end of overlay links)', () => {
+  const cloudEnd = () => ({ mode: 'reply-by-arrival', links: [{ name: 'tun0', interface: 'c0', nextHop4: '10.10.1.1' }, { name: 'tun1', interface: 'c1' }] });
+
+  it('loads without a default link, and steer stays the default mode', () => {
+    const config = resolveConfig(cloudEnd(), { hostname });
+    expect(config.mode).toBe('reply-by-arrival');
+    expect(config.defaultLink).toBeUndefined();
+    expect(resolveConfig(minimal(), { hostname }).mode).toBe('steer');
+  });
+
+  it('refuses a default link, an internet link and a gRPC intake, each named with its fix', () => {
+    const doc = { ...cloudEnd(), defaultLink: 'tun0', listen: { grpc: '0.0.0.0:9091' } };
+    const err = errorOf({ ...doc, links: [doc.links[0], { ...doc.links[1], addressing: 'internet' }] });
+    expect(err.problems.map((p) => p.field)).toEqual(['defaultLink', 'links[1].addressing', 'listen.grpc']);
+    expect(err.problems[0]!.fix).toMatch(/remove defaultLink/);
+  });
+
+  it('needs a default link to steer, and names an unknown mode', () => {
+    const { defaultLink: _omit, ...noDefault } = minimal();
+    const err = errorOf(noDefault);
+    expect(err.problems).toEqual([expect.objectContaining({ field: 'defaultLink', problem: 'is missing' })]);
+    expect(err.problems[0]!.fix).toContain('fibre');
+    const bad = errorOf({ ...minimal(), mode: 'cloud' });
+    expect(bad.problems[0]!.field).toBe('mode');
+    expect(bad.problems[0]!.fix).toMatch(/reply-by-arrival/);
+  });
+});
+
 describe('loadConfig: bad input names its field and the fix', () => {
   const cases: { what: string; doc: unknown; argv?: string[]; env?: Record<string, string>; code: string; field: string; says: RegExp }[] = [
     { what: 'no links', doc: { defaultLink: 'x' }, code: 'WS_CONFIG_INVALID', field: 'links', says: /is missing; fix: list the WAN links/ },

@@ -26,7 +26,7 @@ const C_FIELD: Record<string, string> = {
   policyId: 'policy_id', lastSeenNs: 'last_seen_ns', linkId: 'link_id',
 };
 const C_STRUCT: Record<keyof typeof abi.Layout, string> = {
-  flow4Key: 'ws_flow4_key', flow6Key: 'ws_flow6_key', flowVal: 'ws_flow_val', policy: 'ws_policy', link: 'ws_link', counter: 'ws_counter',
+  flow4Key: 'ws_flow4_key', flow6Key: 'ws_flow6_key', flowVal: 'ws_flow_val', policy: 'ws_policy', link: 'ws_link', arrival: 'ws_arrival', counter: 'ws_counter',
   meta: 'ws_meta',
 };
 
@@ -59,6 +59,7 @@ describe('ABI: steer_abi.h and abi.ts agree', () => {
     expect(Number(define('WS_MAX_POLICIES'))).toBe(abi.MAX_POLICIES);
     expect(Number(define('WS_DSCP_VALUES'))).toBe(abi.DSCP_VALUES);
     expect(Number(define('WS_FLOWS_DEFAULT'))).toBe(abi.FLOWS_DEFAULT);
+    expect(Number(define('WS_ARRIVALS_DEFAULT'))).toBe(abi.ARRIVALS_DEFAULT);
     expect(Number(define('WS_FAMILY_IPV4'))).toBe(abi.FAMILY_IPV4);
     expect(Number(define('WS_FAMILY_IPV6'))).toBe(abi.FAMILY_IPV6);
     expect(Number(define('WS_ACT_REDIRECT'))).toBe(abi.ACT_REDIRECT);
@@ -94,5 +95,11 @@ describe('ABI: steer_abi.h and abi.ts agree', () => {
       readFileSync(new URL('../../bpf/lib/maps.h', import.meta.url), 'utf8');
     for (const name of Object.values(abi.MapName)) expect(src).toMatch(new RegExp(`\\}\\s*${name}\\s+SEC\\("\\.maps"\\)`));
     for (const name of Object.values(abi.ProgramName)) expect(src).toMatch(new RegExp(`int\\s+${name}\\s*\\(`));
+  });
+
+  it('names the maps and programs of the reply-by-arrival object', () => {
+    const src = readFileSync(new URL('../../bpf/reply.bpf.c', import.meta.url), 'utf8');
+    for (const name of Object.values(abi.ReplyMapName)) expect(src).toMatch(new RegExp(`\\}\\s*${name}\\s+SEC\\("\\.maps"\\)`));
+    for (const name of Object.values(abi.ReplyProgramName)) expect(src).toMatch(new RegExp(`int\\s+${name}\\s*\\(`));
   });
 });
