@@ -12,8 +12,12 @@ import type { Registry } from 'prom-client';
 import type { PolicyStore } from '../policies/store.js';
 import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
+import type { ConnectionGuard } from './connection-guard.js';
 import { handleError, NotFound, toErrorBody } from './errors.js';
+import { DEFAULT_HTTP_LIMITS, guardConnections, httpServerOptions, type HttpLimits } from './http-listener.js';
 import { defaultBatchBytes, SessionIntake, type IntakeLimits } from './intake.js';
+import { BodyBudget, useJsonBodyParser } from './json-body.js';
+import { chargeBeforeParsing } from './request-cost.js';
 import { explainRoutes } from './routes/explain.js';
 import { flowRoutes } from './routes/flows.js';
 import { healthRoutes } from './routes/health.js';
@@ -26,11 +30,11 @@ import { serializerCompiler, validatorCompiler, type TypeBoxProvider } from './t
 
 /** Body limits in bytes. */
 export interface BodyLimits {
-  /** One session report. */
+  /** One session report, or an explain request (a report's request part). */
   report: number;
   /** One batch of reports (default: 2 KiB per report of intake.maxBatch, 64 KiB to 32 MiB). */
   batch: number;
-  /** A policy, an explain request, anything else. */
+  /** A policy, anything else. */
   other: number;
 }
 
@@ -48,11 +52,16 @@ export interface BuildAppOptions {
   /** The agent's pino logger; absent: no logs. */
   logger?: FastifyBaseLogger;
   limits?: Partial<BodyLimits>;
+  /** Connection caps, deadlines and the memory for bodies in flight (http-listener.ts). */
+  http?: Partial<HttpLimits>;
   /** Where route rules and policies come from now (the agent keeps it); absent: reported as synced. */
   sources?: Pick<SourceStates, 'view'>;
 }
 
-export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxProvider>;
+export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxProvider> & {
+  /** The listener's connection counts (tests and the abuse benchmark read them). */
+  readonly connections: ConnectionGuard;
+};
 
 const KiB = 1024;
 const ALWAYS_SYNCED = { view: () => ({ routes: 'synced', policies: 'synced' }) as const };
@@ -63,8 +72,12 @@ export function defaultBodyLimits(maxBatch: number): BodyLimits {
 
 export function buildApp(options: BuildAppOptions): WansteerApp {
   const limits = { ...defaultBodyLimits(options.intake.maxBatch), ...options.limits };
+  const http = { ...DEFAULT_HTTP_LIMITS, ...options.http };
   const app = fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...httpServerOptions(http),
+    // A URL that does not decode, a path parameter too long: answered by the one error handler, with a code.
+    frameworkErrors: (err, request, reply) => handleError(err, request, reply),
     // A log line per request would cost more than a session report does; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.other,
@@ -76,6 +89,7 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   // JSON only: a text/plain body is answered 415, not parsed into a string that fails the schema.
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler(handleError);
+  const connections = guardConnections(app.server, http);
   app.setNotFoundHandler((request, reply) => {
     const { body } = toErrorBody(NotFound(`no route ${request.method} ${request.url.split('?')[0]}`));
     void reply.code(404).send(body);
@@ -90,11 +104,14 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   });
 
   const sessions = options.sessions ?? SessionIntake.create(options.engine, options.intake, options.registry);
+  // Every request pays its caller's rate budget before its body is read; bodies are read by one parser.
+  app.addHook('onRequest', chargeBeforeParsing(sessions));
+  useJsonBodyParser(app, sessions, new BodyBudget(http.bodyBytesInFlight));
   void app.register(sessionRoutes, { intake: sessions, maxBatch: options.intake.maxBatch, reportBytes: limits.report, batchBytes: limits.batch });
   void app.register(policyRoutes, { store: options.store, token: options.token, bodyBytes: limits.other });
   void app.register(linkRoutes, { engine: options.engine });
   void app.register(flowRoutes, { engine: options.engine });
-  void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.other });
+  void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.report });
   void app.register(healthRoutes, { engine: options.engine });
   void app.register(statusRoutes, { engine: options.engine, sources: options.sources ?? ALWAYS_SYNCED });
   void app.register(metricsRoutes, { registry: options.registry });
@@ -103,5 +120,5 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
     docs.get('/openapi.json', { schema: { hide: true, response: { 200: Type.Unknown() } } }, async () => app.swagger());
   });
 
-  return app;
+  return Object.assign(app, { connections });
 }
