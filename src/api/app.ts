@@ -34,7 +34,9 @@ export interface BodyLimits {
   report: number;
   /** One batch of reports (default: 2 KiB per report of intake.maxBatch, 64 KiB to 32 MiB). */
   batch: number;
-  /** A policy, anything else. */
+  /** A policy. */
+  policy: number;
+  /** A route that takes no body (a GET, a DELETE): nothing worth reading. */
   other: number;
 }
 
@@ -67,7 +69,7 @@ const KiB = 1024;
 const ALWAYS_SYNCED = { view: () => ({ routes: 'synced', policies: 'synced' }) as const };
 
 export function defaultBodyLimits(maxBatch: number): BodyLimits {
-  return { report: 32 * KiB, batch: defaultBatchBytes(maxBatch), other: 64 * KiB };
+  return { report: 32 * KiB, batch: defaultBatchBytes(maxBatch), policy: 64 * KiB, other: 1 * KiB };
 }
 
 export function buildApp(options: BuildAppOptions): WansteerApp {
@@ -108,7 +110,7 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   app.addHook('onRequest', chargeBeforeParsing(sessions));
   useJsonBodyParser(app, sessions, new BodyBudget(http.bodyBytesInFlight));
   void app.register(sessionRoutes, { intake: sessions, maxBatch: options.intake.maxBatch, reportBytes: limits.report, batchBytes: limits.batch });
-  void app.register(policyRoutes, { store: options.store, token: options.token, bodyBytes: limits.other });
+  void app.register(policyRoutes, { store: options.store, token: options.token, bodyBytes: limits.policy });
   void app.register(linkRoutes, { engine: options.engine });
   void app.register(flowRoutes, { engine: options.engine });
   void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.report });

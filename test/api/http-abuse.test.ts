@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SessionIntake } from '../../src/api/intake.js';
 import { ReportRateLimiter } from '../../src/api/rate-limiter.js';
 import { startServer, type RunningServer } from '../../src/api/server.js';
-import { fixture, report } from './helpers/app-fixture.js';
+import { auth, fixture, report } from './helpers/app-fixture.js';
 import { EngineDouble } from './helpers/engine-double.js';
 import { postHead, RawClient, sleep } from './helpers/raw-http.js';
 
@@ -134,6 +134,15 @@ describe('cost before parsing', () => {
     expect(await c.answer()).toMatchObject({ status: 400, code: 'WS_API_JSON_TOO_DEEP' });
     expect(await c.closedWithin()).toBe(true);
     expect(engine.calls).toEqual([]);
+  });
+
+  it('reads no more than 1 KiB of a body on a route that takes none', async () => {
+    const { app, store } = fixture();
+    await store.create('boss-fibre', { match: { dscp: 46 }, action: { links: ['fibre'], mode: 'redirect' } });
+    const res = await app.inject({ method: 'DELETE', url: '/v1/policies/boss-fibre', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify({ pad: 'x'.repeat(2048) }) });
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toMatchObject({ code: 'WS_API_PAYLOAD_TOO_LARGE' });
+    expect(store.get('boss-fibre')).toBeDefined();
   });
 
   it('takes JSON up to the depth limit', async () => {

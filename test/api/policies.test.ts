@@ -186,7 +186,7 @@ describe('policy input is validated', () => {
 
   it('refuses malformed JSON and an oversize policy, then keeps serving', async () => {
     // Proves the parser and body-limit errors are coded 4xx on the policy routes too.
-    const { app } = fixture({ limits: { other: 2048 } });
+    const { app } = fixture({ limits: { policy: 2048 } });
     const bad = await app.inject({ method: 'POST', url: '/v1/policies', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"name":' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toMatchObject({ code: 'WS_API_MALFORMED_JSON' });
