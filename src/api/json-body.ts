@@ -87,7 +87,8 @@ function readJsonBody(request: FastifyRequest, payload: Payload, ctx: { intake: 
     ctx.budget.give(charged);
     charged = 0;
     if (err) done(err);
-    else done(null, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received));
+    // A copy even of one chunk: the parser must not hold a view of the socket's read buffer.
+    else done(null, Buffer.concat(chunks, received));
   };
 
   function onData(chunk: Buffer): void {

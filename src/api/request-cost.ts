@@ -36,9 +36,10 @@ export function chargeMore(intake: SessionIntake, request: { raw: object; socket
 export function chargeBeforeParsing(intake: SessionIntake): onRequestHookHandler {
   return function charge(request, _reply, done) {
     const caller = callerAddress(request.socket.remoteAddress);
-    const declared = Number(request.headers['content-length'] ?? 0) || 0;
-    const bodyLimit = request.routeOptions.bodyLimit ?? declared;
-    const tokens = tokensFor(Math.min(declared, bodyLimit));
+    const length = request.headers['content-length'];
+    // routeOptions is a getter that builds an object: read only when there is a body to price.
+    const declared = length === undefined ? 0 : Math.min(Number(length) || 0, request.routeOptions.bodyLimit ?? Infinity);
+    const tokens = tokensFor(declared);
     if (intake.limiter.take(caller, tokens)) {
       paid.set(request.raw, tokens);
       return done();
