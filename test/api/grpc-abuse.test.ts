@@ -6,6 +6,7 @@
  * before its message is read, and proto3's empty `protocol` read as tcp.
  */
 import http2 from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -36,8 +37,9 @@ async function serve(overrides: Partial<GrpcIntakeOptions> = {}) {
   return { engine, server };
 }
 
+/** An HTTP/2 connection to the intake from the loopback address `from`. */
 function connect(port: number, from: string): http2.ClientHttp2Session {
-  const s = http2.connect(`http://127.0.0.1:${port}`, { localAddress: from } as http2.SecureClientSessionOptions);
+  const s = http2.connect(`http://127.0.0.1:${port}`, { createConnection: () => netConnect({ host: '127.0.0.1', port, localAddress: from }) });
   s.on('error', () => {});
   sessions.push(s);
   return s;
