@@ -18,12 +18,11 @@
  * object in V8's heap, promoted and kept until a full GC.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { callerAddress } from './caller.js';
 import { BadRequest, JsonTooDeep, Overloaded, PayloadTooLarge, RateLimited, UnsupportedMediaType } from './errors.js';
-import type { SessionIntake } from './intake.js';
-import { REPORT_BYTES } from './intake.js';
+import { REPORT_BYTES, type SessionIntake } from './intake.js';
 import { JsonDepthScanner } from './json-depth.js';
 import { chargeMore, prepaidTokens } from './request-cost.js';
-import { callerAddress } from './caller.js';
 
 /** The first bytes of every body are not counted against the budget: small requests never wait on big ones. */
 export const FREE_BODY_BYTES = 64 * 1024;
