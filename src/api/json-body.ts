@@ -22,7 +22,7 @@ import { callerAddress } from './caller.js';
 import { BadRequest, JsonTooDeep, Overloaded, PayloadTooLarge, RateLimited, UnsupportedMediaType } from './errors.js';
 import { REPORT_BYTES, type SessionIntake } from './intake.js';
 import { JsonDepthScanner } from './json-depth.js';
-import { chargeMore, prepaidTokens } from './request-cost.js';
+import { chargeMore, knownBodyLimit, prepaidTokens } from './request-cost.js';
 
 /** The first bytes of every body are not counted against the budget: small requests never wait on big ones. */
 export const FREE_BODY_BYTES = 64 * 1024;
@@ -66,7 +66,7 @@ function readJsonBody(request: FastifyRequest, payload: Payload, ctx: { intake: 
   if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
     return done(UnsupportedMediaType(` in UTF-8 (charset=${charset} is not read)`));
   }
-  const limit = request.routeOptions.bodyLimit ?? FREE_BODY_BYTES;
+  const limit = knownBodyLimit(request.raw) ?? request.routeOptions.bodyLimit ?? FREE_BODY_BYTES;
   const declared = request.headers['content-length'] === undefined ? undefined : Number(request.headers['content-length']);
   if (declared !== undefined && declared > limit) return done(PayloadTooLarge(String(limit)));
 

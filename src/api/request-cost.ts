@@ -14,6 +14,8 @@ import { RateLimited } from './errors.js';
 import { REPORT_BYTES, type SessionIntake } from './intake.js';
 
 const paid = new WeakMap<object, number>();
+/** The route's body limit, where the hook read it (routeOptions builds an object on every read). */
+const limits = new WeakMap<object, number>();
 
 /** Tokens for a body of `bytes`: at least one, for the request itself. */
 export function tokensFor(bytes: number): number {
@@ -23,6 +25,11 @@ export function tokensFor(bytes: number): number {
 /** Tokens `request` has paid so far. */
 export function prepaidTokens(request: object): number {
   return paid.get(request) ?? 0;
+}
+
+/** The body limit of `request`'s route, as the hook found it (undefined if it did not look). */
+export function knownBodyLimit(request: object): number | undefined {
+  return limits.get(request);
 }
 
 /** Charges `tokens` more to `request` (a body without Content-Length, as it arrives); false: over budget. */
@@ -37,8 +44,13 @@ export function chargeBeforeParsing(intake: SessionIntake): onRequestHookHandler
   return function charge(request, _reply, done) {
     const caller = callerAddress(request.socket.remoteAddress);
     const length = request.headers['content-length'];
-    // routeOptions is a getter that builds an object: read only when there is a body to price.
-    const declared = length === undefined ? 0 : Math.min(Number(length) || 0, request.routeOptions.bodyLimit ?? Infinity);
+    let declared = 0;
+    if (length !== undefined) {
+      // routeOptions is a getter that builds an object: read once, and only when there is a body to price.
+      const bodyLimit = request.routeOptions.bodyLimit;
+      if (bodyLimit !== undefined) limits.set(request.raw, bodyLimit);
+      declared = Math.min(Number(length) || 0, bodyLimit ?? Infinity);
+    }
     const tokens = tokensFor(declared);
     if (intake.limiter.take(caller, tokens)) {
       paid.set(request.raw, tokens);
