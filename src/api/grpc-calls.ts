@@ -26,6 +26,7 @@ export interface CallLimits {
 }
 
 type Grant = () => void;
+const NOTHING_TO_WITHDRAW = (): void => {};
 
 /** Read slots, handed out first come first served among the addresses under their share. */
 export class ReadSlots {
@@ -40,7 +41,7 @@ export class ReadSlots {
     if (this.fits(address)) {
       this.take(address);
       grant();
-      return () => {};
+      return NOTHING_TO_WITHDRAW;
     }
     const wish = { address, grant };
     this.waiting.push(wish);
@@ -55,6 +56,7 @@ export class ReadSlots {
     if (n <= 1) this.byAddress.delete(address);
     else this.byAddress.set(address, n - 1);
     this.inUse--;
+    if (this.waiting.length === 0) return;
     const next = this.waiting.findIndex((w) => this.fits(w.address));
     if (next < 0) return;
     const [wish] = this.waiting.splice(next, 1);
@@ -97,11 +99,36 @@ export function guardCalls(intake: SessionIntake, limits: CallLimits, slots = ne
 }
 
 class GuardedCall extends grpc.ServerInterceptingCall {
-  private holding = false;
-  private withdraw: (() => void) | undefined;
+  /** Where the call's current ask for a message stands, and since when (performance.now()). */
+  private phase: 'idle' | 'waiting' | 'reading' = 'idle';
+  private since = 0;
+  /** One timer per call, re-armed lazily: a stream's messages do not each set a timer. */
   private timer: NodeJS.Timeout | undefined;
+  private withdraw: (() => void) | undefined;
   private refused: grpc.StatusObject | undefined;
   private ended = false;
+  /** True while startRead asks for a slot: a grant then is at once, and the ask's time stands. */
+  private asking = false;
+  private readonly granted = (): void => {
+    this.withdraw = undefined;
+    if (!this.asking) this.since = performance.now(); // after a wait, the read's deadline starts now
+    this.phase = 'reading';
+    super.startRead();
+  };
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    if (this.ended || this.phase === 'idle') return;
+    const left = this.since + this.messageTimeoutMs - performance.now();
+    if (left > 0) {
+      this.timer = setTimeout(this.onTimer, left);
+      return;
+    }
+    if (this.phase === 'waiting') {
+      this.sendStatus(status(grpc.status.RESOURCE_EXHAUSTED, Overloaded(`no read slot within ${this.messageTimeoutMs} ms: the agent receives as many messages at once as it holds memory for`)));
+    } else {
+      this.sendStatus(status(grpc.status.DEADLINE_EXCEEDED, RequestTimeout(`no message within ${this.messageTimeoutMs} ms of asking for it`)));
+    }
+  };
 
   constructor(
     next: grpc.ServerInterceptingCallInterface,
@@ -145,37 +172,28 @@ class GuardedCall extends grpc.ServerInterceptingCall {
    */
   override startRead(): void {
     if (this.ended || this.refused) return;
-    this.timer = setTimeout(() => {
-      this.withdraw?.();
-      this.withdraw = undefined;
-      this.sendStatus(status(grpc.status.RESOURCE_EXHAUSTED, Overloaded(`no read slot within ${this.messageTimeoutMs} ms: the agent receives as many messages at once as it holds memory for`)));
-    }, this.messageTimeoutMs);
-    this.withdraw = this.slots.acquire(this.address, () => {
-      this.withdraw = undefined;
-      this.holding = true;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => {
-        this.sendStatus(status(grpc.status.DEADLINE_EXCEEDED, RequestTimeout(`no message within ${this.messageTimeoutMs} ms of asking for it`)));
-      }, this.messageTimeoutMs);
-      super.startRead();
-    });
+    this.phase = 'waiting';
+    this.since = performance.now();
+    this.timer ??= setTimeout(this.onTimer, this.messageTimeoutMs);
+    this.asking = true;
+    const withdraw = this.slots.acquire(this.address, this.granted);
+    this.asking = false;
+    if (this.phase === 'waiting') this.withdraw = withdraw;
   }
 
-  /** A message (or the half-close) arrived: the slot and the deadline go. */
+  /** A message (or the half-close) arrived: the slot goes, and the deadline with the ask. */
   private readDone(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.holding) {
-      this.holding = false;
-      this.slots.release(this.address);
-    }
+    if (this.phase === 'reading') this.slots.release(this.address);
+    this.phase = 'idle';
   }
 
   private end(): void {
     if (this.ended) return;
-    this.ended = true;
     this.readDone();
+    this.ended = true;
     this.withdraw?.();
     this.withdraw = undefined;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 }
