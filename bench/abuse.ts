@@ -121,6 +121,12 @@ const ATTACKS: Attack[] = [
     figures: (r) => [{ name: 'nested: attacker requests answered (any answer)', value: r.n, unit: 'requests' }],
   },
   {
+    name: 'none-515k',
+    what: `no attack, with ${FLOWS / 1000}k flows in the table`,
+    job: { mode: 'idle' },
+    filled: true,
+  },
+  {
     name: 'flows',
     what: `GET /v1/flows?limit=1 with ${FLOWS / 1000}k flows, 4 connections in a closed loop`,
     job: { mode: 'flows', connections: 4, limit: 1 },

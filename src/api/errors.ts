@@ -10,6 +10,20 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { RejectReason } from '../steering/types.js';
 
+/**
+ * An answer, not a bug: no stack is captured for it. Capturing one is the costliest part of
+ * making an Error, and refusals come at an attacker's rate (a stack says nothing about a 429).
+ */
+function answer(code: string, statusCode: number, message: string, field?: string, headers?: Readonly<Record<string, string>>): ApiError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ApiError(code, statusCode, message, field, headers);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export class ApiError extends Error {
   override readonly name = 'ApiError';
   /** For the log only, never the client (e.g. the engine's reason behind a 503). */
@@ -27,7 +41,7 @@ export class ApiError extends Error {
   }
 
   withHeaders(headers: Readonly<Record<string, string>>): ApiError {
-    return new ApiError(this.code, this.statusCode, this.message, this.field, headers);
+    return answer(this.code, this.statusCode, this.message, this.field, headers);
   }
 }
 
@@ -41,7 +55,7 @@ export interface ApiErrorClass {
 function defineError(code: string, statusCode: number, template: string): ApiErrorClass {
   const make = (...args: string[]) => {
     let next = 0;
-    return new ApiError(code, statusCode, template.replace(/%s/g, () => args[next++] ?? ''));
+    return answer(code, statusCode, template.replace(/%s/g, () => args[next++] ?? ''));
   };
   return Object.assign(make, { code, statusCode });
 }
@@ -79,7 +93,7 @@ export const TooManyConnections = defineError('WS_API_TOO_MANY_CONNECTIONS', 503
 export const Overloaded = defineError('WS_API_OVERLOADED', 503, '%s');
 
 export function validationError(where: string, field: string, message: string): ApiError {
-  return new ApiError(VALIDATION.code, VALIDATION.statusCode, `${where} ${field || '/'}: ${message}`, field || '/');
+  return answer(VALIDATION.code, VALIDATION.statusCode, `${where} ${field || '/'}: ${message}`, field || '/');
 }
 
 /** A session report the engine rejected, as an error for the single-report routes. */
@@ -90,7 +104,7 @@ export function rejectionError(reason: RejectReason, message: string): ApiError 
     case 'spoofed-local':
       return SpoofedLocal(message);
     case 'rate-limited':
-      return new ApiError(RateLimited.code, RateLimited.statusCode, message);
+      return answer(RateLimited.code, RateLimited.statusCode, message);
     case 'datapath-error': {
       const err = DatapathUnavailable();
       err.detail = message;
@@ -142,7 +156,7 @@ function fromFastify(err: FastifyError, bodyLimit: number | undefined): ApiError
   // The JSON parser's own SyntaxError (fastify passes it on with statusCode 400).
   if (err instanceof SyntaxError && err.statusCode === 400) return MalformedJson(err.message);
   if (err.code?.startsWith('FST_') && err.statusCode !== undefined && err.statusCode < 500) {
-    return new ApiError(BadRequest.code, err.statusCode, err.message);
+    return answer(BadRequest.code, err.statusCode, err.message);
   }
   return undefined;
 }
