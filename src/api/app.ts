@@ -91,7 +91,7 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   // JSON only: a text/plain body is answered 415, not parsed into a string that fails the schema.
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler(handleError);
-  const connections = guardConnections(app.server, http);
+
   app.setNotFoundHandler((request, reply) => {
     const { body } = toErrorBody(NotFound(`no route ${request.method} ${request.url.split('?')[0]}`));
     void reply.code(404).send(body);
@@ -106,6 +106,8 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   });
 
   const sessions = options.sessions ?? SessionIntake.create(options.engine, options.intake, options.registry);
+  // A caller whose budget is spent is turned away as it connects: its requests would all be 429.
+  const connections = guardConnections(app.server, http, (caller) => (sessions.limiter.available(caller) < 1 ? sessions.rateLimited(caller) : undefined));
   // Every request pays its caller's rate budget before its body is read; bodies are read by one parser.
   app.addHook('onRequest', chargeBeforeParsing(sessions));
   useJsonBodyParser(app, sessions, new BodyBudget(http.bodyBytesInFlight));

@@ -16,7 +16,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { callerAddress } from './caller.js';
-import { Overloaded, RateLimited, RequestTimeout, type ApiError } from './errors.js';
+import { Overloaded, RequestTimeout, type ApiError } from './errors.js';
 import type { SessionIntake } from './intake.js';
 
 export interface CallLimits {
@@ -92,7 +92,7 @@ export function guardCalls(intake: SessionIntake, limits: CallLimits, slots = ne
     const call = new GuardedCall(next, address, slots, limits.messageTimeoutMs);
     if (!intake.limiter.take(address, 1)) {
       intake.countRateLimited('grpc');
-      call.refuse(grpc.status.RESOURCE_EXHAUSTED, RateLimited(String(intake.limiter.ratePerSecond), address));
+      call.refuse(grpc.status.RESOURCE_EXHAUSTED, intake.rateLimited(address));
     }
     return call;
   };

@@ -20,7 +20,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { callerAddress } from './caller.js';
 import { ConnectionGuard } from './connection-guard.js';
-import { TooManyConnections } from './errors.js';
+import { TooManyConnections, type ApiError } from './errors.js';
 import { parseListen } from './server.js';
 
 export interface GrpcLimits {
@@ -83,16 +83,21 @@ export interface GrpcListener {
   close(): Promise<void>;
 }
 
-/** Listens on `listen` and hands `server` the connections the caps admit. */
-export async function listenGrpc(server: grpc.Server, listen: string, limits: GrpcLimits): Promise<GrpcListener> {
+/**
+ * Listens on `listen` and hands `server` the connections the caps admit. `refuseCaller`, if
+ * given, may turn a caller away at once (one whose rate budget is spent).
+ */
+export async function listenGrpc(server: grpc.Server, listen: string, limits: GrpcLimits, refuseCaller?: (address: string) => ApiError | undefined): Promise<GrpcListener> {
   const { host, port } = parseListen(listen);
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const guard = new ConnectionGuard({ total: limits.connections, perAddress: limits.connectionsPerAddress });
   const refusals = refusalServer();
   const net: NetServer = createServer({ noDelay: true }, (socket: Socket) => {
     const address = callerAddress(socket.remoteAddress);
+    const early = refuseCaller?.(address);
+    if (early !== undefined) return refusals.refuse(socket, early);
     const refusal = guard.admit(address);
-    if (refusal !== undefined) return refusals.refuse(socket, refusal);
+    if (refusal !== undefined) return refusals.refuse(socket, TooManyConnections(refusal));
     socket.once('close', () => guard.release(address));
     injector.injectConnection(socket);
   });
@@ -117,32 +122,32 @@ export async function listenGrpc(server: grpc.Server, listen: string, limits: Gr
 }
 
 /**
- * Answers every call on a refused connection RESOURCE_EXHAUSTED with the code, as a
+ * Answers every call on a refused connection RESOURCE_EXHAUSTED with the refusal's code, as a
  * trailers-only response (what a gRPC client reads as the call's status), then closes it.
  */
-function refusalServer(): { refuse(socket: Socket, reason: string): void; close(): void } {
+function refusalServer(): { refuse(socket: Socket, err: ApiError): void; close(): void } {
   const server = http2.createServer();
-  const sessions = new Map<http2.Http2Session, string>();
-  let refusing = '';
+  const sessions = new Map<http2.Http2Session, ApiError>();
+  let refusing: ApiError | undefined;
   server.on('session', (session) => {
-    sessions.set(session, refusing); // emitted within refuse(): this connection's reason
+    sessions.set(session, refusing!); // emitted within refuse(): this connection's refusal
     session.on('close', () => sessions.delete(session));
     session.on('error', () => {});
     setTimeout(() => session.destroy(), REFUSAL_LINGER_MS).unref();
   });
   server.on('stream', (stream) => {
     stream.on('error', () => {});
-    const err = TooManyConnections(sessions.get(stream.session!) ?? 'over a connection cap');
+    const err = sessions.get(stream.session!) ?? TooManyConnections('over a connection cap');
     stream.respond(
       { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpc.status.RESOURCE_EXHAUSTED), 'grpc-message': encodeURI(err.message), 'ws-error-code': err.code },
       { endStream: true },
     );
   });
   return {
-    refuse(socket, why) {
+    refuse(socket, err) {
       socket.on('error', () => {});
       if (sessions.size >= REFUSALS_AT_ONCE) return void socket.destroy();
-      refusing = why;
+      refusing = err;
       server.emit('connection', socket);
     },
     close() {

@@ -265,7 +265,8 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
 
   const server = new grpc.Server({ ...grpcServerOptions(limits, maxMessageBytes), interceptors: [guardCalls(intake, limits)] });
   server.addService(definition, { report, reportBatch, reportStream });
-  const listener = await listenGrpc(server, options.listen, limits);
+  // A caller whose budget is spent is turned away as it connects: its calls would all be refused.
+  const listener = await listenGrpc(server, options.listen, limits, (caller) => (intake.limiter.available(caller) < 1 ? intake.rateLimited(caller) : undefined));
 
   return {
     port: listener.port,

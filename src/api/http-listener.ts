@@ -74,14 +74,18 @@ export function httpServerOptions(limits: HttpLimits) {
  * Puts the connection caps in front of `server`: Node's own connection handling (the HTTP
  * parser) only ever sees admitted sockets; one over a cap is answered 503 and closed. Node's
  * `maxConnections` stays as a backstop above the caps, for the refused ones still lingering.
+ * `refuse`, if given, may turn a caller away at once (app.ts: one whose rate budget is spent,
+ * so that a flood of new connections costs the agent an accept and a write each, no more).
  */
-export function guardConnections(server: Server, limits: HttpLimits): ConnectionGuard {
+export function guardConnections(server: Server, limits: HttpLimits, refuseCaller?: (address: string) => ApiError | undefined): ConnectionGuard {
   const guard = new ConnectionGuard({ total: limits.connections, perAddress: limits.connectionsPerAddress });
   const accept = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   server.maxConnections = limits.connections + REFUSALS_AT_ONCE;
   server.on('connection', (socket: Socket) => {
     const address = callerAddress(socket.remoteAddress);
+    const early = refuseCaller?.(address);
+    if (early !== undefined) return refuse(socket, early);
     const refusal = guard.admit(address);
     if (refusal !== undefined) return refuse(socket, TooManyConnections(refusal));
     socket.once('close', () => guard.release(address));

@@ -7,7 +7,7 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import { RejectReasons, type SessionOutcome, type SessionReport, type SteeringEngine } from '../steering/types.js';
-import { RateLimited } from './errors.js';
+import { RateLimited, type ApiError } from './errors.js';
 import { ReportRateLimiter } from './rate-limiter.js';
 
 export type Transport = 'http' | 'grpc';
@@ -65,10 +65,15 @@ export class SessionIntake {
     const owed = reports.length - prepaid;
     if (owed > 0 && !this.limiter.take(caller, owed)) {
       this.refused[transport]['rate-limited'].inc(reports.length);
-      const retry = this.limiter.secondsUntil(caller, owed);
-      throw RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
+      throw this.rateLimited(caller, owed);
     }
     return this.steer(reports, caller, transport, receivedAtNs);
+  }
+
+  /** The 429 for `caller`, short of `tokens`, with when to retry. */
+  rateLimited(caller: string, tokens = 1): ApiError {
+    const retry = this.limiter.secondsUntil(caller, tokens);
+    return RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
   }
 
   /** A request refused for its caller's budget before it was read: counted as one report received and refused. */

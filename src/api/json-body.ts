@@ -19,7 +19,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { callerAddress } from './caller.js';
-import { BadRequest, JsonTooDeep, Overloaded, PayloadTooLarge, RateLimited, UnsupportedMediaType } from './errors.js';
+import { BadRequest, JsonTooDeep, Overloaded, PayloadTooLarge, UnsupportedMediaType } from './errors.js';
 import { REPORT_BYTES, type SessionIntake } from './intake.js';
 import { JsonDepthScanner } from './json-depth.js';
 import { chargeMore, knownBodyLimit, prepaidTokens } from './request-cost.js';
@@ -97,7 +97,7 @@ function readJsonBody(request: FastifyRequest, payload: Payload, ctx: { intake: 
     if (declared === undefined) {
       const owed = Math.ceil(received / REPORT_BYTES) - prepaidTokens(request.raw);
       if (owed > 0 && !chargeMore(ctx.intake, request, owed)) {
-        return finish(RateLimited(String(ctx.intake.limiter.ratePerSecond), callerAddress(request.socket.remoteAddress)));
+        return finish(ctx.intake.rateLimited(callerAddress(request.socket.remoteAddress), owed));
       }
     }
     const over = Math.max(0, received - FREE_BODY_BYTES) - charged;

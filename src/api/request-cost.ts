@@ -10,7 +10,6 @@
  */
 import type { onRequestHookHandler } from 'fastify';
 import { callerAddress } from './caller.js';
-import { RateLimited } from './errors.js';
 import { REPORT_BYTES, type SessionIntake } from './intake.js';
 
 const paid = new WeakMap<object, number>();
@@ -57,7 +56,6 @@ export function chargeBeforeParsing(intake: SessionIntake): onRequestHookHandler
       return done();
     }
     if ((request.routeOptions.config as { intake?: boolean } | undefined)?.intake) intake.countRateLimited('http');
-    const retry = intake.limiter.secondsUntil(caller, tokens);
-    done(RateLimited(String(intake.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) }));
+    done(intake.rateLimited(caller, tokens));
   };
 }

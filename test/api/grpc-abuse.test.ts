@@ -11,6 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadIntakeProto, startGrpc, type GrpcIntake, type GrpcIntakeOptions } from '../../src/api/grpc.js';
+import { SessionIntake } from '../../src/api/intake.js';
+import { ReportRateLimiter } from '../../src/api/rate-limiter.js';
 import { report } from './helpers/app-fixture.js';
 import { EngineDouble } from './helpers/engine-double.js';
 
@@ -34,7 +36,7 @@ async function serve(overrides: Partial<GrpcIntakeOptions> = {}) {
   const engine = new EngineDouble();
   const server = await startGrpc({ engine, listen: '127.0.0.1:0', config: { intake: { ratePerClient: 100_000, maxBatch: 100 } }, registry: new Registry(), ...overrides });
   servers.push(server);
-  return { engine, server };
+  return { engine: (overrides.engine as EngineDouble | undefined) ?? engine, server };
 }
 
 /** An HTTP/2 connection to the intake from the loopback address `from`. */
@@ -128,15 +130,32 @@ describe('gRPC partial messages', () => {
   });
 });
 
+/** An intake with 2 tokens a caller and a stopped clock: what a test spends stays spent. */
+function twoTokens(engine: EngineDouble): SessionIntake {
+  return new SessionIntake(engine, new ReportRateLimiter({ ratePerSecond: 1, burst: 2, now: () => 0 }), new Registry());
+}
+
 describe('gRPC rate budget and proto3 defaults', () => {
   it('charges each call a token before its message is read: refused calls run out of budget too', async () => {
-    const { server, engine } = await serve({ config: { intake: { ratePerClient: 1, maxBatch: 2 } } });
+    const engine = new EngineDouble();
+    const { server } = await serve({ engine, sessions: twoTokens(engine), config: { intake: { ratePerClient: 1, maxBatch: 2 } } });
     const session = connect(server.port, '127.0.0.3');
     // Burst 2: two empty batches are refused by the schema (each paid its token), the third by the budget.
     expect((await call(session, frame(0, 0), true).ended).code).toBe('WS_API_VALIDATION');
     expect((await call(session, frame(0, 0), true).ended).code).toBe('WS_API_VALIDATION');
     expect(await call(session, frame(0, 0), true).ended).toEqual({ status: grpc.status.RESOURCE_EXHAUSTED, code: 'WS_API_RATE_LIMITED' });
     expect(engine.calls).toEqual([]);
+  });
+
+  it('turns away a new connection of a caller whose budget is spent: its call gets WS_API_RATE_LIMITED', async () => {
+    const engine = new EngineDouble();
+    const { server } = await serve({ engine, sessions: twoTokens(engine), config: { intake: { ratePerClient: 1, maxBatch: 2 } } });
+    const first = connect(server.port, '127.0.0.3');
+    expect((await call(first, frame(0, 0), true).ended).code).toBe('WS_API_VALIDATION');
+    expect((await call(first, frame(0, 0), true).ended).code).toBe('WS_API_VALIDATION');
+    const broke = connect(server.port, '127.0.0.3');
+    expect(await call(broke, frame(0, 0), true).ended).toEqual({ status: grpc.status.RESOURCE_EXHAUSTED, code: 'WS_API_RATE_LIMITED' });
+    expect((await call(connect(server.port, '127.0.0.4'), frame(0, 0), true).ended).code).toBe('WS_API_VALIDATION');
   });
 
   it('reads an empty protocol (proto3 default, as protobufjs writes it) as tcp', async () => {

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/api/app.js';
 import { loadIntakeProto, startGrpc, type GrpcIntake, type GrpcIntakeOptions } from '../../src/api/grpc.js';
 import { SessionIntake } from '../../src/api/intake.js';
+import { ReportRateLimiter } from '../../src/api/rate-limiter.js';
 import { EngineDouble } from './helpers/engine-double.js';
 import { report } from './helpers/app-fixture.js';
 import { PolicyStoreDouble } from './helpers/store-double.js';
@@ -51,6 +52,11 @@ function stream(client: Client, messages: unknown[]): Promise<{ value?: any; err
 }
 
 const codeOf = (e: grpc.ServiceError | undefined) => e?.metadata.get('ws-error-code')[0];
+
+/** An intake whose buckets hold `tokens` and never refill (a stopped clock): what a test spends stays spent. */
+function stoppedClock(engine: EngineDouble, tokens: number, registry = new Registry()): SessionIntake {
+  return new SessionIntake(engine, new ReportRateLimiter({ ratePerSecond: 1, burst: tokens, now: () => 0 }), registry);
+}
 
 describe('gRPC SessionIntake', () => {
   it('Report: steers one report with the peer address as caller', async () => {
@@ -131,8 +137,10 @@ describe('gRPC SessionIntake', () => {
   });
 
   it('ReportStream: the rate limit admits what the bucket holds and counts the rest', async () => {
-    // Proves per-client rate limiting on the stream: a 10-token bucket lets 10 of 25 through.
-    const { client, engine } = await serve({ config: { intake: { ratePerClient: 1, maxBatch: 10 } } });
+    // Proves per-client rate limiting on the stream: a 10-token bucket (its clock stopped) lets 10 of 25 through.
+    const engine = new EngineDouble();
+    const sessions = stoppedClock(engine, 10);
+    const { client } = await serve({ engine, sessions, config: { intake: { ratePerClient: 1, maxBatch: 10 } } });
     const { value } = await stream(client, Array.from({ length: 25 }, () => own()));
     expect(value).toMatchObject({ received: 25, steered: 10, rejected: 15, rejectedByReason: { 'rate-limited': 15 } });
     expect(engine.reportCount).toBe(10);
@@ -153,7 +161,7 @@ describe('gRPC SessionIntake', () => {
     // Proves a client cannot double its rate by using both transports.
     const engine = new EngineDouble();
     const registry = new Registry();
-    const sessions = SessionIntake.create(engine, { ratePerClient: 1, maxBatch: 3 }, registry);
+    const sessions = stoppedClock(engine, 3, registry);
     const app = buildApp({ engine, store: new PolicyStoreDouble(), registry, intake: { ratePerClient: 1, maxBatch: 3 }, sessions });
     const http = await app.inject({ method: 'POST', url: '/v1/sessions:batch', payload: { sessions: [own(), own(), own()] }, remoteAddress: '127.0.0.1' });
     expect(http.statusCode).toBe(200);

@@ -175,6 +175,24 @@ describe('cost before parsing', () => {
     expect(await registry.metrics()).toContain('wansteer_intake_rejected_total{transport="http",reason="rate-limited"} 1');
   });
 
+  it('turns away a new connection of a caller whose budget is spent, 429 as it connects; others are served', async () => {
+    // 3 tokens and a stopped clock: three requests spend them, the next connection gets its 429 unasked.
+    const engine = new EngineDouble();
+    const sessions = new SessionIntake(engine, new ReportRateLimiter({ ratePerSecond: 1, burst: 3, now: () => 0 }), new Registry());
+    const { port } = await serve({ engine, sessions });
+    const c = await open(port, '127.0.0.3');
+    for (let i = 0; i < 3; i++) {
+      c.answers.length = 0;
+      expect((await healthz(c))?.status).toBe(200);
+    }
+    const broke = await open(port, '127.0.0.3');
+    const refused = await broke.answer();
+    expect(refused).toMatchObject({ status: 429, code: 'WS_API_RATE_LIMITED' });
+    expect(refused!.headers).toMatch(/\r\nretry-after: \d+/i);
+    expect(await broke.closedWithin()).toBe(true);
+    expect((await healthz(await open(port, '127.0.0.4')))?.status).toBe(200);
+  });
+
   it('charges a body without Content-Length as it arrives', async () => {
     const { port, engine } = await serve({ intake: { ratePerClient: 10, maxBatch: 10 } });
     const c = await open(port, '127.0.0.3');
