@@ -21,9 +21,11 @@
  * were not 200), the agent's CPU meanwhile (what the attack costs it, whatever else loads the
  * machine: compare with the phase without an attack), what the attacker saw (answers by WS_*
  * code, connections the agent closed), and the RSS 10 s after the attack ended (memory comes
- * back down). Targets: RSS <= 200 MB, victim p99 <= 10 ms.
+ * back down). Targets: RSS <= 200 MB, victim p99 <= 10 ms. The machine is shared: each phase
+ * also records what other processes used meanwhile, and one disturbed by more than 15 % of a
+ * core is run again (three times at most; the least disturbed run is reported).
  *
- * `node --import tsx bench/abuse.ts`; about 3 minutes. WST_ABUSE_ATTACKS=slow-body,nested runs
+ * `node --import tsx bench/abuse.ts`; 4 to 10 minutes. WST_ABUSE_ATTACKS=slow-body,nested runs
  * some (a partial run prints its figures and keeps bench/results/abuse.json).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -270,11 +272,28 @@ class Agent {
   }
 }
 
-async function runAttack(agent: Agent, attack: Attack, figures: Figure[]): Promise<void> {
+interface Run {
+  before: number;
+  peak: number;
+  after: number;
+  agentCpu: number;
+  /** What every other process on the machine used meanwhile, in % of a core: the disturbance. */
+  otherCpu: number;
+  victim: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  attacker: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** Seconds of CPU the whole machine has been busy (all CPUs; /proc/stat, idle and iowait left out). */
+function busySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100; // user nice system irq softirq steal
+}
+
+/** One run of an attack with the victim beside it, then the recovery. */
+async function attackOnce(agent: Agent, attack: Attack): Promise<Run> {
   const base = { host: '127.0.0.1', port: agent.port, grpcPort: agent.grpcPort };
   const before = rssMB(agent.pid);
-  const cpu0 = cpuSeconds(agent.pid);
-  const t0 = performance.now();
+  const [cpu0, busy0, t0] = [cpuSeconds(agent.pid), busySeconds(), performance.now()];
   const seconds = (attack.job.seconds as number | undefined) ?? ATTACK_SECONDS;
   let peak = before;
   const sampler = setInterval(() => {
@@ -282,22 +301,44 @@ async function runAttack(agent: Agent, attack: Attack, figures: Figure[]): Promi
   }, 100);
   const victim = generator(ABUSE, { ...base, mode: 'victim', from: VICTIM, rate: 200, seconds: Math.min(seconds, ATTACK_SECONDS) + 1 });
   await sleep(500);
-  const result = attack.job.mode === 'idle' ? {} : await generator(ABUSE, { ...base, from: ATTACKER, seconds: ATTACK_SECONDS, ...attack.job });
+  const attacker = attack.job.mode === 'idle' ? { cpuSeconds: 0 } : await generator(ABUSE, { ...base, from: ATTACKER, seconds: ATTACK_SECONDS, ...attack.job });
   const v = await victim;
   clearInterval(sampler);
-  const cpu = (100 * (cpuSeconds(agent.pid) - cpu0)) / ((performance.now() - t0) / 1000);
-  console.log(`${attack.name}: attacker ${JSON.stringify(result)}\n${attack.name}: victim ${JSON.stringify(v)}`);
+  const elapsed = (performance.now() - t0) / 1000;
+  const agentSeconds = cpuSeconds(agent.pid) - cpu0;
+  // Approximate: /proc/stat and per-process times account softirq work differently.
+  const otherCpu = Math.max(0, (100 * (busySeconds() - busy0 - agentSeconds - v.cpuSeconds - attacker.cpuSeconds)) / elapsed);
+  console.log(`${attack.name}: attacker ${JSON.stringify(attacker)}\n${attack.name}: victim ${JSON.stringify(v)}; others ${otherCpu.toFixed(0)}%`);
   if (!agent.alive()) throw new Error(`the agent died during ${attack.name}`);
   await sleep(RECOVERY_SECONDS * 1000);
-  const after = rssMB(agent.pid);
+  return { before, peak, after: rssMB(agent.pid), agentCpu: (100 * agentSeconds) / elapsed, otherCpu, victim: v, attacker };
+}
+
+/**
+ * This machine is shared: a run during which other processes used more than DISTURBED of a
+ * core is made again (up to ATTEMPTS in all), and the least disturbed one is reported.
+ */
+const ATTEMPTS = 3;
+const DISTURBED = 15;
+
+async function runAttack(agent: Agent, attack: Attack, figures: Figure[]): Promise<void> {
+  let best: Run | undefined;
+  let attempts = 0;
+  while (attempts < ATTEMPTS && !(best && best.otherCpu <= DISTURBED)) {
+    attempts++;
+    const run = await attackOnce(agent, attack);
+    if (!best || run.otherCpu < best.otherCpu) best = run;
+  }
+  const { before, peak, after, agentCpu, otherCpu, victim: v, attacker } = best!;
   const failed = Object.values(v.not200 as Record<string, number>).reduce((a, b) => a + b, 0) + v.errors;
   figures.push({ name: `${attack.name}: agent RSS before`, value: before, unit: 'MB' });
   figures.push({ name: `${attack.name}: agent RSS peak during (${attack.what})`, value: peak, unit: 'MB', target: '<= 200' });
   figures.push({ name: `${attack.name}: agent RSS ${RECOVERY_SECONDS} s after`, value: after, unit: 'MB', target: '<= 200' });
   figures.push({ name: `${attack.name}: victim p99 (200 reports/s from another address)`, value: v.p99, unit: 'ms', target: '<= 10' });
   figures.push({ name: `${attack.name}: victim reports not answered 200`, value: failed, unit: `of ${v.sent}`, target: '<= 0' });
-  figures.push({ name: `${attack.name}: agent CPU meanwhile (attack and victim)`, value: cpu, unit: '% of a core' });
-  figures.push(...(attack.figures?.(result) ?? []));
+  figures.push({ name: `${attack.name}: agent CPU meanwhile (attack and victim)`, value: agentCpu, unit: '% of a core' });
+  figures.push({ name: `${attack.name}: other processes' CPU meanwhile (disturbance; ${attempts} attempt${attempts > 1 ? 's' : ''})`, value: otherCpu, unit: '% of a core' });
+  figures.push(...(attack.figures?.(attacker) ?? []));
 }
 
 async function main(): Promise<void> {

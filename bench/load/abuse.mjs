@@ -3,7 +3,7 @@
 // token, made from a separate process over the loopback, and a legitimate caller measuring its
 // latency meanwhile. Plain JS, so the generator costs little next to the agent it attacks.
 //
-//   node abuse.mjs '<json job>'   prints one JSON line with the result.
+//   node abuse.mjs '<json job>'   prints one JSON line with the result (and its own CPU seconds).
 //
 // Every job takes host, port (HTTP) or grpcPort, `from` (the local address to connect from:
 // 127.0.0.2 for the victim, 127.0.0.3 for an attacker, so the agent tells them apart) and
@@ -304,7 +304,9 @@ if (!modes[job.mode]) {
 }
 modes[job.mode]().then(
   (result) => {
-    console.log(JSON.stringify(result));
+    // This process's own CPU, so the benchmark can tell what everyone else used meanwhile.
+    const { user, system } = process.cpuUsage();
+    console.log(JSON.stringify({ ...result, cpuSeconds: (user + system) / 1e6 }));
     process.exit(0);
   },
   (err) => {
