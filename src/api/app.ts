@@ -2,7 +2,10 @@
  * The agent's HTTP API as a fastify instance: REST for policies, links, flows and explain, the
  * session intake, health, metrics and the OpenAPI document. One plugin per concern under
  * routes/, each given the services it uses; one error handler (errors.ts); schema-compiled
- * validation (typebox.ts). Knows nothing of the process: server.ts listens and shuts down.
+ * validation (typebox.ts). The listener's bounds (connection caps, deadlines) are set where the
+ * server is made (http-listener.ts); every request pays its caller's rate budget before it is
+ * parsed (request-cost.ts), and bodies are read by one bounded parser (json-body.ts). Knows
+ * nothing of the process: server.ts listens and shuts down.
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -91,7 +94,6 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   // JSON only: a text/plain body is answered 415, not parsed into a string that fails the schema.
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler(handleError);
-
   app.setNotFoundHandler((request, reply) => {
     const { body } = toErrorBody(NotFound(`no route ${request.method} ${request.url.split('?')[0]}`));
     void reply.code(404).send(body);
