@@ -2,7 +2,10 @@
  * The agent's HTTP API as a fastify instance: REST for policies, links, flows and explain, the
  * session intake, health, metrics and the OpenAPI document. One plugin per concern under
  * routes/, each given the services it uses; one error handler (errors.ts); schema-compiled
- * validation (typebox.ts). Knows nothing of the process: server.ts listens and shuts down.
+ * validation (typebox.ts). The listener's bounds (connection caps, deadlines) are set where the
+ * server is made (http-listener.ts); every request pays its caller's rate budget before it is
+ * parsed (request-cost.ts), and bodies are read by one bounded parser (json-body.ts). Knows
+ * nothing of the process: server.ts listens and shuts down.
  */
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -12,8 +15,12 @@ import type { Registry } from 'prom-client';
 import type { PolicyStore } from '../policies/store.js';
 import type { SourceStates } from '../steering/source-states.js';
 import type { SteeringEngine } from '../steering/types.js';
+import type { ConnectionGuard } from './connection-guard.js';
 import { handleError, NotFound, toErrorBody } from './errors.js';
+import { DEFAULT_HTTP_LIMITS, guardConnections, httpServerOptions, type HttpLimits } from './http-listener.js';
 import { defaultBatchBytes, SessionIntake, type IntakeLimits } from './intake.js';
+import { BodyBudget, useJsonBodyParser } from './json-body.js';
+import { chargeBeforeParsing } from './request-cost.js';
 import { explainRoutes } from './routes/explain.js';
 import { flowRoutes } from './routes/flows.js';
 import { healthRoutes } from './routes/health.js';
@@ -26,11 +33,13 @@ import { serializerCompiler, validatorCompiler, type TypeBoxProvider } from './t
 
 /** Body limits in bytes. */
 export interface BodyLimits {
-  /** One session report. */
+  /** One session report, or an explain request (a report's request part). */
   report: number;
   /** One batch of reports (default: 2 KiB per report of intake.maxBatch, 64 KiB to 32 MiB). */
   batch: number;
-  /** A policy, an explain request, anything else. */
+  /** A policy. */
+  policy: number;
+  /** A route that takes no body (a GET, a DELETE): nothing worth reading. */
   other: number;
 }
 
@@ -48,23 +57,32 @@ export interface BuildAppOptions {
   /** The agent's pino logger; absent: no logs. */
   logger?: FastifyBaseLogger;
   limits?: Partial<BodyLimits>;
+  /** Connection caps, deadlines and the memory for bodies in flight (http-listener.ts). */
+  http?: Partial<HttpLimits>;
   /** Where route rules and policies come from now (the agent keeps it); absent: reported as synced. */
   sources?: Pick<SourceStates, 'view'>;
 }
 
-export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxProvider>;
+export type WansteerApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxProvider> & {
+  /** The listener's connection counts (tests and the abuse benchmark read them). */
+  readonly connections: ConnectionGuard;
+};
 
 const KiB = 1024;
 const ALWAYS_SYNCED = { view: () => ({ routes: 'synced', policies: 'synced' }) as const };
 
 export function defaultBodyLimits(maxBatch: number): BodyLimits {
-  return { report: 32 * KiB, batch: defaultBatchBytes(maxBatch), other: 64 * KiB };
+  return { report: 32 * KiB, batch: defaultBatchBytes(maxBatch), policy: 64 * KiB, other: 1 * KiB };
 }
 
 export function buildApp(options: BuildAppOptions): WansteerApp {
   const limits = { ...defaultBodyLimits(options.intake.maxBatch), ...options.limits };
+  const http = { ...DEFAULT_HTTP_LIMITS, ...options.http };
   const app = fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...httpServerOptions(http),
+    // A URL that does not decode, a path parameter too long: answered by the one error handler, with a code.
+    frameworkErrors: (err, request, reply) => handleError(err, request, reply),
     // A log line per request would cost more than a session report does; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.other,
@@ -90,11 +108,16 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   });
 
   const sessions = options.sessions ?? SessionIntake.create(options.engine, options.intake, options.registry);
+  // A caller whose budget is spent is turned away as it connects: its requests would all be 429.
+  const connections = guardConnections(app.server, http, (caller) => (sessions.limiter.available(caller) < 1 ? sessions.rateLimited(caller) : undefined));
+  // Every request pays its caller's rate budget before its body is read; bodies are read by one parser.
+  app.addHook('onRequest', chargeBeforeParsing(sessions));
+  useJsonBodyParser(app, sessions, new BodyBudget(http.bodyBytesInFlight));
   void app.register(sessionRoutes, { intake: sessions, maxBatch: options.intake.maxBatch, reportBytes: limits.report, batchBytes: limits.batch });
-  void app.register(policyRoutes, { store: options.store, token: options.token, bodyBytes: limits.other });
+  void app.register(policyRoutes, { store: options.store, token: options.token, bodyBytes: limits.policy });
   void app.register(linkRoutes, { engine: options.engine });
   void app.register(flowRoutes, { engine: options.engine });
-  void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.other });
+  void app.register(explainRoutes, { engine: options.engine, bodyBytes: limits.report });
   void app.register(healthRoutes, { engine: options.engine });
   void app.register(statusRoutes, { engine: options.engine, sources: options.sources ?? ALWAYS_SYNCED });
   void app.register(metricsRoutes, { registry: options.registry });
@@ -103,5 +126,5 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
     docs.get('/openapi.json', { schema: { hide: true, response: { 200: Type.Unknown() } } }, async () => app.swagger());
   });
 
-  return app;
+  return Object.assign(app, { connections });
 }

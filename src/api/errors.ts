@@ -10,6 +10,20 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { RejectReason } from '../steering/types.js';
 
+/**
+ * An answer, not a bug: no stack is captured for it. Capturing one is the costliest part of
+ * making an Error, and refusals come at an attacker's rate (a stack says nothing about a 429).
+ */
+function answer(code: string, statusCode: number, message: string, field?: string, headers?: Readonly<Record<string, string>>): ApiError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ApiError(code, statusCode, message, field, headers);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export class ApiError extends Error {
   override readonly name = 'ApiError';
   /** For the log only, never the client (e.g. the engine's reason behind a 503). */
@@ -27,7 +41,7 @@ export class ApiError extends Error {
   }
 
   withHeaders(headers: Readonly<Record<string, string>>): ApiError {
-    return new ApiError(this.code, this.statusCode, this.message, this.field, headers);
+    return answer(this.code, this.statusCode, this.message, this.field, headers);
   }
 }
 
@@ -41,7 +55,7 @@ export interface ApiErrorClass {
 function defineError(code: string, statusCode: number, template: string): ApiErrorClass {
   const make = (...args: string[]) => {
     let next = 0;
-    return new ApiError(code, statusCode, template.replace(/%s/g, () => args[next++] ?? ''));
+    return answer(code, statusCode, template.replace(/%s/g, () => args[next++] ?? ''));
   };
   return Object.assign(make, { code, statusCode });
 }
@@ -49,6 +63,10 @@ function defineError(code: string, statusCode: number, template: string): ApiErr
 // 4xx: the request is wrong; the message says what to fix.
 export const BadRequest = defineError('WS_API_BAD_REQUEST', 400, '%s');
 export const MalformedJson = defineError('WS_API_MALFORMED_JSON', 400, 'the body is not valid JSON: %s');
+/** Refused while reading, before it is parsed: nesting is what makes a small body expensive. */
+export const JsonTooDeep = defineError('WS_API_JSON_TOO_DEEP', 400, 'the body nests deeper than %s levels');
+/** Node's HTTP parser refused the request (request line, header syntax, a PROXY header, …). */
+export const MalformedRequest = defineError('WS_API_MALFORMED_REQUEST', 400, 'not a valid HTTP/1.1 request: %s');
 /** Built by `validationError` (it carries `field`). */
 export const VALIDATION = { code: 'WS_API_VALIDATION', statusCode: 400 } as const;
 export const NameMismatch = defineError('WS_API_NAME_MISMATCH', 400, 'body name %s differs from the path name %s');
@@ -58,18 +76,24 @@ export const WritesDisabled = defineError('WS_API_WRITES_DISABLED', 403, 'writes
 export const SpoofedLocal = defineError('WS_API_SPOOFED_LOCAL', 403, '%s');
 export const NotFound = defineError('WS_API_NOT_FOUND', 404, '%s');
 export const PreconditionFailed = defineError('WS_API_PRECONDITION_FAILED', 412, 'If-Match %s does not match the current version');
+export const RequestTimeout = defineError('WS_API_REQUEST_TIMEOUT', 408, '%s');
 export const PayloadTooLarge = defineError('WS_API_PAYLOAD_TOO_LARGE', 413, 'the body is over the %s byte limit');
-export const UnsupportedMediaType = defineError('WS_API_UNSUPPORTED_MEDIA_TYPE', 415, 'send application/json');
+export const UnsupportedMediaType = defineError('WS_API_UNSUPPORTED_MEDIA_TYPE', 415, 'send application/json%s');
 export const PreconditionRequired = defineError('WS_API_PRECONDITION_REQUIRED', 428, 'send If-Match with the ETag you read (or * to overwrite)');
-export const RateLimited = defineError('WS_API_RATE_LIMITED', 429, 'over %s session reports per second for %s');
+export const RateLimited = defineError('WS_API_RATE_LIMITED', 429, 'over the budget of %s session reports (or requests) per second for %s');
+export const HeadersTooLarge = defineError('WS_API_HEADERS_TOO_LARGE', 431, 'the request headers are over the %s byte limit');
 
 // 5xx: fixed messages with no detail in them; the cause is logged.
 export const Internal = defineError('WS_API_INTERNAL', 500, 'internal error');
 export const DatapathUnavailable = defineError('WS_API_DATAPATH_ERROR', 503, 'the datapath could not take the session');
 export const NotReady = defineError('WS_API_NOT_READY', 503, 'not ready: %s');
+/** Connection caps (total, per address): said before the connection is closed. */
+export const TooManyConnections = defineError('WS_API_TOO_MANY_CONNECTIONS', 503, '%s');
+/** The memory the agent sets aside for request bodies (or gRPC messages) in flight is taken. */
+export const Overloaded = defineError('WS_API_OVERLOADED', 503, '%s');
 
 export function validationError(where: string, field: string, message: string): ApiError {
-  return new ApiError(VALIDATION.code, VALIDATION.statusCode, `${where} ${field || '/'}: ${message}`, field || '/');
+  return answer(VALIDATION.code, VALIDATION.statusCode, `${where} ${field || '/'}: ${message}`, field || '/');
 }
 
 /** A session report the engine rejected, as an error for the single-report routes. */
@@ -80,7 +104,7 @@ export function rejectionError(reason: RejectReason, message: string): ApiError 
     case 'spoofed-local':
       return SpoofedLocal(message);
     case 'rate-limited':
-      return new ApiError(RateLimited.code, RateLimited.statusCode, message);
+      return answer(RateLimited.code, RateLimited.statusCode, message);
     case 'datapath-error': {
       const err = DatapathUnavailable();
       err.detail = message;
@@ -91,9 +115,9 @@ export function rejectionError(reason: RejectReason, message: string): ApiError 
 
 /** Every code this catalogue defines (docs and tests list them). */
 export const apiErrorCodes = [
-  BadRequest, MalformedJson, VALIDATION, NameMismatch, BadAddress, Unauthorized, WritesDisabled, SpoofedLocal, NotFound,
-  PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, PreconditionRequired, RateLimited, Internal,
-  DatapathUnavailable, NotReady,
+  BadRequest, MalformedJson, JsonTooDeep, MalformedRequest, VALIDATION, NameMismatch, BadAddress, Unauthorized, WritesDisabled,
+  SpoofedLocal, NotFound, RequestTimeout, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, PreconditionRequired,
+  RateLimited, HeadersTooLarge, Internal, DatapathUnavailable, NotReady, TooManyConnections, Overloaded,
 ].map((e) => e.code);
 
 /** The JSON every error answer carries. */
@@ -109,6 +133,7 @@ const REASON: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
   408: 'Request Timeout', 409: 'Conflict', 412: 'Precondition Failed', 413: 'Payload Too Large',
   415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 428: 'Precondition Required', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 
@@ -131,7 +156,7 @@ function fromFastify(err: FastifyError, bodyLimit: number | undefined): ApiError
   // The JSON parser's own SyntaxError (fastify passes it on with statusCode 400).
   if (err instanceof SyntaxError && err.statusCode === 400) return MalformedJson(err.message);
   if (err.code?.startsWith('FST_') && err.statusCode !== undefined && err.statusCode < 500) {
-    return new ApiError(BadRequest.code, err.statusCode, err.message);
+    return answer(BadRequest.code, err.statusCode, err.message);
   }
   return undefined;
 }
@@ -156,11 +181,21 @@ export function toErrorBody(err: unknown, bodyLimit?: number): { body: ErrorBody
   return { body };
 }
 
-/** The one error handler: see the file comment. */
+/**
+ * The one error handler: see the file comment. A request refused before its body was read
+ * (rate budget, token, a limit met in mid-body) closes its connection after the answer, so the
+ * rest of the body is never read.
+ */
 export function handleError(this: unknown, err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const { body, headers } = toErrorBody(err, request.routeOptions.bodyLimit);
   if (body.statusCode >= 500) request.log.error({ err }, 'request failed');
   else request.log.debug({ code: body.code, message: body.message }, 'request refused');
   if (headers) void reply.headers(headers);
+  if (request.raw.complete === false && hasBody(request)) void reply.header('connection', 'close');
   void reply.code(body.statusCode).send(body);
+}
+
+function hasBody(request: FastifyRequest): boolean {
+  const length = request.headers['content-length'];
+  return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined;
 }

@@ -8,6 +8,13 @@
  * batch arrived, whichever is first. (Waiting for the event loop to turn is not enough: grpc-js
  * hands a stream's messages over one per turn.) At high rates batches fill before the timer; at
  * low rates a report waits at most `streamFlushMs`.
+ *
+ * The listener and every call are bounded (grpc-listener.ts, grpc-calls.ts): connections,
+ * streams, message size, memory held by partial messages, a deadline for each message, a rate
+ * budget token per call.
+ *
+ * proto3 sends no presence for a string: a client that writes `protocol: ""` (protobufjs does)
+ * means the default. Empty optional strings are read as absent, so `""` is tcp, as the .proto says.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -18,6 +25,8 @@ import type { Registry } from 'prom-client';
 import type { SessionOutcome, SessionReport, SteeringEngine } from '../steering/types.js';
 import { grpcPeerAddress } from './caller.js';
 import { rejectionError, toErrorBody } from './errors.js';
+import { guardCalls } from './grpc-calls.js';
+import { DEFAULT_GRPC_LIMITS, grpcServerOptions, listenGrpc, type GrpcLimits } from './grpc-listener.js';
 import { defaultBatchBytes, SessionIntake, type IntakeLimits } from './intake.js';
 import { sessionBatchBody, SessionReportBody } from './schemas.js';
 import { compileChecker } from './typebox.js';
@@ -65,10 +74,14 @@ export interface GrpcIntakeOptions {
   streamBatch?: number;
   /** Longest a stream's report waits for its batch to fill, in ms (default 1). */
   streamFlushMs?: number;
+  /** Connection caps, streams, read slots, deadlines (grpc-listener.ts). */
+  limits?: Partial<GrpcLimits>;
 }
 
 export interface GrpcIntake {
   readonly port: number;
+  /** Open connections (tests and the abuse benchmark read them). */
+  readonly connections: { readonly connections: number };
   /** Stops accepting, lets calls in flight finish for up to `graceMs` (default 5 s), then cuts them. */
   close(graceMs?: number): Promise<void>;
 }
@@ -98,6 +111,26 @@ function toGrpcError(err: unknown, logger: GrpcLogger | undefined): grpc.Service
   return Object.assign(new Error(body.message), { code: grpcStatusFor(body.statusCode), details: body.message, metadata });
 }
 
+/** Optional strings proto3 cannot send as absent: empty means not given. */
+const OPTIONAL_STRINGS = ['protocol'] as const;
+const OPTIONAL_REQUEST_STRINGS = ['scheme', 'sourceNamespace'] as const;
+
+/** `report` with proto3's empty optional strings removed (a copy when there are any). */
+export function withoutProtoDefaults(report: SessionReport): SessionReport {
+  const r = report as unknown as Record<string, unknown> & { request?: Record<string, unknown> };
+  const emptyTop = OPTIONAL_STRINGS.filter((k) => r[k] === '');
+  const emptyRequest = r.request ? OPTIONAL_REQUEST_STRINGS.filter((k) => r.request![k] === '') : [];
+  if (emptyTop.length === 0 && emptyRequest.length === 0) return report;
+  const out: Record<string, unknown> = { ...r };
+  for (const k of emptyTop) delete out[k];
+  if (emptyRequest.length > 0) {
+    const request = { ...r.request };
+    for (const k of emptyRequest) delete request[k];
+    out.request = request;
+  }
+  return out as unknown as SessionReport;
+}
+
 interface StreamSummary {
   received: number;
   steered: number;
@@ -116,19 +149,22 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
   const streamBatch = Math.max(1, Math.min(options.streamBatch ?? 256, maxBatch));
   const streamFlushMs = options.streamFlushMs ?? 1;
   const maxMessageBytes = options.maxMessageBytes ?? defaultBatchBytes(maxBatch);
+  const limits = { ...DEFAULT_GRPC_LIMITS, ...options.limits };
 
   const service = (loadIntakeProto().wansteer as grpc.GrpcObject).v1 as grpc.GrpcObject;
   const definition = (service.SessionIntake as grpc.ServiceClientConstructor).service;
 
+  // Each call paid one token of its caller's budget at its start (grpc-calls.ts).
   const report: grpc.handleUnaryCall<SessionReport, { outcome: SessionOutcome }> = (call, callback) => {
     const receivedAtNs = process.hrtime.bigint();
     try {
-      const invalid = checkReport(call.request);
+      const message = withoutProtoDefaults(call.request);
+      const invalid = checkReport(message);
       if (invalid) {
         intake.countInvalid('grpc');
         return callback(toGrpcError(invalid, logger));
       }
-      const outcome = intake.report([call.request], grpcPeerAddress(call.getPeer()), 'grpc', receivedAtNs)[0]!;
+      const outcome = intake.report([message], grpcPeerAddress(call.getPeer()), 'grpc', receivedAtNs, 1)[0]!;
       if (outcome.status === 'rejected') return callback(toGrpcError(rejectionError(outcome.reason, outcome.message), logger));
       callback(null, { outcome });
     } catch (err) {
@@ -139,12 +175,13 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
   const reportBatch: grpc.handleUnaryCall<{ sessions: SessionReport[] }, object> = (call, callback) => {
     const receivedAtNs = process.hrtime.bigint();
     try {
-      const invalid = checkBatch(call.request);
+      const batch = { ...call.request, sessions: call.request.sessions?.map(withoutProtoDefaults) };
+      const invalid = checkBatch(batch);
       if (invalid) {
         intake.countInvalid('grpc', call.request.sessions?.length ?? 1);
         return callback(toGrpcError(invalid, logger));
       }
-      const outcomes = intake.report(call.request.sessions, grpcPeerAddress(call.getPeer()), 'grpc', receivedAtNs);
+      const outcomes = intake.report(batch.sessions, grpcPeerAddress(call.getPeer()), 'grpc', receivedAtNs, 1);
       let steered = 0;
       let rejected = 0;
       for (const o of outcomes) {
@@ -165,6 +202,8 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
       summary.rejectedByReason[reason] = (summary.rejectedByReason[reason] ?? 0) + n;
     };
     let pending: SessionReport[] = [];
+    /** The call's own token (paid at its start) covers its first report. */
+    let prepaid = 1;
     /** When the oldest report in `pending` arrived: its latency is the batch's worst. */
     let pendingSince = 0n;
     let timer: NodeJS.Timeout | undefined;
@@ -186,7 +225,8 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
       const batch = pending;
       pending = [];
       try {
-        const { outcomes, limited } = intake.reportAdmitting(batch, caller, 'grpc', pendingSince);
+        const { outcomes, limited } = intake.reportAdmitting(batch, caller, 'grpc', pendingSince, prepaid);
+        prepaid = 0;
         if (limited > 0) reject('rate-limited', limited);
         for (const o of outcomes) {
           if (o.status === 'steered') summary.steered++;
@@ -199,9 +239,10 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
       }
     };
 
-    call.on('data', (message: SessionReport) => {
+    call.on('data', (received: SessionReport) => {
       if (failed !== undefined) return;
       summary.received++;
+      const message = withoutProtoDefaults(received);
       const invalid = checkReport(message);
       if (invalid) {
         intake.countInvalid('grpc');
@@ -222,16 +263,18 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
     call.on('error', () => flush());
   };
 
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': maxMessageBytes });
+  const server = new grpc.Server({ ...grpcServerOptions(limits, maxMessageBytes), interceptors: [guardCalls(intake, limits)] });
   server.addService(definition, { report, reportBatch, reportStream });
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
-  });
+  // A caller whose budget is spent is turned away as it connects: its calls would all be refused.
+  const listener = await listenGrpc(server, options.listen, limits, (caller) => (intake.limiter.available(caller) < 1 ? intake.rateLimited(caller) : undefined));
 
   return {
-    port,
-    close: (graceMs = 5_000) =>
-      new Promise<void>((resolve) => {
+    port: listener.port,
+    connections: listener.connections,
+    close: async (graceMs = 5_000) => {
+      // Stop accepting now; the listener is closed once grpc-js has let go of its connections.
+      const closed = listener.close();
+      await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();
@@ -241,6 +284,8 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
           clearTimeout(force);
           resolve();
         });
-      }),
+      });
+      await closed;
+    },
   };
 }

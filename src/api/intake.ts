@@ -7,7 +7,7 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import { RejectReasons, type SessionOutcome, type SessionReport, type SteeringEngine } from '../steering/types.js';
-import { RateLimited } from './errors.js';
+import { RateLimited, type ApiError } from './errors.js';
 import { ReportRateLimiter } from './rate-limiter.js';
 
 export type Transport = 'http' | 'grpc';
@@ -24,9 +24,12 @@ export interface IntakeLimits {
   maxBatch: number;
 }
 
+/** Bytes a report is allowed on average in a batch; also what one token of the rate budget buys in body bytes. */
+export const REPORT_BYTES = 2 * 1024;
+
 /** Largest batch body (HTTP) or message (gRPC) by default: 2 KiB a report, 64 KiB to 32 MiB. */
 export function defaultBatchBytes(maxBatch: number): number {
-  return Math.min(32 * 1024 * 1024, Math.max(64 * 1024, maxBatch * 2 * 1024));
+  return Math.min(32 * 1024 * 1024, Math.max(64 * 1024, maxBatch * REPORT_BYTES));
 }
 
 type Child = { inc(n?: number): void };
@@ -53,15 +56,30 @@ export class SessionIntake {
     return new SessionIntake(engine, limiter, registry);
   }
 
-  /** All or nothing: the reports go to the engine, or none do and this throws WS_API_RATE_LIMITED. */
-  report(reports: readonly SessionReport[], caller: string, transport: Transport, receivedAtNs?: bigint): SessionOutcome[] {
+  /**
+   * All or nothing: the reports go to the engine, or none do and this throws WS_API_RATE_LIMITED.
+   * A report costs one token; `prepaid` tokens were charged for the request before it was parsed.
+   */
+  report(reports: readonly SessionReport[], caller: string, transport: Transport, receivedAtNs?: bigint, prepaid = 0): SessionOutcome[] {
     this.received[transport].inc(reports.length);
-    if (!this.limiter.take(caller, reports.length)) {
+    const owed = reports.length - prepaid;
+    if (owed > 0 && !this.limiter.take(caller, owed)) {
       this.refused[transport]['rate-limited'].inc(reports.length);
-      const retry = this.limiter.secondsUntil(caller, reports.length);
-      throw RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
+      throw this.rateLimited(caller, owed);
     }
     return this.steer(reports, caller, transport, receivedAtNs);
+  }
+
+  /** The 429 for `caller`, short of `tokens`, with when to retry. */
+  rateLimited(caller: string, tokens = 1): ApiError {
+    const retry = this.limiter.secondsUntil(caller, tokens);
+    return RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
+  }
+
+  /** A request refused for its caller's budget before it was read: counted as one report received and refused. */
+  countRateLimited(transport: Transport): void {
+    this.received[transport].inc();
+    this.refused[transport]['rate-limited'].inc();
   }
 
   /**
@@ -73,9 +91,12 @@ export class SessionIntake {
     caller: string,
     transport: Transport,
     receivedAtNs?: bigint,
+    /** Reports already paid for (the call's own token covers its first report). */
+    prepaid = 0,
   ): { outcomes: SessionOutcome[]; limited: number } {
     this.received[transport].inc(reports.length);
-    const admitted = this.limiter.takeUpTo(caller, reports.length);
+    const covered = Math.min(prepaid, reports.length);
+    const admitted = covered + this.limiter.takeUpTo(caller, reports.length - covered);
     const limited = reports.length - admitted;
     if (limited > 0) this.refused[transport]['rate-limited'].inc(limited);
     if (admitted === 0) return { outcomes: [], limited };

@@ -51,6 +51,11 @@ export class ReportRateLimiter {
     return taken;
   }
 
+  /** Tokens `caller` has now (a full bucket for one not seen yet); takes none. */
+  available(caller: string): number {
+    return this.buckets.has(caller) ? this.refill(caller).tokens : this.burst;
+  }
+
   /** Whole seconds until `n` tokens are there (for Retry-After). */
   secondsUntil(caller: string, n: number): number {
     const bucket = this.refill(caller);

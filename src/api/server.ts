@@ -1,18 +1,13 @@
 /**
- * The only part of the API that knows about the process: it listens, sets the connection
- * timeouts, and closes gracefully on SIGTERM / SIGINT (stop accepting, finish what is in
- * flight, close idle keep-alive connections, then run the agent's own shutdown). A second
- * signal, or a shutdown that overruns its deadline, exits at once.
+ * The only part of the API that knows about the process: it listens, and closes gracefully on
+ * SIGTERM / SIGINT (stop accepting, finish what is in flight, close idle keep-alive
+ * connections, then run the agent's own shutdown). A second signal, or a shutdown that overruns
+ * its deadline, exits at once. The connection bounds (caps, deadlines) are the server's own,
+ * set where it is created (http-listener.ts).
  */
 import type { FastifyInstance } from 'fastify';
 
 export interface ServerOptions {
-  /** Keep idle connections this long: the Lua filter's keep-alive pool reuses them. Default 75 s. */
-  keepAliveTimeoutMs?: number;
-  /** Whole request, body included. Default 10 s (reports are small; a slow sender is not a client). */
-  requestTimeoutMs?: number;
-  /** Request headers. Default 5 s. */
-  headersTimeoutMs?: number;
   /** Give up on a graceful close after this long and exit 1. Default 10 s. */
   shutdownTimeoutMs?: number;
   /** Called after the HTTP server closed, on a signal: close gRPC, the engine, the stores. */
@@ -42,12 +37,6 @@ const SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 export async function startServer(app: FastifyInstance, listen: string, options: ServerOptions = {}): Promise<RunningServer> {
   const { host, port } = parseListen(listen);
   const server = app.server;
-  // Keep-alive must outlast the client's idle timeout, or the client reuses a socket we are closing.
-  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 75_000;
-  // Node's rule: headersTimeout must exceed keepAliveTimeout, or idle sockets are cut as slow ones.
-  server.headersTimeout = Math.max(options.headersTimeoutMs ?? 5_000, server.keepAliveTimeout + 1_000);
-  server.requestTimeout = options.requestTimeoutMs ?? 10_000;
-
   await app.listen({ host, port });
   const address = server.address();
   const boundPort = typeof address === 'object' && address !== null ? address.port : port;

@@ -67,11 +67,31 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
     };
   }
   return (value: unknown) => {
-    const converted = Value.Convert(schema, value);
+    const converted = convertStrings(schema, value);
     const error = checker(converted);
     return error ? { error } : { value: converted };
   };
 };
+
+/** A whole number as a query string writes one: digits only, no exponent, sign, fraction or hex. */
+const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
+
+/**
+ * Strings of a query string, path or headers as the schema's types. Value.Convert alone reads
+ * `1e9` and `1.5` as the integer 1 and `0x10` as 16; here a number must be written as one
+ * (otherwise it stays a string and the check names the field), and the rest is Value.Convert's.
+ */
+function convertStrings(schema: TSchema, value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || schema.type !== 'object' || !schema.properties) return Value.Convert(schema, value);
+  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const [key, property] of Object.entries(schema.properties as Record<string, TSchema>)) {
+    const raw = out[key];
+    if (typeof raw !== 'string') continue;
+    if (property.type === 'integer' || property.type === 'number') out[key] = DECIMAL.test(raw) ? Number(raw) : raw;
+    else out[key] = Value.Convert(property, raw);
+  }
+  return out;
+}
 
 /**
  * fastify's serializer compiler, in place of fast-json-stringify (fastify's default): the answer

@@ -15,7 +15,6 @@
  * sources, and let go of the datapath without detaching it — traffic keeps its steering while
  * the agent is away, and the next agent adopts the pins.
  */
-import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import { buildApp } from '../api/app.js';
@@ -24,6 +23,7 @@ import { SessionIntake } from '../api/intake.js';
 import { startServer } from '../api/server.js';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
+import { readLocalFiles } from '../config/local-files.js';
 import type { AgentConfig } from '../config/schema.js';
 import {
   Datapath, DatapathError, internetLayout, InternetLinkError, InternetRouting, MemoryDatapath, MemoryInternetRouting, openCarrierReader, openNeighbourTable,
@@ -31,6 +31,7 @@ import {
 } from '../datapath/index.js';
 import { createRegistry } from '../metrics/registry.js';
 import { LinkMonitor } from '../links/monitor.js';
+import { PolicyError } from '../policies/errors.js';
 import { FilePolicyStore } from '../policies/file-store.js';
 import type { PolicyStore } from '../policies/store.js';
 import { DirectoryRuleSource } from '../routes/directory-source.js';
@@ -82,6 +83,13 @@ export async function runAgent(argv: readonly string[], io: CliIo): Promise<numb
     await agent.stopped;
     return 0;
   } catch (err) {
+    // The operator's to fix (a file the config names, a broken policy file): the message and its code, no stack.
+    if (err instanceof ConfigError || err instanceof PolicyError) {
+      const message = err instanceof PolicyError ? `${err.message} (${err.code})` : err.message;
+      logger.fatal({ code: err.code }, message);
+      io.stderr(`wansteer agent: ${message}\n`);
+      return ConfigError.exitCode;
+    }
     if (err instanceof DatapathError) {
       logger.fatal({ code: err.code, errno: err.errnoName }, err.message);
       io.stderr(`wansteer agent: ${err.message}\n`);
@@ -135,6 +143,8 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     closers.length = 0;
   };
   try {
+    // Before anything is set up: a missing token file or rules directory stops the start here.
+    const { token } = await readLocalFiles(config);
     // A link that cannot be set up stops the start before anything is installed.
     const layout = internetLayout(config.links, config.internet);
     if (layout && !config.datapath.dryRun) InternetRouting.check(layout);
@@ -207,7 +217,6 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
 
     const registry = createRegistry({ engine, datapath, ageing, sources: sourceStates, eventLoop: true });
     const sessions = SessionIntake.create(engine, config.intake, registry);
-    const token = config.auth.tokenFile ? (await readFile(config.auth.tokenFile, 'utf8')).trim() : undefined;
     if (!token) logger.warn('no auth.tokenFile: policy writes over the REST API are refused');
     const app = buildApp({ engine, store, registry, token, intake: config.intake, sessions, sources: sourceStates, logger: logger.child({ part: 'api' }) });
 

@@ -8,6 +8,8 @@
 export type ConfigErrorCode =
   /** The file cannot be read (missing, permissions, not a file). */
   | 'WS_CONFIG_FILE_READ'
+  /** The file is larger than any config (MAX_CONFIG_BYTES): refused before it is read. */
+  | 'WS_CONFIG_FILE_TOO_LARGE'
   /** The file is not valid YAML/JSON, or its top level is not a mapping. */
   | 'WS_CONFIG_SYNTAX'
   /** An unknown flag, a flag without its value, or a value of the wrong form. */

@@ -5,7 +5,7 @@
  *
  *   const config = await loadConfig({ argv: process.argv.slice(3), env: process.env });
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -17,6 +17,9 @@ import { fractionalIntegers, schemaProblems } from './schema-errors.js';
 import { semanticProblems } from './semantic.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/wansteer/config.yaml';
+
+/** A config is a few KB; anything past this is not one, and is refused before it is read or parsed. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 export interface LoadConfigOptions {
   /** The config file; wins over --config and WANSTEER_CONFIG. Default: /etc/wansteer/config.yaml. */
@@ -31,13 +34,45 @@ export interface LoadConfigOptions {
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<AgentConfig> {
   const overrides = parseOverrides(options.argv ?? [], options.env ?? {});
   const file = options.file ?? overrides.configFile ?? DEFAULT_CONFIG_FILE;
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError('WS_CONFIG_FILE_READ', [{ field: file, problem: readProblem(err), fix: 'pass the config file with --config PATH (or WANSTEER_CONFIG=PATH), and check it is readable by the agent' }]);
-  }
+  const text = await readBounded(file);
   return resolveConfig(parseDocument(text, file), { argv: options.argv, env: options.env, hostname: options.hostname, source: file });
+}
+
+/**
+ * The file's text, read no further than MAX_CONFIG_BYTES + 1: a 100 MB file (or a device that
+ * never ends) is refused by its size, not read whole and handed to the YAML parser.
+ */
+async function readBounded(file: string): Promise<string> {
+  const fix = 'pass the config file with --config PATH (or WANSTEER_CONFIG=PATH), and check it is readable by the agent';
+  let bytes: Buffer;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      const info = await handle.stat();
+      if (info.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+      if (info.size > MAX_CONFIG_BYTES) throw tooLarge(file, info.size);
+      bytes = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+      let filled = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, null);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        if (filled > MAX_CONFIG_BYTES) throw tooLarge(file, filled);
+      }
+      bytes = bytes.subarray(0, filled);
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError('WS_CONFIG_FILE_READ', [{ field: file, problem: readProblem(err), fix }]);
+  }
+  return bytes.toString('utf8');
+}
+
+function tooLarge(file: string, size: number): ConfigError {
+  const shown = size > MAX_CONFIG_BYTES ? `over ${MAX_CONFIG_BYTES} bytes` : `${size} bytes`;
+  return new ConfigError('WS_CONFIG_FILE_TOO_LARGE', [{ field: file, problem: `is ${shown}; a config is a few KB (at most ${MAX_CONFIG_BYTES} bytes)`, fix: 'check --config names the agent config, not another file' }]);
 }
 
 export interface ResolveConfigOptions extends Omit<LoadConfigOptions, 'file'> {
@@ -74,7 +109,8 @@ export function resolveConfig(document: unknown, options: ResolveConfigOptions =
 function parseDocument(text: string, file: string): unknown {
   try {
     // JSON is YAML; one parser serves both, and reports line and column.
-    return parseYaml(text, { prettyErrors: true }) ?? {};
+    // maxAliasCount bounds "billion laughs" expansion (yaml's default, said here on purpose).
+    return parseYaml(text, { prettyErrors: true, maxAliasCount: 100 }) ?? {};
   } catch (err) {
     const message = err instanceof Error ? err.message.split('\n')[0]! : String(err);
     throw new ConfigError('WS_CONFIG_SYNTAX', [{ field: file, problem: `is not valid YAML: ${message}`, fix: 'correct the syntax at the line and column shown' }]);

@@ -59,7 +59,6 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function parseOverrides(argv: readonly string[], env: Env): ParsedOverrides {
   const problems: ConfigProblem[] = [];
   const fromFlags = parseFlags(argv, problems);
-  const byFlag = new Map(CONFIG_OVERRIDES.map((o) => [o.flag, o]));
   const chosen: { spec: OverrideSpec; value: string | number | boolean; origin: string }[] = [];
   for (const spec of CONFIG_OVERRIDES) {
     const flagValue = fromFlags.get(spec.flag);
@@ -73,11 +72,6 @@ export function parseOverrides(argv: readonly string[], env: Env): ParsedOverrid
       continue;
     }
     chosen.push({ spec, value, origin });
-  }
-  for (const flag of fromFlags.keys()) {
-    if (flag !== CONFIG_FILE_FLAG && !byFlag.has(flag)) {
-      problems.push({ field: `--${flag}`, problem: 'is not a known flag', fix: `use one of ${[CONFIG_FILE_FLAG, ...byFlag.keys()].map((f) => `--${f}`).join(', ')}` });
-    }
   }
   if (problems.length > 0) throw new ConfigError('WS_CONFIG_FLAG', problems);
   const configFlag = fromFlags.get(CONFIG_FILE_FLAG);
@@ -94,9 +88,10 @@ export function parseOverrides(argv: readonly string[], env: Env): ParsedOverrid
   };
 }
 
-/** `--name value`, `--name=value`; a boolean flag alone means true. */
+/** `--name value`, `--name=value`; a boolean flag alone means true. An unknown name is said so, value or not. */
 function parseFlags(argv: readonly string[], problems: ConfigProblem[]): Map<string, string | true> {
   const booleans = new Set(CONFIG_OVERRIDES.filter((o) => o.kind === 'boolean').map((o) => o.flag));
+  const known = new Set([CONFIG_FILE_FLAG, ...CONFIG_OVERRIDES.map((o) => o.flag)]);
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -106,6 +101,12 @@ function parseFlags(argv: readonly string[], problems: ConfigProblem[]): Map<str
     }
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq === -1 ? undefined : eq);
+    if (!known.has(name)) {
+      problems.push({ field: `--${name}`, problem: 'is an unknown flag', fix: `use one of ${[...known].map((f) => `--${f}`).join(', ')}` });
+      // Its value, if it has one, goes with it (not reported again as "not a flag").
+      if (eq === -1 && i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) i++;
+      continue;
+    }
     if (eq !== -1) flags.set(name, arg.slice(eq + 1));
     else if (booleans.has(name)) flags.set(name, true);
     else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) flags.set(name, argv[++i]!);

@@ -125,6 +125,32 @@ export class BpfMap {
     }
   }
 
+  /**
+   * One batch of a hash map's entries, from bucket `bucket` on (BPF_MAP_LOOKUP_BATCH, whose
+   * position in a hash map is a bucket index): whole buckets only, at most `max` entries (more
+   * when a single bucket holds more). `next` is the bucket to go on from, or null when the walk
+   * is over. For paging: a page ends after a batch, and the next page starts at `next`.
+   */
+  lookupBatchAt(bucket: number, max: number): { keys: Buffer; values: Buffer; count: number; next: number | null } {
+    let n = Math.max(1, Math.min(max, this.maxEntries));
+    const inBatch = Buffer.alloc(Math.max(this.keySize, 4));
+    const outBatch = Buffer.alloc(Math.max(this.keySize, 4));
+    inBatch.writeUInt32LE(bucket);
+    const done = new Uint32Array(1);
+    for (;;) {
+      const keys = Buffer.alloc(n * this.keySize);
+      const values = Buffer.alloc(n * this.valueBytes);
+      const rc = native.mapLookupBatch(this.fd, inBatch, outBatch, keys, values, n, done);
+      // The first bucket holds more than n entries: ask for more.
+      if (rc === -ENOSPC && done[0] === 0 && n < this.maxEntries) {
+        n = Math.min(n * 2, this.maxEntries);
+        continue;
+      }
+      if (rc < 0 && rc !== -ENOENT) check(rc, DatapathErrorCode.MAP, `lookup batch ${this.name}`);
+      return { keys, values, count: done[0]!, next: rc === -ENOENT ? null : outBatch.readUInt32LE(0) };
+    }
+  }
+
   /** Sum a per-CPU counter value (struct ws_counter per CPU) at `off` in `values`. */
   sumPercpuCounter(values: Buffer, off: number): { packets: bigint; bytes: bigint } {
     let packets = 0n;

@@ -41,7 +41,7 @@ import { FlowCensus } from './flow-census.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
 import type { MigrationReport } from './migration.js';
 import { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';
-import { flowPasses, type DatapathPort, type FlowFilter, type FlowTableFill } from './port.js';
+import { flowPasses, pageScan, type DatapathPort, type FlowFilter, type FlowPage, type FlowPageRequest, type FlowTableFill } from './port.js';
 
 export interface Counter {
   packets: bigint;
@@ -75,6 +75,23 @@ export const FLOW_CHUNK = 65_536;
  * (kernel/bpf/bpf_lru_list.c, LOCAL_FREE_TARGET): how far short of max_entries it may evict.
  */
 const LRU_FREE_AHEAD = 128;
+/** Entries one lookup of a page asks for, at least and at most. */
+const BATCH_MIN = 16;
+const BATCH_MAX = 4_096;
+
+const KERNEL_CURSOR = /^k([46])\.([0-9]{1,10})\.([0-9]{1,5})$/;
+
+function kernelCursor(family: Family, bucket: number, skip: number): string {
+  return `k${family}.${bucket}.${skip}`;
+}
+
+function parseKernelCursor(cursor: string | undefined): { family: Family; bucket: number; skip: number } {
+  if (cursor === undefined) return { family: FAMILY_IPV4, bucket: 0, skip: 0 };
+  const m = KERNEL_CURSOR.exec(cursor);
+  const bucket = Number(m?.[2]);
+  if (!m || bucket > 0xffff_ffff) throw invalid('flow cursor', `${JSON.stringify(cursor.slice(0, 40))} is not a cursor this datapath hands out`);
+  return { family: m[1] === '4' ? FAMILY_IPV4 : FAMILY_IPV6, bucket, skip: Number(m[3]) };
+}
 
 /** One family's share of a batch: packed keys and values, `count` of them filled. */
 interface FlowBatch {
@@ -377,7 +394,47 @@ export class Datapath implements DatapathPort {
     return out;
   }
 
-  /** How many flow entries the tables hold (a full walk: for metrics, not per packet). */
+  /**
+   * A page of flows: the IPv4 table, then the IPv6 one, each walked from a bucket in batched
+   * lookups that stop as soon as the page is full or its scan budget spent. The cursor
+   * `k<family>.<bucket>.<skip>` is where the next page starts: `skip` entries into the batch
+   * that begins at `bucket` (a batch holds whole buckets, a page may end inside one).
+   */
+  pageFlows(request: FlowPageRequest): FlowPage {
+    const { limit, policyIds } = request;
+    const scanBudget = request.scan ?? pageScan(limit);
+    const start = parseKernelCursor(request.after);
+    const V = Layout.flowVal.size;
+    const items: FlowEntry[] = [];
+    let scanned = 0;
+    const maps = this.flowMaps();
+    for (let m = maps.findIndex(([family]) => family === start.family); m < maps.length; m++) {
+      const [family, map] = maps[m]!;
+      let bucket = family === start.family ? start.bucket : 0;
+      let skip = family === start.family ? start.skip : 0;
+      for (;;) {
+        // Unfiltered, every entry walked is one returned; filtered, any of the budget may be needed.
+        const need = policyIds === undefined ? limit - items.length : scanBudget - scanned;
+        const want = skip + Math.min(BATCH_MAX, Math.max(BATCH_MIN, need));
+        const batch = map.lookupBatchAt(bucket, want);
+        for (let i = skip; i < batch.count; i++) {
+          scanned++;
+          const v = decodeFlowValue(batch.values, i * V);
+          if (policyIds === undefined || policyIds.has(v.policyId)) items.push({ ...decodeFlowKey(family, batch.keys, i * map.keySize), ...v });
+          if (items.length < limit && scanned < scanBudget) continue;
+          // Full (or out of budget): the next page starts after entry i.
+          if (i + 1 < batch.count) return { items, next: kernelCursor(family, bucket, i + 1) };
+          if (batch.next !== null) return { items, next: kernelCursor(family, batch.next, 0) };
+          return m + 1 < maps.length ? { items, next: kernelCursor(maps[m + 1]![0], 0, 0) } : { items };
+        }
+        if (batch.next === null) break;
+        bucket = batch.next;
+        skip = 0;
+      }
+    }
+    return { items };
+  }
+
   /**
    * Flow entries per policy id, read straight from the values in batched walks: no key is
    * decoded and nothing is allocated per entry, so a metrics scrape stays cheap.

@@ -20,7 +20,21 @@ import {
 import { monotonicNs, type Counter, type Counters, type FlowEntry } from './datapath.js';
 import { invalid } from './errors.js';
 import type { NeighbourScope } from './neighbours.js';
-import { flowPasses, type DatapathPort, type FlowFilter, type FlowTableFill } from './port.js';
+import { flowPasses, pageScan, type DatapathPort, type FlowFilter, type FlowPage, type FlowPageRequest, type FlowTableFill } from './port.js';
+
+/** A flow's place in the write order: what pageFlows walks. `key` is gone once the flow is. */
+interface Slot {
+  readonly seq: number;
+  key: string | undefined;
+}
+
+interface FlowRecord {
+  policyId: number;
+  lastSeenNs: bigint;
+  slot: Slot;
+}
+
+const MEMORY_CURSOR = /^m\.([0-9]{1,15})$/;
 
 export class MemoryDatapath implements DatapathPort {
   readonly adopted = false;
@@ -30,7 +44,15 @@ export class MemoryDatapath implements DatapathPort {
   private readonly policies = new Map<number, PolicyAction>();
   private readonly dscp = new Map<number, number>();
   /** `family:hex of the encoded key` -> entry; insertion order doubles as LRU order. */
-  private readonly flows = new Map<string, { policyId: number; lastSeenNs: bigint }>();
+  private readonly flows = new Map<string, FlowRecord>();
+  /**
+   * Every flow's slot in the order written, sequence numbers rising: a page starts at the first
+   * slot after its cursor's (a binary search) and walks on. A removed flow leaves an empty slot,
+   * swept out once they are half the log.
+   */
+  private slots: Slot[] = [];
+  private emptySlots = 0;
+  private nextSeq = 1;
   private readonly key4 = Buffer.alloc(Layout.flow4Key.size);
   private readonly key6 = Buffer.alloc(Layout.flow6Key.size);
   private readonly scratch = Buffer.alloc(Layout.link.size);
@@ -112,19 +134,8 @@ export class MemoryDatapath implements DatapathPort {
 
   upsertFlow(key: FlowKey, policyId: number, now = monotonicNs()): void {
     checkPolicyId(policyId);
-    const k = this.key(key);
-    this.flows.delete(k);
-    this.flows.set(k, { policyId, lastSeenNs: now });
-    this.evictOverflow();
-  }
-
-  /** An LRU table evicts its least recently written entries when full. */
-  private evictOverflow(): void {
-    while (this.flows.size > this.flowTableSize) {
-      const k = this.flows.keys().next().value!;
-      this.flows.delete(k);
-      this.evicted[k.startsWith('6:') ? 1 : 0]! += 1;
-    }
+    this.write(this.key(key), policyId, now);
+    this.evict();
   }
 
   upsertFlows(entries: ReadonlyArray<{ key: FlowKey; policyId: number }>, now = monotonicNs()): void {
@@ -132,21 +143,18 @@ export class MemoryDatapath implements DatapathPort {
       checkPolicyId(e.policyId);
       return this.key(e.key);
     }); // all validated before any write, as the kernel facade does
-    encoded.forEach((k, i) => {
-      this.flows.delete(k);
-      this.flows.set(k, { policyId: entries[i]!.policyId, lastSeenNs: now });
-    });
-    this.evictOverflow();
+    encoded.forEach((k, i) => this.write(k, entries[i]!.policyId, now));
+    this.evict();
   }
 
   getFlow(key: FlowKey): { policyId: number; lastSeenNs: bigint } | null {
     const v = this.flows.get(this.key(key));
-    return v ? { ...v } : null;
+    return v ? { policyId: v.policyId, lastSeenNs: v.lastSeenNs } : null;
   }
 
   deleteFlows(keys: ReadonlyArray<FlowKey>): number {
     let n = 0;
-    for (const k of keys) if (this.flows.delete(this.key(k))) n++;
+    for (const k of keys) if (this.remove(this.key(k))) n++;
     return n;
   }
 
@@ -154,10 +162,73 @@ export class MemoryDatapath implements DatapathPort {
     const out: FlowEntry[] = [];
     for (const [k, v] of this.flows) {
       if (!flowPasses(filter, v.policyId)) continue;
-      const family = k.startsWith('6:') ? FAMILY_IPV6 : FAMILY_IPV4;
-      out.push({ ...decodeFlowKey(family, Buffer.from(k.slice(2), 'hex')), ...v });
+      out.push(entryOf(k, v));
     }
     return out;
+  }
+
+  /** A page in write order; the cursor `m.<seq>` is the last slot walked. */
+  pageFlows(request: FlowPageRequest): FlowPage {
+    const { limit, policyIds } = request;
+    const scanBudget = request.scan ?? pageScan(limit);
+    let after = 0;
+    if (request.after !== undefined) {
+      const m = MEMORY_CURSOR.exec(request.after);
+      if (!m) throw invalid('flow cursor', `${JSON.stringify(request.after.slice(0, 40))} is not a cursor this datapath hands out`);
+      after = Number(m[1]);
+    }
+    const items: FlowEntry[] = [];
+    let scanned = 0;
+    for (let i = this.firstSlotAfter(after); i < this.slots.length; i++) {
+      const slot = this.slots[i]!;
+      scanned++;
+      const record = slot.key === undefined ? undefined : this.flows.get(slot.key);
+      if (record && (policyIds === undefined || policyIds.has(record.policyId))) items.push(entryOf(slot.key!, record));
+      if (items.length < limit && scanned < scanBudget) continue;
+      return i + 1 < this.slots.length ? { items, next: `m.${slot.seq}` } : { items };
+    }
+    return { items };
+  }
+
+  /** Index of the first slot whose seq is above `seq` (the log is in rising seq order). */
+  private firstSlotAfter(seq: number): number {
+    let lo = 0;
+    let hi = this.slots.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.slots[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private write(k: string, policyId: number, now: bigint): void {
+    this.remove(k);
+    const slot: Slot = { seq: this.nextSeq++, key: k };
+    this.slots.push(slot);
+    this.flows.set(k, { policyId, lastSeenNs: now, slot });
+  }
+
+  private remove(k: string): boolean {
+    const record = this.flows.get(k);
+    if (!record) return false;
+    this.flows.delete(k);
+    record.slot.key = undefined;
+    if (++this.emptySlots > 1024 && this.emptySlots * 2 > this.slots.length) {
+      this.slots = this.slots.filter((s) => s.key !== undefined);
+      this.emptySlots = 0;
+    }
+    return true;
+  }
+
+  /** An LRU table evicts its least recently written entries when full. */
+  /** An LRU table evicts its least recently written entries when full (counted per family). */
+  private evict(): void {
+    while (this.flows.size > this.flowTableSize) {
+      const k = this.flows.keys().next().value!;
+      this.remove(k);
+      this.evicted[k.startsWith('6:') ? 1 : 0]! += 1;
+    }
   }
 
   countFlowsByPolicy(): Map<number, number> {
@@ -183,7 +254,7 @@ export class MemoryDatapath implements DatapathPort {
     let n = 0;
     for (const [k, v] of this.flows) {
       if (now > v.lastSeenNs && now - v.lastSeenNs > maxIdleNs) {
-        this.flows.delete(k);
+        this.remove(k);
         n++;
       }
     }
@@ -197,4 +268,9 @@ export class MemoryDatapath implements DatapathPort {
   }
 
   close(): void {}
+}
+
+function entryOf(key: string, record: FlowRecord): FlowEntry {
+  const family = key.startsWith('6:') ? FAMILY_IPV6 : FAMILY_IPV4;
+  return { ...decodeFlowKey(family, Buffer.from(key.slice(2), 'hex')), policyId: record.policyId, lastSeenNs: record.lastSeenNs };
 }

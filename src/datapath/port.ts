@@ -16,6 +16,29 @@ export interface FlowTableFill {
   evicted: number;
 }
 
+/** What to page through: see DatapathPort.pageFlows. */
+export interface FlowPageRequest {
+  /** The `next` of the page before; absent: from the start. */
+  after?: string;
+  /** Most entries to return. */
+  limit: number;
+  /** Only flows of these policy ids. */
+  policyIds?: ReadonlySet<number>;
+  /** Most entries to walk, those filtered out included (default pageScan(limit)). */
+  scan?: number;
+}
+
+/** A page of flows; `next` goes on after it, and is absent once the walk is over. */
+export interface FlowPage {
+  items: FlowEntry[];
+  next?: string;
+}
+
+/** Entries a page walks at most: a filtered page costs what a few full ones do, however few match. */
+export function pageScan(limit: number): number {
+  return Math.max(4 * limit, 4096);
+}
+
 export interface DatapathPort {
   readonly adopted: boolean;
   readonly flowTableSize: number;
@@ -37,6 +60,13 @@ export interface DatapathPort {
   deleteFlows(keys: ReadonlyArray<FlowKey>): number;
   /** Flows, all or those of one policy id or of a set of them (one walk of the table either way). */
   listFlows(filter?: FlowFilter): FlowEntry[];
+  /**
+   * One page of flows, in the table's own order, from where `after` left off: the cost is the
+   * page's (at most `scan` entries walked), not the table's. The cursor is opaque and only
+   * this datapath's; a malformed one throws DatapathError INVALID. Entries written or removed
+   * while a caller pages may be missed or seen twice; those there throughout are seen once.
+   */
+  pageFlows(request: FlowPageRequest): FlowPage;
   countFlows(): number;
   /** Each family's table fill and LRU evictions, as of a walk at most `maxAgeMs` old. */
   flowTables(maxAgeMs?: number): FlowTableFill[];

@@ -41,7 +41,13 @@ export function parsePolicyFile(text: string, path: string, links: ReadonlySet<s
   if (text.trim() === '') return { revision: 0, items: [] };
   const document = parseDocument(text, { prettyErrors: true });
   if (document.errors.length > 0) fail('', `YAML syntax: ${document.errors[0]!.message.split('\n')[0]!}`);
-  const root = document.toJS() as unknown;
+  let root: unknown;
+  try {
+    // maxAliasCount bounds "billion laughs" expansion: yaml throws instead of building it.
+    root = document.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    return fail('', `YAML: ${(err as Error).message}`);
+  }
   if (!isRecord(root)) return fail('', 'the top level is not a mapping; it must hold apiVersion, kind, revision and items');
   if (root.apiVersion !== POLICY_API_VERSION) fail('apiVersion', `must be ${POLICY_API_VERSION}`);
   if (root.kind !== POLICY_LIST_KIND) fail('kind', `must be ${POLICY_LIST_KIND}`);

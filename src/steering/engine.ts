@@ -34,7 +34,9 @@ import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
 import { RouteTable, type RouteMatch } from '../routes/route-table.js';
 import type { AgentConfig } from '../config/schema.js';
-import type { DatapathPort, FlowTableFill, InternetRoutingPort } from '../datapath/port.js';
+import { DatapathError, DatapathErrorCode } from '../datapath/errors.js';
+import type { FlowEntry } from '../datapath/datapath.js';
+import type { DatapathPort, FlowPage, FlowTableFill, InternetRoutingPort } from '../datapath/port.js';
 import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
@@ -43,8 +45,9 @@ import {
   type ActualState, type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
 } from './reconcile.js';
 import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
+import { FlowCursorError } from './types.js';
 import type {
-  FlowView, LinkStatus, PolicyStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
+  FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
 } from './types.js';
 
 /** The slice of pino the engine uses. */
@@ -724,30 +727,49 @@ export class Engine implements SteeringEngine, SteeringStats {
     });
   }
 
-  /** Steered flows as the datapath holds them; at most `limit` (default 1000). */
-  flows(filter: { policy?: string; link?: string; limit?: number } = {}): FlowView[] {
+  /**
+   * A page of the steered flows as the datapath holds them: at most `limit` (default 1000),
+   * from where `after` left off, the policy and link filters turned into policy ids the
+   * datapath filters by, so that a page costs the same whatever the table holds.
+   */
+  flows(filter: FlowFilter = {}): FlowViewPage {
     const limit = filter.limit ?? DEFAULT_FLOW_LIMIT;
     const ids = this.ids;
-    if (!ids || limit <= 0) return [];
-    let policyId: number | undefined;
+    if (!ids || limit <= 0) return { items: [] };
+    let policyIds: Set<number> | undefined;
     if (filter.policy !== undefined) {
-      policyId = ids.get(filter.policy);
-      if (policyId === undefined) return [];
+      const id = ids.get(filter.policy);
+      if (id === undefined) return { items: [] };
+      policyIds = new Set([id]);
+    }
+    if (filter.link !== undefined) {
+      const onLink = new Set<number>();
+      for (const p of this.policies.values()) {
+        const id = ids.get(p.name);
+        if (id !== undefined && p.choice?.link === filter.link && (!policyIds || policyIds.has(id))) onLink.add(id);
+      }
+      if (onLink.size === 0) return { items: [] };
+      policyIds = onLink;
+    }
+    let page: FlowPage;
+    try {
+      page = this.dp.pageFlows({ limit, ...(filter.after !== undefined && { after: filter.after }), ...(policyIds && { policyIds }) });
+    } catch (err) {
+      if (err instanceof DatapathError && err.code === DatapathErrorCode.INVALID && filter.after !== undefined) throw new FlowCursorError(filter.after, err.message);
+      throw err;
     }
     const now = this.clock();
-    const out: FlowView[] = [];
-    for (const f of this.dp.listFlows(policyId !== undefined ? { policyId } : {})) {
-      const policy = ids.nameOf(f.policyId) ?? `#${f.policyId}`;
-      if (filter.link !== undefined && this.policies.get(policy)?.choice?.link !== filter.link) continue;
-      const idleNs = now > f.lastSeenNs ? now - f.lastSeenNs : 0n;
-      out.push({
-        protocol: f.protocol === 6 ? 'tcp' : f.protocol === 17 ? 'udp' : f.protocol,
-        src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, policy,
-        idleSeconds: Math.round(Number(idleNs / 1_000_000n)) / 1000,
-      });
-      if (out.length >= limit) break;
-    }
-    return out;
+    const items = page.items.map((f) => this.flowView(f, ids.nameOf(f.policyId) ?? `#${f.policyId}`, now));
+    return page.next === undefined ? { items } : { items, next: page.next };
+  }
+
+  private flowView(f: FlowEntry, policy: string, now: bigint): FlowView {
+    const idleNs = now > f.lastSeenNs ? now - f.lastSeenNs : 0n;
+    return {
+      protocol: f.protocol === 6 ? 'tcp' : f.protocol === 17 ? 'udp' : f.protocol,
+      src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, policy,
+      idleSeconds: Math.round(Number(idleNs / 1_000_000n)) / 1000,
+    };
   }
 
   /** Why the engine's own state is degraded (the id file could not be saved), or undefined. */

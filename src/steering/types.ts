@@ -82,6 +82,30 @@ export interface FlowView {
   idleSeconds?: number;
 }
 
+/** Which flows GET /v1/flows asks for: a page of at most `limit`, from where `after` left off. */
+export interface FlowFilter {
+  policy?: string;
+  /** Flows of the policies this link carries now. */
+  link?: LinkName;
+  limit?: number;
+  /** The `next` of the page before. */
+  after?: string;
+}
+
+/** A page of flows; `next` goes on after it, absent once every flow has been walked. */
+export interface FlowViewPage {
+  items: FlowView[];
+  next?: string;
+}
+
+/** A cursor (`after`) that is not one the engine handed out. */
+export class FlowCursorError extends Error {
+  override readonly name = 'FlowCursorError';
+  constructor(readonly cursor: string, reason: string) {
+    super(reason);
+  }
+}
+
 /** Live state of a WAN link. */
 export interface LinkStatus {
   name: LinkName;
@@ -126,7 +150,8 @@ export interface SteeringEngine {
   /** What a session with this request would get, without writing anything. */
   explainSession(request: SessionRequest & { port?: number }): unknown;
   links(): LinkStatus[];
-  flows(filter?: { policy?: string; link?: LinkName; limit?: number }): FlowView[];
+  /** One page of the steered flows; the cost is the page's, not the table's. Throws FlowCursorError. */
+  flows(filter?: FlowFilter): FlowViewPage;
   /** Each policy as the engine holds it now: the link carrying it, whether its SLA is met, why. */
   policyStatus(): PolicyStatus[];
   /** The datapath can take writes and the rule and policy sources have synced. */

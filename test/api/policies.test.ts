@@ -94,12 +94,28 @@ describe('policies CRUD', () => {
   });
 
   it('reads If-Match lists, weak tags and * as RFC 9110 writes them', () => {
-    // Proves the header parsing: the current tag in a list wins, * means any, an empty header is refused.
+    // Proves the header parsing: the current tag in a list wins, only an unquoted * means any,
+    // weak tags never match (strong comparison), anything that is not a list of tags is refused.
     expect(ifMatchVersion('"3", "7"', '7')).toBe('7');
-    expect(ifMatchVersion('"3", "7"', '8')).toBe('3');
-    expect(ifMatchVersion('W/"5"', '5')).toBe('5');
+    expect(ifMatchVersion('"3","7"', '8')).toBe('3');
+    expect(ifMatchVersion('W/"5", "5"', '5')).toBe('5');
     expect(ifMatchVersion('*', '5')).toBeUndefined();
+    expect(ifMatchVersion('"*"', '5')).toBe('*');
+    expect(() => ifMatchVersion('W/"5"', '5')).toThrow(expect.objectContaining({ code: 'WS_API_PRECONDITION_FAILED', statusCode: 412 }));
     expect(() => ifMatchVersion(' , ', '5')).toThrow(/no entity tag/);
+    for (const bad of ['5', '"5', '"5" "6"', 'W/5']) expect(() => ifMatchVersion(bad, '5')).toThrow(expect.objectContaining({ code: 'WS_API_BAD_REQUEST' }));
+  });
+
+  it.each([
+    ['a weak tag of the current version', 'W/"1"', 'WS_API_PRECONDITION_FAILED'],
+    ['a quoted "*"', '"*"', 'WS_POLICY_CONFLICT'],
+  ])('refuses If-Match with %s (412) and changes nothing', async (_what, header, code) => {
+    // Proves If-Match compares strongly over HTTP: neither form replaces the policy.
+    const { app, store } = await created();
+    const res = await app.inject({ method: 'PUT', url: '/v1/policies/boss-fibre', headers: { ...auth, 'if-match': header }, payload: { spec: markSpec } });
+    expect(res.statusCode).toBe(412);
+    expect(res.json()).toMatchObject({ code });
+    expect(store.get('boss-fibre')?.spec).toEqual(spec);
   });
 });
 
@@ -170,7 +186,7 @@ describe('policy input is validated', () => {
 
   it('refuses malformed JSON and an oversize policy, then keeps serving', async () => {
     // Proves the parser and body-limit errors are coded 4xx on the policy routes too.
-    const { app } = fixture({ limits: { other: 2048 } });
+    const { app } = fixture({ limits: { policy: 2048 } });
     const bad = await app.inject({ method: 'POST', url: '/v1/policies', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"name":' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toMatchObject({ code: 'WS_API_MALFORMED_JSON' });

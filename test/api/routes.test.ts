@@ -42,17 +42,28 @@ describe('read routes', () => {
     });
   });
 
-  it('lists steered flows, filtered by policy and limited', async () => {
-    // Proves /v1/flows passes its filter through and converts the query string's numbers.
+  it('lists steered flows a page at a time, filtered by policy, limited, with a cursor', async () => {
+    // Proves /v1/flows passes its filter and cursor through, answers `next` while there is more,
+    // and reads the query string's numbers strictly (1e9 is not 1, nor a billion: it is refused).
     const { app } = fixture();
     await app.inject({ method: 'POST', url: '/v1/sessions:batch', payload: { sessions: [report(), report({ local: '10.0.0.5:2' })] }, remoteAddress: '10.0.0.5' });
     const all = await app.inject({ url: '/v1/flows?policy=boss-fibre' });
     expect(all.json().items).toHaveLength(2);
     const one = await app.inject({ url: '/v1/flows?limit=1' });
     expect(one.json().items).toEqual([{ protocol: 'tcp', src: '10.0.0.5', sport: 43210, dst: '192.0.2.10', dport: 443, policy: 'boss-fibre' }]);
-    const bad = await app.inject({ url: '/v1/flows?limit=0' });
-    expect(bad.statusCode).toBe(400);
-    expect(bad.json()).toMatchObject({ code: 'WS_API_VALIDATION', field: '/limit' });
+    expect(one.json().next).toBeDefined();
+    const rest = await app.inject({ url: `/v1/flows?limit=1&after=${one.json().next}` });
+    expect(rest.json()).toEqual({ items: [{ protocol: 'tcp', src: '10.0.0.5', sport: 2, dst: '192.0.2.10', dport: 443, policy: 'boss-fibre' }] });
+    for (const limit of ['0', '1001', '1e9', '1.5', '0x10', '-1']) {
+      const bad = await app.inject({ url: `/v1/flows?limit=${limit}` });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json()).toMatchObject({ code: 'WS_API_VALIDATION', field: '/limit' });
+    }
+    for (const after of ['x!', 'nonsense']) {
+      const bad = await app.inject({ url: `/v1/flows?after=${after}` });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json()).toMatchObject({ code: 'WS_API_VALIDATION', field: '/after' });
+    }
   });
 
   it('explains a request with defaults for path and method, without a token', async () => {

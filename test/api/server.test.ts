@@ -1,5 +1,6 @@
-// Proves startServer over a real socket: it listens where told, sets keep-alive and request
-// timeouts, the caller address is the real peer's, and a signal closes it gracefully.
+// Proves startServer over a real socket: it listens where told, with the keep-alive and the
+// header and request deadlines of http-listener.ts, the caller address is the real peer's, and
+// a signal closes it gracefully.
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseListen, startServer, type RunningServer } from '../../src/api/server.js';
 import { fixture, report } from './helpers/app-fixture.js';
@@ -17,8 +18,10 @@ describe('startServer', () => {
     running = await startServer(app, '127.0.0.1:0', { handleSignals: false });
     expect(running.url).toBe(`http://127.0.0.1:${running.port}`);
     expect(app.server.keepAliveTimeout).toBe(75_000);
-    expect(app.server.headersTimeout).toBeGreaterThan(app.server.keepAliveTimeout);
+    expect(app.server.headersTimeout).toBe(5_000);
     expect(app.server.requestTimeout).toBe(10_000);
+    // Checked every second, so a deadline cuts a request within a second of passing (Node's default: 30 s).
+    expect((app.server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval).toBe(1_000);
     const res = await fetch(`${running.url}/v1/sessions`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(report({ local: '127.0.0.1:5000' })),
     });

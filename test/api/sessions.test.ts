@@ -4,6 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { buildApp } from '../../src/api/app.js';
+import { SessionIntake } from '../../src/api/intake.js';
+import { ReportRateLimiter } from '../../src/api/rate-limiter.js';
 import { EngineDouble } from './helpers/engine-double.js';
 import { fixture, report } from './helpers/app-fixture.js';
 import { PolicyStoreDouble } from './helpers/store-double.js';
@@ -152,8 +154,12 @@ describe('POST /v1/sessions:batch', () => {
   });
 
   it('rate-limits per caller address by reports, with 429 WS_API_RATE_LIMITED and Retry-After', async () => {
-    // Proves the token bucket: a batch costs one token per report, another caller is unaffected, refusals are counted.
-    const { app, engine, registry } = fixture({ intake: { ratePerClient: 5, maxBatch: 5 } });
+    // Proves the token bucket: a batch costs one token per report, another caller is unaffected,
+    // refusals are counted. The bucket's clock is stopped: what the test spends stays spent.
+    const engine = new EngineDouble();
+    const registry = new Registry();
+    const sessions = new SessionIntake(engine, new ReportRateLimiter({ ratePerSecond: 5, burst: 5, now: () => 0 }), registry);
+    const { app } = fixture({ engine, registry, sessions, intake: { ratePerClient: 5, maxBatch: 5 } });
     const five = { sessions: [report(), report(), report(), report(), report()] };
     expect((await app.inject({ method: 'POST', url: '/v1/sessions:batch', payload: five, remoteAddress: sidecar })).statusCode).toBe(200);
     const limited = await app.inject({ method: 'POST', url: '/v1/sessions', payload: report(), remoteAddress: sidecar });

@@ -1,7 +1,7 @@
 // Proves the config loader: a good file loads with schema defaults filled in, flags beat
 // environment variables beat the file, and every kind of bad input stops with a ConfigError
 // whose message names the field, what is wrong and the fix — never a stack trace.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,7 +190,8 @@ describe('loadConfig: bad input names its field and the fix', () => {
     { what: 'rule priorities over the probe rules', doc: { ...minimal(), internet: { rulePriority: 5699 } }, code: 'WS_CONFIG_INVALID', field: 'internet.rulePriority', says: /overlap the probe rules/ },
     { what: 'an addressing kind that does not exist', doc: { links: [{ name: 'a', interface: 'e0', addressing: 'nat' }], defaultLink: 'a' }, code: 'WS_CONFIG_INVALID', field: 'links[0].addressing', says: /"nat" is not one of overlay, internet/ },
     { what: 'top level a list', doc: ['links'], code: 'WS_CONFIG_SYNTAX', field: '(top level)', says: /not a mapping/ },
-    { what: 'unknown flag', doc: minimal(), argv: ['--pin-dri', '/x'], code: 'WS_CONFIG_FLAG', field: '--pin-dri', says: /not a known flag; fix: use one of --config, .*--pin-dir/ },
+    { what: 'unknown flag', doc: minimal(), argv: ['--pin-dri', '/x'], code: 'WS_CONFIG_FLAG', field: '--pin-dri', says: /is an unknown flag; fix: use one of --config, .*--pin-dir/ },
+    { what: 'unknown flag alone', doc: minimal(), argv: ['--nosuchflag'], code: 'WS_CONFIG_FLAG', field: '--nosuchflag', says: /--nosuchflag: is an unknown flag;/ },
     { what: 'flag without value', doc: minimal(), argv: ['--token-file'], code: 'WS_CONFIG_FLAG', field: '--token-file', says: /has no value/ },
     { what: 'non-numeric env', doc: minimal(), env: { WANSTEER_FLOW_TABLE_SIZE: 'lots' }, code: 'WS_CONFIG_FLAG', field: 'WANSTEER_FLOW_TABLE_SIZE', says: /"lots" is not an integer/ },
     { what: 'bad value from a flag names the flag', doc: minimal(), argv: ['--log-level', 'loud'], code: 'WS_CONFIG_INVALID', field: 'log.level (from --log-level)', says: /log\.level \(from --log-level\): "loud" is not one of/ },
@@ -214,6 +215,32 @@ describe('loadConfig: bad input names its field and the fix', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.code).toBe('WS_CONFIG_FILE_READ');
     expect(err.message).toMatch(/absent\.yaml: does not exist; fix: pass the config file with --config PATH/);
+  });
+
+  it('refuses a file larger than any config by its size, before reading it (WS_CONFIG_FILE_TOO_LARGE)', async () => {
+    // 100 MB, sparse: reading or parsing it whole is what this must not do.
+    const file = join(dir, 'huge.yaml');
+    await writeFile(file, '');
+    await truncate(file, 100 * 1024 * 1024);
+    const err = (await loadConfig({ file }).catch((e: unknown) => e)) as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.code).toBe('WS_CONFIG_FILE_TOO_LARGE');
+    expect(err.message).toMatch(/huge\.yaml: is over 1048576 bytes/);
+  });
+
+  it('reads a file that never ends (a device) no further than the size limit', async () => {
+    const err = (await loadConfig({ file: '/dev/zero' }).catch((e: unknown) => e)) as ConfigError;
+    expect(err.code).toBe('WS_CONFIG_FILE_TOO_LARGE');
+  });
+
+  it('refuses a YAML alias bomb as a syntax error, without expanding it', async () => {
+    const file = join(dir, 'laughs.yaml');
+    const levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (let i = 1; i < 10; i++) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(',')}]`);
+    await writeFile(file, levels.join('\n') + '\n');
+    const err = (await loadConfig({ file }).catch((e: unknown) => e)) as ConfigError;
+    expect(err.code).toBe('WS_CONFIG_SYNTAX');
+    expect(err.message).toMatch(/alias/i);
   });
 
   it('names the line of a YAML syntax error', async () => {

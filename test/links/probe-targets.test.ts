@@ -20,8 +20,6 @@ const LINKS: LinkConfig[] = [
 ];
 const WAN1_PREF = String(PROBE_TABLE_BASE + 1);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describePrivileged('a link probed against two reflectors', () => {
   let lab: WanLab;
   let monitor: MonitorDriver | undefined;
@@ -43,31 +41,34 @@ describePrivileged('a link probed against two reflectors', () => {
   });
 
   it('probes each target from its own socket, with a rule each, and both links come up measured', async () => {
-    await monitor!.waitFor((h) => ['wan0', 'wan1'].every((l) => h[l]?.up && h[l]?.rttMs !== undefined), 5000, 'both links up with an RTT');
+    await monitor!.waitFor((h) => ['wan0', 'wan1'].every((l) => h[l]?.up && h[l]?.rttMs !== undefined), 15_000, 'both links up with an RTT');
+    // One target answering is enough for the link to be up: the other may start probing later
+    // (a loaded machine), so wait for both to say so, then count.
+    const probing = () => monitor!.log.match(/"message":"probing"[^\n]*"link":"wan1"/g)?.length ?? 0;
+    await expect.poll(probing, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
+    expect(probing()).toBe(2);
     expect(wan1Rules('-4')).toHaveLength(1);
     expect(wan1Rules('-6')).toHaveLength(1);
-    expect(monitor!.log.match(/"message":"probing"[^\n]*"link":"wan1"/g)).toHaveLength(2);
   });
 
   it("one reflector's outage leaves the link up; a blackhole of the link takes it down, naming both targets", async () => {
     v6Reflector.kill('SIGKILL');
-    await sleep(1500);
+    await expect.poll(() => monitor!.log, { timeout: 15_000 }).toMatch(new RegExp(`"message":"probe target health changed","link":"wan1","target":"${CLOUD.service.v6}","up":false`));
     expect(monitor!.latest().wan1?.up).toBe(true);
-    expect(monitor!.log).toMatch(new RegExp(`"message":"probe target health changed","link":"wan1","target":"${CLOUD.service.v6}","up":false`));
     expect(monitor!.reports.filter((r) => r.link === 'wan1').every((r) => r.health.up)).toBe(true);
 
     const t0 = Date.now();
     lab.drop('wan1', 100);
-    const down = await monitor!.waitFor((h) => h.wan1?.up === false, 3000, 'wan1 down');
+    const down = await monitor!.waitFor((h) => h.wan1?.up === false, 15_000, 'wan1 down');
     console.log(`wan1 blackholed with two targets: down after ${Date.now() - t0} ms (${down.wan1!.reason})`);
     expect(down.wan1!.reason).toContain(`${CLOUD.service.v4}: `);
     expect(down.wan1!.reason).toContain(`${CLOUD.service.v6}: `);
     expect(monitor!.latest().wan0?.up).toBe(true);
 
     lab.drop('wan1', null);
-    const back = await monitor!.waitFor((h) => h.wan1?.up === true, 5000, 'wan1 back up');
+    const back = await monitor!.waitFor((h) => h.wan1?.up === true, 15_000, 'wan1 back up');
     expect(back.wan1!.reason).toMatch(new RegExp(`^${CLOUD.service.v4.replace(/\./g, '\\.')}: \\d+ probes answered in a row`));
-  }, 15_000);
+  }, 60_000);
 
   it('stop removes every probe rule of the link, in both families', async () => {
     await monitor!.stop();

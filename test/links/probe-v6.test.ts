@@ -57,17 +57,14 @@ describePrivileged('IPv6 probe targets in network namespaces', () => {
   });
 
   it('both links come up with an RTT, and wan1\'s probes arrive by c1, wan0\'s by c0', async () => {
-    const health = await monitor!.waitFor((h) => ['wan0', 'wan1'].every((l) => h[l]?.up && h[l]?.rttMs !== undefined), 5000, 'both links up with an RTT');
-    for (const l of ['wan0', 'wan1']) {
-      expect(health[l]!.rttMs).toBeGreaterThan(0);
-      expect(health[l]!.rttMs).toBeLessThan(50);
-    }
-    await sleep(1000);
+    const health = await monitor!.waitFor((h) => ['wan0', 'wan1'].every((l) => h[l]?.up && h[l]?.rttMs !== undefined), 15_000, 'both links up with an RTT');
+    // Measured, not fast: how fast is the benchmarks' business (a loaded machine takes longer).
+    for (const l of ['wan0', 'wan1']) expect(health[l]!.rttMs).toBeGreaterThan(0);
+    // Ten probes of each link have arrived (a second's worth, waited for however long it takes), all by their own link.
+    await expect.poll(() => Math.min(counters.read()['wan1|c1'] ?? 0, counters.read()['wan0|c0'] ?? 0), { timeout: 15_000 }).toBeGreaterThanOrEqual(10);
     const n = counters.read();
-    console.log(`IPv6 probe packets by ingress link after ~1.5 s: ${JSON.stringify(n)}`);
-    expect(n['wan1|c1']).toBeGreaterThanOrEqual(10);
+    console.log(`IPv6 probe packets by ingress link: ${JSON.stringify(n)}`);
     expect(n['wan1|c0'] ?? 0).toBe(0);
-    expect(n['wan0|c0']).toBeGreaterThanOrEqual(10);
     expect(n['wan0|c1'] ?? 0).toBe(0);
   });
 
@@ -75,7 +72,7 @@ describePrivileged('IPv6 probe targets in network namespaces', () => {
     const from = monitor!.reports.length;
     const t0 = Date.now();
     dropWan1v6(true);
-    const down = await monitor!.waitFor((h) => h.wan1?.up === false, 3000, 'wan1 down');
+    const down = await monitor!.waitFor((h) => h.wan1?.up === false, 15_000, 'wan1 down');
     console.log(`wan1's IPv6 lost on its path: down after ${Date.now() - t0} ms (${down.wan1!.reason})`);
     expect(down.wan1!.reason).toMatch(/probes lost in a row/);
     // Nothing of wan1's reaches the cloud now.
@@ -84,11 +81,11 @@ describePrivileged('IPv6 probe targets in network namespaces', () => {
     expect(counters.read()['wan1|c1']).toBe(during);
 
     dropWan1v6(false);
-    await monitor!.waitFor((h) => h.wan1?.up === true, 5000, 'wan1 back up');
+    await monitor!.waitFor((h) => h.wan1?.up === true, 15_000, 'wan1 back up');
     const wan0 = monitor!.reports.slice(from).filter((r) => r.link === 'wan0');
     expect(wan0.length).toBeGreaterThan(0);
     expect(wan0.every((r) => r.health.up)).toBe(true);
-  }, 15_000);
+  }, 60_000);
 
   it('stop removes the probe rules and tables: no ip -6 rule left behind', async () => {
     await monitor!.stop();
@@ -98,19 +95,28 @@ describePrivileged('IPv6 probe targets in network namespaces', () => {
   });
 
   it('a link whose IPv6 address is still in duplicate address detection at start is probed once DAD is done', async () => {
-    // wan1's address again, this time with DAD (3 solicitations: 3-4 s tentative, longer than a
-    // loaded machine takes to start the monitor): a socket cannot bind it yet.
-    lab.sysctl(lab.edge, 'net.ipv6.conf.wan1.dad_transmits=3');
-    lab.exec(lab.edge, ['ip', '-6', 'addr', 'del', `${EDGE.wan1.v6}/64`, 'dev', 'wan1']);
-    lab.exec(lab.edge, ['ip', '-6', 'addr', 'add', `${EDGE.wan1.v6}/64`, 'dev', 'wan1']);
-    expect(lab.exec(lab.edge, ['ip', '-6', 'addr', 'show', 'dev', 'wan1', 'scope', 'global'])).toMatch(/tentative/);
+    // wan1's address again, this time with DAD held for ~8 s (one probe, 8 s to wait for an
+    // answer): a socket cannot bind it yet. The monitor must see it tentative when it starts; on
+    // a machine so slow that DAD ended first, the set-up is made again (it said nothing yet).
+    const tentative = () => /tentative/.test(lab.exec(lab.edge, ['ip', '-6', 'addr', 'show', 'dev', 'wan1', 'scope', 'global']));
+    lab.exec(lab.edge, ['sysctl', '-qw', 'net.ipv6.conf.wan1.dad_transmits=1', 'net.ipv6.neigh.wan1.retrans_time_ms=8000']);
     const before = counters.read()['wan1|c1'] ?? 0;
-    monitor = await MonitorDriver.start(lab, lab.edge, LINKS, { retryMs: 200 });
-    await monitor.waitFor((h) => h.wan1?.up === true && h.wan1.rttMs !== undefined, 12_000, 'wan1 probed after DAD');
-    expect(monitor.log).toMatch(/no usable IPv6 address .*still in duplicate address detection/);
+    for (let attempt = 1; ; attempt++) {
+      lab.exec(lab.edge, ['ip', '-6', 'addr', 'del', `${EDGE.wan1.v6}/64`, 'dev', 'wan1']);
+      lab.exec(lab.edge, ['ip', '-6', 'addr', 'add', `${EDGE.wan1.v6}/64`, 'dev', 'wan1']);
+      expect(tentative()).toBe(true);
+      monitor = await MonitorDriver.start(lab, lab.edge, LINKS, { retryMs: 200 });
+      // DAD only ends: tentative now means tentative when the monitor looked at start.
+      if (tentative()) break;
+      await monitor.stop();
+      if (attempt === 3) throw new Error('DAD was over before the monitor started, three times: the set-up could not hold it');
+    }
+    lab.exec(lab.edge, ['sysctl', '-qw', 'net.ipv6.neigh.wan1.retrans_time_ms=1000']);
+    await expect.poll(() => monitor!.log, { timeout: 10_000 }).toMatch(/no usable IPv6 address .*still in duplicate address detection/);
+    await monitor.waitFor((h) => h.wan1?.up === true && h.wan1.rttMs !== undefined, 30_000, 'wan1 probed after DAD');
     expect(counters.read()['wan1|c1']).toBeGreaterThan(before);
     expect(counters.read()['wan1|c0'] ?? 0).toBe(0);
     await monitor.stop();
     expect(rules()).toEqual(rulesBefore);
-  }, 20_000);
+  }, 90_000);
 });

@@ -19,7 +19,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Starts the writer, lets it write for `ms` after its loop begins, then SIGKILLs it. */
+/** Starts the writer, lets it write for `ms` after its first write in the loop, then SIGKILLs it. */
 async function writeThenKill(path: string, ms: number): Promise<void> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/policies/fixtures/policy-writer.ts', path], {
     cwd: packageRoot(),
@@ -29,7 +29,7 @@ async function writeThenKill(path: string, ms: number): Promise<void> {
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
   await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => d.toString().includes('writing') && resolve());
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('wrote') && resolve());
     child.on('exit', () => reject(new Error(`writer exited before writing: ${stderr}`)));
   });
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -53,7 +53,8 @@ describe('FilePolicyStore under kill -9', () => {
       expect(content.revision).toBeGreaterThanOrEqual(lastRevision);
       lastRevision = content.revision;
     }
-    // The writer did get somewhere: many writes across the kills.
-    expect(lastRevision).toBeGreaterThan(KILLS * 2);
+    // The writer got somewhere every time (each run waits for its first write): the revision rose
+    // by at least one per kill. How many writes fit between kills is the machine's speed, not asserted.
+    expect(lastRevision).toBeGreaterThanOrEqual(8 + KILLS);
   }, 180_000);
 });

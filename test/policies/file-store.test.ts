@@ -144,6 +144,37 @@ describe('FilePolicyStore: CRUD', () => {
   });
 });
 
+/** A policy file whose `items` is a YAML alias bomb ("billion laughs"): 9^9 strings once expanded. */
+function aliasBomb(): string {
+  const lines = ['apiVersion: wansteer.io/v1alpha1', 'kind: WanPolicyList', 'x0: &x0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+  for (let i = 1; i < 9; i++) lines.push(`x${i}: &x${i} [${Array(9).fill(`*x${i - 1}`).join(',')}]`);
+  lines.push('items: *x8');
+  return lines.join('\n') + '\n';
+}
+
+describe('FilePolicyStore: a YAML alias bomb', () => {
+  it('refuses to start on one with WS_POLICY_FILE_INVALID, without expanding it', async () => {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, aliasBomb());
+    const store = new FilePolicyStore({ path, links, logger, watch: false });
+    stores.push(store);
+    const err = (await store.ready().catch((e: unknown) => e)) as PolicyError;
+    expect(err).toBeInstanceOf(PolicyError);
+    expect(err.code).toBe('WS_POLICY_FILE_INVALID');
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/alias/i);
+  });
+
+  it('treats one written over a good file as a broken edit: last good state kept, writes refused 503', async () => {
+    const store = await open({ watch: false });
+    const a = await store.create('a', markEf(1));
+    await writeFile(path, aliasBomb());
+    expect(await codeOf(store.create('b', markEf(2)))).toBe('WS_POLICY_STORE_UNAVAILABLE');
+    expect(store.get('a')).toEqual(a);
+    expect(JSON.stringify(warnings)).toMatch(/alias/i);
+  });
+});
+
 describe('FilePolicyStore: outside edits', () => {
   it('picks up an edit written in place, and one saved by rename-replace', async () => {
     const store = await open();

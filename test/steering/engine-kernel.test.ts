@@ -72,6 +72,6 @@ describePrivileged('steering engine on the kernel datapath', () => {
     expect(dp.listFlows().map((f) => `${f.src}:${f.sport}=${f.policyId}`).sort()).toEqual(flows);
     // The new engine starts with every link up (no health yet): boss is back on fibre, one write.
     expect(dp.getPolicy(idOf('boss-to-fibre'))).toEqual({ redirectLink: 0 });
-    expect(second.flows({ policy: 'minion-to-lte' }).map((f) => f.sport)).toEqual([41001]);
+    expect(second.flows({ policy: 'minion-to-lte' }).items.map((f) => f.sport)).toEqual([41001]);
   });
 });

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDatapath, MemoryInternetRouting } from '../../src/datapath/index.js';
 import { Engine } from '../../src/steering/engine.js';
 import { POLICY_IDS_FILE } from '../../src/steering/policy-ids.js';
-import { UnmatchedReasons, type SessionOutcome } from '../../src/steering/types.js';
+import { FlowCursorError, UnmatchedReasons, type SessionOutcome } from '../../src/steering/types.js';
 import {
   BOSS, boss, IFINDEX, makeConfig, memoryDatapath, minion, MINION, NOWHERE, policy, recordingLogger, report, routes, startedEngine,
   tempStateDir, tracked, VOICE, writes,
@@ -360,7 +360,7 @@ describe('start and restart', () => {
     expect(idFile().ids).toEqual(idsBefore);
     expect(mem.listFlows()).toEqual(flowsBefore);
     expect(writes(calls)).toBe(0);
-    expect(second.flows().map((f) => f.policy).sort()).toEqual(['boss-to-fibre', 'boss-to-fibre', 'minion-to-lte']);
+    expect(second.flows().items.map((f) => f.policy).sort()).toEqual(['boss-to-fibre', 'boss-to-fibre', 'minion-to-lte']);
   });
 
   it('deletes adopted flows when the id file is missing, and says why', () => {
@@ -438,12 +438,18 @@ describe('views', () => {
     dp.upsertFlow(key('10.0.0.5', 1), idFile().ids['boss-to-fibre']!, now - 5_000_000_000n);
     engine.reportSessions([minion(2), minion(3)], '10.0.0.5');
     now += 2_000_000_000n;
-    expect(engine.flows({ policy: 'boss-to-fibre' })).toEqual([
-      { protocol: 'tcp', src: '10.0.0.5', sport: 1, dst: '198.51.100.9', dport: 443, policy: 'boss-to-fibre', idleSeconds: 7 },
-    ]);
-    expect(engine.flows({ link: 'lte' }).length).toBe(2);
-    expect(engine.flows({ limit: 1 }).length).toBe(1);
-    expect(engine.flows({ policy: 'nope' })).toEqual([]);
+    expect(engine.flows({ policy: 'boss-to-fibre' })).toEqual({
+      items: [{ protocol: 'tcp', src: '10.0.0.5', sport: 1, dst: '198.51.100.9', dport: 443, policy: 'boss-to-fibre', idleSeconds: 7 }],
+    });
+    expect(engine.flows({ link: 'lte' }).items.length).toBe(2);
+    const first = engine.flows({ limit: 1 });
+    expect(first.items.length).toBe(1);
+    // The rest, a page at a time from the cursor: every flow once.
+    const second = engine.flows({ limit: 2, after: first.next! });
+    expect([...first.items, ...second.items].map((f) => f.sport).sort()).toEqual([1, 2, 3]);
+    expect(second.next).toBeUndefined();
+    expect(engine.flows({ policy: 'nope' })).toEqual({ items: [] });
+    expect(() => engine.flows({ after: 'k4.0.0' })).toThrow(FlowCursorError);
   });
 
   it('explains what a request would get without writing anything', () => {

@@ -5,7 +5,8 @@
  * Concurrency: PUT must send If-Match (428 without it): an edit is read-modify-write, and a
  * replace without the version it was based on would silently undo someone else's change.
  * `If-Match: *` overwrites on purpose. DELETE takes If-Match when given. A stale If-Match is
- * answered 412 by the store's conflict error, and nothing changes.
+ * answered 412 by the store's conflict error, and nothing changes; so is a weak one, which never
+ * matches (RFC 9110's strong comparison).
  */
 import type { FastifyPluginCallback, RawServerDefault } from 'fastify';
 import { Type } from '@sinclair/typebox';
@@ -13,7 +14,7 @@ import { PolicyName, WanPolicySpec, type WanPolicy } from '../../policies/model.
 import { PolicyNotFoundError } from '../../policies/errors.js';
 import type { PolicyStore } from '../../policies/store.js';
 import { requireToken } from '../auth.js';
-import { BadRequest, NameMismatch, PreconditionRequired } from '../errors.js';
+import { BadRequest, NameMismatch, PreconditionFailed, PreconditionRequired } from '../errors.js';
 import { errorResponses } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
@@ -39,15 +40,41 @@ const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Type.String({ max
 
 export const etag = (version: string) => `"${version}"`;
 
+/** One entity-tag of a list (RFC 9110 §8.8.3): optional W/, a quoted opaque tag, then a comma or the end. */
+const ENTITY_TAG = /[ \t]*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)/y;
+
 /**
- * The version to compare-and-swap on, from an If-Match header: undefined for `*` (any), else
- * the one listed entity tag that is current, or the first (which the store then finds stale).
+ * The version to compare-and-swap on, from an If-Match header (RFC 9110 §13.1.1): undefined for
+ * an unquoted `*` (any version), else the one listed entity tag that is current, or the first
+ * (which the store then finds stale). If-Match compares strongly: a weak tag (`W/"11"`) never
+ * matches, so a list of only weak tags is 412; `"*"` quoted is a tag like any other, not the
+ * wildcard. Anything else is not an If-Match header: 400.
  */
 export function ifMatchVersion(header: string, current: string | undefined): string | undefined {
-  const tags = header.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1')).filter((t) => t !== '');
-  if (tags.length === 0) throw BadRequest('If-Match names no entity tag');
-  if (tags.includes('*')) return undefined;
-  return current !== undefined && tags.includes(current) ? current : tags[0];
+  if (header.trim() === '*') return undefined;
+  const strong: string[] = [];
+  let weak = 0;
+  ENTITY_TAG.lastIndex = 0;
+  while (ENTITY_TAG.lastIndex < header.length) {
+    const at = ENTITY_TAG.lastIndex;
+    const m = ENTITY_TAG.exec(header);
+    if (!m) {
+      // Empty list elements (`"1", , "2"`) are allowed by the list syntax; anything else is not a tag.
+      const rest = header.slice(at);
+      if (rest.trim() === '') break;
+      const skip = /^[ \t]*,/.exec(rest);
+      if (!skip) throw BadRequest(`If-Match is not * or a list of entity tags ("1", W/"1"): ${JSON.stringify(rest.slice(0, 40))}`);
+      ENTITY_TAG.lastIndex = at + skip[0].length;
+      continue;
+    }
+    if (m[1]) weak++;
+    else strong.push(m[2]!);
+  }
+  if (strong.length === 0) {
+    if (weak > 0) throw PreconditionFailed(`${header.trim()} (weak: If-Match compares strongly, so a weak tag never matches)`);
+    throw BadRequest('If-Match names no entity tag');
+  }
+  return current !== undefined && strong.includes(current) ? current : strong[0];
 }
 
 const view = (p: WanPolicy) => ({ name: p.name, spec: p.spec, version: p.version });

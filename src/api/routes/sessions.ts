@@ -6,11 +6,14 @@
  *   POST /v1/sessions        one report  -> 200 its outcome; a rejected report is a 4xx error
  *   POST /v1/sessions:batch  {sessions}  -> 200 one outcome per report, in order, and counts
  *
- * Bodies are read as one Buffer and parsed by fastify's own JSON parser (same errors, same
- * __proto__ rules), and 200 answers are written by outcome-json.ts: a batch's body and answer
- * are ~200 KB each, and as strings both would be large objects in V8's heap, promoted to the
- * old generation by the first scavenge that finds them alive and kept there until the next
- * full GC. As Buffers their bytes live outside the heap and go as soon as the batch is done.
+ * Bodies are read by json-body.ts (as one Buffer, refused early when too deep or too large),
+ * and 200 answers are written by outcome-json.ts: a batch's body and answer are ~200 KB each,
+ * and as strings both would be large objects in V8's heap, promoted to the old generation by
+ * the first scavenge that finds them alive and kept there until the next full GC. As Buffers
+ * their bytes live outside the heap and go as soon as the batch is done.
+ *
+ * The request paid its caller's rate budget before its body was read (request-cost.ts); the
+ * intake charges what the reports cost beyond that.
  */
 import type { FastifyPluginCallback, FastifyReply, RawServerDefault } from 'fastify';
 import type { SessionReport } from '../../steering/types.js';
@@ -18,6 +21,7 @@ import { callerAddress } from '../caller.js';
 import { rejectionError } from '../errors.js';
 import type { SessionIntake } from '../intake.js';
 import { batchResultJson, JSON_CONTENT_TYPE, outcomeJson } from '../outcome-json.js';
+import { prepaidTokens } from '../request-cost.js';
 import { BatchResultBody, errorResponses, sessionBatchBody, SessionOutcomeBody, SessionReportBody } from '../schemas.js';
 import type { TypeBoxProvider } from '../typebox.js';
 
@@ -35,10 +39,6 @@ const receivedAt = (request: object): bigint | undefined => arrivals.get(request
 
 export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServerDefault, TypeBoxProvider> = (app, opts, done) => {
   const { intake } = opts;
-  // fastify types its default JSON parser for strings; it parses a Buffer too (secure-json-parse takes either).
-  const parseJson = app.getDefaultJsonParser(app.initialConfig.onProtoPoisoning ?? 'error', app.initialConfig.onConstructorPoisoning ?? 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => parseJson(request, body as never, done));
   app.addHook('onRequest', (request, _reply, next) => {
     arrivals.set(request, process.hrtime.bigint());
     next();
@@ -48,6 +48,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
     '/v1/sessions',
     {
       bodyLimit: opts.reportBytes,
+      config: { intake: true },
       schema: {
         summary: 'Report one session',
         tags: ['sessions'],
@@ -57,7 +58,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
     },
     async (request, reply) => {
       const caller = callerAddress(request.socket.remoteAddress);
-      const outcome = intake.report([request.body as SessionReport], caller, 'http', receivedAt(request))[0]!;
+      const outcome = intake.report([request.body as SessionReport], caller, 'http', receivedAt(request), prepaidTokens(request.raw))[0]!;
       if (outcome.status === 'rejected') throw rejectionError(outcome.reason, outcome.message);
       return sendJson(reply, outcomeJson(outcome));
     },
@@ -68,6 +69,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
     '/v1/sessions::batch',
     {
       bodyLimit: opts.batchBytes,
+      config: { intake: true },
       schema: {
         summary: 'Report many sessions in one call',
         tags: ['sessions'],
@@ -77,7 +79,7 @@ export const sessionRoutes: FastifyPluginCallback<SessionRoutesOptions, RawServe
     },
     async (request, reply) => {
       const caller = callerAddress(request.socket.remoteAddress);
-      const outcomes = intake.report(request.body.sessions as SessionReport[], caller, 'http', receivedAt(request));
+      const outcomes = intake.report(request.body.sessions as SessionReport[], caller, 'http', receivedAt(request), prepaidTokens(request.raw));
       let steered = 0;
       let rejected = 0;
       for (let i = 0; i < outcomes.length; i++) {

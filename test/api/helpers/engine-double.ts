@@ -4,7 +4,8 @@
  * caller is an allowed proxy), steers sessions whose authority is in `steer`, and records every
  * call so tests can see what reached the engine.
  */
-import type { FlowView, LinkStatus, PolicyStatus, SessionOutcome, SessionReport, SessionRequest, SteeringEngine } from '../../../src/steering/types.js';
+import { FlowCursorError } from '../../../src/steering/types.js';
+import type { FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, SessionOutcome, SessionReport, SessionRequest, SteeringEngine } from '../../../src/steering/types.js';
 
 export interface EngineDoubleOptions {
   allowedProxies?: string[];
@@ -77,8 +78,13 @@ export class EngineDouble implements SteeringEngine {
     ];
   }
 
-  flows(filter?: { policy?: string; link?: string; limit?: number }): FlowView[] {
-    return this.stored.filter((f) => filter?.policy === undefined || f.policy === filter.policy).slice(0, filter?.limit ?? Infinity);
+  /** Pages of `stored` (filtered by policy); the cursor is `i<index of the next flow>`. */
+  flows(filter: FlowFilter = {}): FlowViewPage {
+    const from = filter.after === undefined ? 0 : Number(/^i([0-9]+)$/.exec(filter.after)?.[1] ?? NaN);
+    if (Number.isNaN(from)) throw new FlowCursorError(filter.after!, 'not a cursor of the double');
+    const matching = this.stored.filter((f) => filter.policy === undefined || f.policy === filter.policy);
+    const end = Math.min(matching.length, from + (filter.limit ?? 1000));
+    return { items: matching.slice(from, end), ...(end < matching.length && { next: `i${end}` }) };
   }
 
   ready(): boolean {
