@@ -8,40 +8,24 @@
  * a generic message; the detail goes to the log only.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { createError, WansteerError } from '../base/errors.js';
 import type { RejectReason } from '../steering/types.js';
 
 /**
- * An answer, not a bug: no stack is captured for it. Capturing one is the costliest part of
- * making an Error, and refusals come at an attacker's rate (a stack says nothing about a 429).
+ * An answer, not a bug, made with no stack (base/errors.ts `stack: false`): capturing one is the
+ * costliest part of making an Error, and refusals come at an attacker's rate (a stack says
+ * nothing about a 429).
  */
-function answer(code: string, statusCode: number, message: string, field?: string, headers?: Readonly<Record<string, string>>): ApiError {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return new ApiError(code, statusCode, message, field, headers);
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-}
-
-export class ApiError extends Error {
-  override readonly name = 'ApiError';
+export abstract class ApiError extends WansteerError {
+  abstract override readonly statusCode: number;
   /** For the log only, never the client (e.g. the engine's reason behind a 503). */
   detail: string | undefined;
-  constructor(
-    readonly code: string,
-    readonly statusCode: number,
-    message: string,
-    /** JSON pointer of the offending field (validation errors). */
-    readonly field?: string,
-    /** Extra response headers (Retry-After, WWW-Authenticate). */
-    readonly headers?: Readonly<Record<string, string>>,
-  ) {
-    super(message);
-  }
+  /** Extra response headers (Retry-After, WWW-Authenticate). */
+  headers: Readonly<Record<string, string>> | undefined;
 
-  withHeaders(headers: Readonly<Record<string, string>>): ApiError {
-    return answer(this.code, this.statusCode, this.message, this.field, headers);
+  withHeaders(headers: Readonly<Record<string, string>>): this {
+    this.headers = headers;
+    return this;
   }
 }
 
@@ -51,13 +35,21 @@ export interface ApiErrorClass {
   readonly statusCode: number;
 }
 
-/** An error factory whose message is `template` with each `%s` replaced by an argument. */
+/** A catalogue entry: a function making the answer, its message `template` with each `%s` filled in. */
 function defineError(code: string, statusCode: number, template: string): ApiErrorClass {
-  const make = (...args: string[]) => {
-    let next = 0;
-    return answer(code, statusCode, template.replace(/%s/g, () => args[next++] ?? ''));
-  };
-  return Object.assign(make, { code, statusCode });
+  const Answer = createError(code, template, { statusCode, base: ApiError, stack: false });
+  return Object.assign((...args: string[]) => new Answer(...args), { code, statusCode });
+}
+
+/** Answers a code with a message made at run time (one class per code and status, made once). */
+const adHoc = new Map<string, ApiErrorClass>();
+function answer(code: string, statusCode: number, message: string, field?: string): ApiError {
+  const key = `${code} ${statusCode}`;
+  let make = adHoc.get(key);
+  if (!make) adHoc.set(key, (make = defineError(code, statusCode, '%s')));
+  const err = make(message);
+  if (field !== undefined) err.field = field;
+  return err;
 }
 
 // 4xx: the request is wrong; the message says what to fix.

@@ -16,6 +16,7 @@
  * proto3 sends no presence for a string: a client that writes `protocol: ""` (protobufjs does)
  * means the default. Empty optional strings are read as absent, so `""` is tcp, as the .proto says.
  */
+import { type Logger } from '../base/logger.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,10 +54,6 @@ export function loadIntakeProto(): grpc.GrpcObject {
   return grpc.loadPackageDefinition(protoLoader.loadSync(intakeProtoPath(), protoLoaderOptions));
 }
 
-export interface GrpcLogger {
-  error(fields: object, message: string): void;
-}
-
 export interface GrpcIntakeOptions {
   engine: SteeringEngine;
   /** host:port or [v6]:port; port 0 picks one. */
@@ -67,7 +64,7 @@ export interface GrpcIntakeOptions {
   sessions?: SessionIntake;
   /** Where the intake counters go when `sessions` is not given. */
   registry?: Registry;
-  logger?: GrpcLogger;
+  logger?: Logger;
   /** Largest message in bytes (default as the HTTP batch body limit). */
   maxMessageBytes?: number;
   /** Reports per engine call on a stream (default 256, at most intake.maxBatch). */
@@ -102,7 +99,7 @@ export function grpcStatusFor(httpStatus: number): grpc.status {
 }
 
 /** A catalogue error as a gRPC error: the code (and field) in the trailing metadata, the message in details. */
-function toGrpcError(err: unknown, logger: GrpcLogger | undefined): grpc.ServiceError {
+function toGrpcError(err: unknown, logger: Logger | undefined): grpc.ServiceError {
   const { body } = toErrorBody(err);
   if (body.statusCode >= 500) logger?.error({ err }, 'grpc intake call failed');
   const metadata = new grpc.Metadata();

@@ -10,7 +10,7 @@ import { DirectoryRuleSource, type SourceProblem } from '../routes/directory-sou
 import { explainRequest, type Explanation } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
 import { RuleSet } from '../routes/rule-set.js';
-import { createError } from '../routes/errors.js';
+import { createError } from '../base/errors.js';
 
 export interface CliIo {
   readonly stdout: (text: string) => void;

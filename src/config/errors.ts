@@ -4,6 +4,7 @@
  * (`links[1].nextHop4`), what is wrong with it, and the fix; all problems found are reported
  * at once so one edit-restart round fixes them all.
  */
+import { WansteerError } from '../base/errors.js';
 
 export type ConfigErrorCode =
   /** The file cannot be read (missing, permissions, not a file). */
@@ -26,7 +27,7 @@ export interface ConfigProblem {
   readonly fix: string;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends WansteerError {
   /** sysexits.h EX_CONFIG: what the CLI exits with on bad config. */
   static readonly exitCode = 78;
   override readonly name = 'ConfigError';
@@ -38,11 +39,8 @@ export class ConfigError extends Error {
     readonly source?: string,
   ) {
     super(formatProblems(code, problems, source));
-  }
-
-  /** The first problem's field: what tests and callers key on. */
-  get field(): string {
-    return this.problems[0]?.field ?? '';
+    // The first problem's field: what tests and callers key on.
+    this.field = problems[0]?.field ?? '';
   }
 }
 

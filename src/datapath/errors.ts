@@ -4,6 +4,7 @@
  * stable `code` (for logs, metrics and API answers), the failed operation, and the errno.
  */
 import { constants } from 'node:os';
+import { WansteerError } from '../base/errors.js';
 
 const ERRNO_NAMES = new Map<number, string>(
   Object.entries(constants.errno).map(([name, num]) => [num, name]),
@@ -41,7 +42,7 @@ export const DatapathErrorCode = {
 } as const;
 export type DatapathErrorCode = (typeof DatapathErrorCode)[keyof typeof DatapathErrorCode];
 
-export class DatapathError extends Error {
+export class DatapathError extends WansteerError {
   override readonly name = 'DatapathError';
   constructor(
     readonly code: DatapathErrorCode,

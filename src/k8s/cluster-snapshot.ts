@@ -17,11 +17,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../policies/atomic-write.js';
+import { writeFileAtomic } from '../base/atomic-write.js';
 import { PolicyError } from '../policies/errors.js';
 import type { WanPolicy } from '../policies/model.js';
 import { checkPolicyItself, MatchIndex } from '../policies/validate.js';
-import { WansteerError } from '../routes/errors.js';
+import { WansteerError } from '../base/errors.js';
 import type { VirtualService } from '../routes/model.js';
 import { parseVirtualService } from '../routes/validate.js';
 import type { KubeObject } from './list-watch.js';

@@ -1,5 +1,5 @@
 /** The Kubernetes side's error catalogue: stable codes, one place. */
-import { createError } from '../routes/errors.js';
+import { createError } from '../base/errors.js';
 
 export const ListFailedError = createError('WS_K8S_LIST_FAILED', 'list %s failed: %s');
 export const WatchFailedError = createError('WS_K8S_WATCH_FAILED', 'watch %s failed: %s');

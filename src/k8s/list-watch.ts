@@ -5,7 +5,7 @@
  * It keeps its own cache of objects, so a relist turns into adds, updates and deletes for the
  * handler. Clock and sleep are options, so tests drive time.
  */
-import { silentLogger, type Logger } from '../routes/logger.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import {
   apiMessageOf, failureOf, httpStatusOf, isExpired, isRefusal, ListFailedError, WatchFailedError, type SourceFailure,

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { RefusalRecorder, RefusedPolicy } from '../policies/cluster-store.js';
 import type { WanPolicyObject } from '../policies/wan-policy-object.js';
-import { silentLogger, type Logger } from '../routes/logger.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 import { apiMessageOf, httpStatusOf } from './errors.js';
 
 export const EVENT_REASON = 'Refused';

@@ -4,8 +4,8 @@
  * with its reason, counted, and left out of the rules; it never stops the others.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { WansteerError } from '../routes/errors.js';
-import { silentLogger, type Logger } from '../routes/logger.js';
+import { WansteerError } from '../base/errors.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 import type { RuleSet } from '../routes/rule-set.js';
 import { ISTIO_NETWORKING_GROUP, parseVirtualService, VIRTUAL_SERVICE_VERSIONS } from '../routes/validate.js';
 import { keyOf, ListWatch, type KubeObject, type ListWatchOptions, type ListWatchStatus, type ResourceClient } from './list-watch.js';

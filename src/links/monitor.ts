@@ -16,6 +16,7 @@
  * carrier and its other targets judge it). One 20 ms tick drives the carrier poll, the normal
  * probes and those next-hop checks.
  */
+import { silentLogger, type Logger } from '../base/logger.js';
 import { isIPv6 } from 'node:net';
 import { probeTargets, type LinkConfig } from '../config/schema.js';
 import { CarrierWatch } from './carrier.js';
@@ -35,15 +36,10 @@ export interface LinkHealthReport {
   reason?: string;
 }
 
-export interface MonitorLogger {
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-}
-
 export interface LinkMonitorOptions {
   links: readonly LinkConfig[];
   onHealth: (link: string, health: LinkHealthReport) => void;
-  logger?: MonitorLogger;
+  logger?: Logger;
   /** Retry a link's probe set-up this often when its interface or address is missing. */
   retryMs?: number;
   ip?: string;
@@ -96,18 +92,17 @@ const PUBLISH_MS = 500;
  */
 export const TICK_MS = 20;
 
-const silent: MonitorLogger = { info() {}, warn() {} };
 
 export class LinkMonitor {
   private readonly links: LinkState[];
   private readonly byInterface = new Map<string, LinkState>();
   private carrierWatch: CarrierWatch | undefined;
   private tick: NodeJS.Timeout | undefined;
-  private readonly log: MonitorLogger;
+  private readonly log: Logger;
   private stopped = false;
 
   constructor(private readonly opts: LinkMonitorOptions) {
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLogger;
     this.links = opts.links.map((config, id) => {
       const p = config.probe;
       const settings = { downAfter: p?.downAfter ?? 3, upAfter: p?.upAfter ?? 10, window: p?.window ?? 50 };

@@ -19,7 +19,7 @@
  * so a stream of 2000 watch events is a handful of derivations, not 2000. A read in between
  * (list, get, a REST write) derives at once, so it never sees an old picture.
  */
-import { silentLogger, type Logger } from '../routes/logger.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 import {
   PolicyConflictError,
   PolicyError,
@@ -34,11 +34,14 @@ import type { PolicyStore } from './store.js';
 import { Subscribers, type PolicyListener } from './subscribers.js';
 import { checkLinkKinds, checkPolicyItself, checkPolicyName, MatchIndex, validatePolicy } from './validate.js';
 import { toWanPolicy, wanPolicyObject, type WanPolicyObject } from './wan-policy-object.js';
+import { WansteerError } from '../base/errors.js';
 
 /** Why the API refused a write, as the writer port reports it. */
 export type ClusterWriteFailure = 'exists' | 'conflict' | 'not-found' | 'invalid' | 'forbidden' | 'unavailable';
 
-export class ClusterWriteError extends Error {
+/** The writer port's failure; the store answers it as a PolicyError. */
+export class ClusterWriteError extends WansteerError {
+  readonly code = 'WS_K8S_WRITE_FAILED';
   constructor(readonly failure: ClusterWriteFailure, message: string) {
     super(message);
     this.name = 'ClusterWriteError';

@@ -3,42 +3,18 @@
  * status the REST API answers with, and a message template. The API maps any PolicyError to
  * `{ code, statusCode, message }`; codes never change meaning.
  */
-import { WansteerError } from '../routes/errors.js';
+import { createError, WansteerError, type WansteerErrorClass } from '../base/errors.js';
 
+/** A policy error: always an answer to a request, with the HTTP status the REST API uses. */
 export abstract class PolicyError extends WansteerError {
-  abstract readonly statusCode: number;
-  /** The field the error is about (`spec.action.dscp`), when it is about one. */
-  field: string | undefined;
-
-  /** Records the field and prefixes the message with it. */
-  atField(field: string): this {
-    this.field = field;
-    return this.located(field);
-  }
+  abstract override readonly statusCode: number;
 }
 
-export interface PolicyErrorClass {
-  new (...args: string[]): PolicyError;
-  readonly code: string;
-  readonly statusCode: number;
-}
+export type PolicyErrorClass = WansteerErrorClass<PolicyError> & { readonly statusCode: number };
 
-/** Defines an error class whose message is `template` with each `%s` replaced by an argument. */
+/** Defines a policy error class whose message is `template` with each `%s` replaced by an argument. */
 export function createPolicyError(code: string, template: string, statusCode: number): PolicyErrorClass {
-  const ErrorClass = class extends PolicyError {
-    static readonly code = code;
-    static readonly statusCode = statusCode;
-    readonly code = code;
-    readonly statusCode = statusCode;
-    constructor(...args: string[]) {
-      let next = 0;
-      super(template.replace(/%s/g, () => args[next++] ?? ''));
-      this.name = 'PolicyError';
-      this.field = undefined;
-    }
-  };
-  Object.defineProperty(ErrorClass, 'name', { value: code });
-  return ErrorClass;
+  return createError(code, template, { statusCode, base: PolicyError }) as PolicyErrorClass;
 }
 
 export const PolicyNotFoundError = createPolicyError('WS_POLICY_NOT_FOUND', 'policy %s does not exist', 404);

@@ -11,8 +11,8 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { silentLogger, type Logger } from '../routes/logger.js';
-import { removeStaleTempFiles, writeFileAtomic } from './atomic-write.js';
+import { silentLogger, type Logger } from '../base/logger.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../base/atomic-write.js';
 import {
   PolicyConflictError,
   PolicyError,

@@ -6,7 +6,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { silentLogger, type Logger } from '../routes/logger.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;

@@ -1,5 +1,5 @@
 /** The listeners of a store: each gets the full list after every change; one that throws is logged and does not stop the rest. */
-import { silentLogger, type Logger } from '../routes/logger.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 import type { WanPolicy } from './model.js';
 
 export type PolicyListener = (policies: readonly WanPolicy[]) => void;

@@ -7,8 +7,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileReadError, FileTooLargeError, WansteerError } from './errors.js';
-import { silentLogger, type Logger } from './logger.js';
+import { WansteerError } from '../base/errors.js';
+import { FileReadError, FileTooLargeError } from './errors.js';
+import { silentLogger, type Logger } from '../base/logger.js';
 import { DEFAULT_MAX_FILE_BYTES, parseRuleDocuments } from './rule-documents.js';
 import type { RuleSet } from './rule-set.js';
 

@@ -1,38 +1,9 @@
 /**
- * Every error the route-rule side can raise, in one catalogue (the fastify `createError` habit):
+ * Every error the route-rule side can raise, in one catalogue (base/errors.ts has the mechanism):
  * a stable `code` that logs, tests and API clients can rely on, and a message template.
- * Messages may change wording; codes never change meaning.
  */
 
-export abstract class WansteerError extends Error {
-  abstract readonly code: string;
-
-  /** Prefixes the message with where the problem is (file, object, field path); keeps the code. */
-  located(where: string): this {
-    this.message = `${where}: ${this.message}`;
-    return this;
-  }
-}
-
-export interface WansteerErrorClass {
-  new (...args: string[]): WansteerError;
-  readonly code: string;
-}
-
-/** Defines an error class whose message is `template` with each `%s` replaced by an argument. */
-export function createError(code: string, template: string): WansteerErrorClass {
-  const ErrorClass = class extends WansteerError {
-    static readonly code = code;
-    readonly code = code;
-    constructor(...args: string[]) {
-      let next = 0;
-      super(template.replace(/%s/g, () => args[next++] ?? ''));
-      this.name = 'WansteerError';
-    }
-  };
-  Object.defineProperty(ErrorClass, 'name', { value: code });
-  return ErrorClass;
-}
+import { createError } from '../base/errors.js';
 
 // Sources: files and documents. The source prefixes the file name with `located()`.
 export const FileReadError = createError('WS_ROUTES_FILE_READ', 'cannot read: %s');

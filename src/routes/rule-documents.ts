@@ -4,7 +4,8 @@
  * caller keeps what it had); an invalid object only drops that object.
  */
 import { parseAllDocuments } from 'yaml';
-import { FileTooLargeError, WansteerError, YamlSyntaxError } from './errors.js';
+import { WansteerError } from '../base/errors.js';
+import { FileTooLargeError, YamlSyntaxError } from './errors.js';
 import type { VirtualService } from './model.js';
 import { isOtherKind, parseVirtualService } from './validate.js';
 import { isFields } from './validate-fields.js';

@@ -2,7 +2,8 @@
  * Validation of `spec.http`: routes, match blocks and string matches, with Istio's rules
  * (pilot's validation) where they decide what a match means.
  */
-import { InvalidValueError, MissingFieldError, WansteerError } from './errors.js';
+import { WansteerError } from '../base/errors.js';
+import { InvalidValueError, MissingFieldError } from './errors.js';
 import type { Destination, HttpMatchRequest, HttpRoute, HttpRouteDestination, RouteAction, StringMatch } from './model.js';
 import { compileRe2FullMatch } from './re2/compile.js';
 import {

@@ -3,7 +3,8 @@
  * a catalogue error that says which object, which field and why. Nothing here logs or counts:
  * the sources decide what to do with a bad object (skip it, log it, count it).
  */
-import { NotAVirtualServiceError, UnsupportedApiVersionError, WansteerError } from './errors.js';
+import { WansteerError } from '../base/errors.js';
+import { NotAVirtualServiceError, UnsupportedApiVersionError } from './errors.js';
 import type { VirtualService } from './model.js';
 import { parseHttpRoutes } from './validate-http.js';
 import { fields, onlyKnownFields, optionalList, optionalString, requiredString, stringList, isFields } from './validate-fields.js';

@@ -29,6 +29,7 @@
  * the step after it: route match -> policy, keyed by the identity of the frozen RouteMatch the
  * compiled table returns, and dropped whenever routes, policies or link choices change.
  */
+import { silentLogger, type Logger } from '../base/logger.js';
 import { classifyByRouteName, classifyRequest } from '../routes/classify.js';
 import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
@@ -50,20 +51,11 @@ import type {
   FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
 } from './types.js';
 
-/** The slice of pino the engine uses. */
-export interface EngineLogger {
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
-  debug(fields: object, message: string): void;
-}
-
-const silent: EngineLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 export interface EngineOptions {
   datapath: DatapathPort;
   config: AgentConfig;
-  logger?: EngineLogger;
+  logger?: Logger;
   /** CLOCK_MONOTONIC in ns (the clock the datapath's last-seen uses). Default process.hrtime.bigint. */
   clock?: () => bigint;
   /** Attach the program to each link's interface at start. Default true. */
@@ -126,7 +118,7 @@ export class Engine implements SteeringEngine, SteeringStats {
 
   private readonly dp: DatapathPort;
   private readonly config: AgentConfig;
-  private readonly log: EngineLogger;
+  private readonly log: Logger;
   private readonly clock: () => bigint;
   private readonly attach: boolean;
   private readonly routing: InternetRoutingPort | undefined;
@@ -161,7 +153,7 @@ export class Engine implements SteeringEngine, SteeringStats {
   constructor(opts: EngineOptions) {
     this.dp = opts.datapath;
     this.config = opts.config;
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLogger;
     this.clock = opts.clock ?? process.hrtime.bigint;
     this.attach = opts.attach ?? true;
     this.routing = opts.routing;

@@ -18,9 +18,9 @@
  * Ids are handed out round-robin from `next`, so a released id is not reused until the other
  * 4094 have been: a flow still carrying an old id can never be steered by a newer policy.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic, writeFileAtomicSync } from '../base/atomic-write.js';
 import { MAX_POLICIES } from '../datapath/abi.js';
 
 export const POLICY_IDS_FILE = 'policy-ids.json';
@@ -123,16 +123,7 @@ export class PolicyIds {
    * must not overlap (the engine runs one at a time), or an older one could land last.
    */
   async saveAsync(): Promise<void> {
-    const text = this.text();
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await mkdir(join(this.file, '..'), { recursive: true });
-    try {
-      await writeFile(tmp, text, { mode: 0o644 });
-      await rename(tmp, this.file);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
+    await writeFileAtomic(this.file, this.text(), { durable: false });
   }
 
   private text(): string {
@@ -143,24 +134,6 @@ export class PolicyIds {
 
   /** Write the assignment now (blocking): all of it or none of it lands, whenever the agent stops. */
   save(): void {
-    mkdirSync(join(this.file, '..'), { recursive: true });
-    const text = this.text();
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    try {
-      const fd = openSync(tmp, 'w', 0o644);
-      try {
-        writeSync(fd, text);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.file);
-    } catch (err) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* never created */
-      }
-      throw err;
-    }
+    writeFileAtomicSync(this.file, this.text());
   }
 }

@@ -13,20 +13,15 @@
  * retried on refresh() (the agent calls it every few seconds): tunnels often come up after the
  * agent, and a recreated tunnel gets a new ifindex.
  */
+import { silentLogger, type Logger } from '../base/logger.js';
 import type { LinkConfig } from '../config/schema.js';
 import type { ReplyDatapathPort } from '../datapath/reply/port.js';
 import type { LinkHealth } from './engine.js';
 
-export interface ReplyEndLogger {
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
-}
-
 export interface ReplyEndOptions {
   datapath: ReplyDatapathPort;
   links: readonly LinkConfig[];
-  logger?: ReplyEndLogger;
+  logger?: Logger;
   /** Attach the programs to each link's interface (default true; false for dry runs). */
   attach?: boolean;
 }
@@ -64,17 +59,16 @@ interface LinkRuntime {
   problem?: string;
 }
 
-const silent: ReplyEndLogger = { info() {}, warn() {}, error() {} };
 
 export class ReplyEnd {
   private readonly links: LinkRuntime[];
   private readonly byName = new Map<string, LinkRuntime>();
-  private readonly log: ReplyEndLogger;
+  private readonly log: Logger;
   private started = false;
   private stopped = false;
 
   constructor(private readonly opts: ReplyEndOptions) {
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? silentLogger;
     this.links = opts.links.map((config, id) => ({ id, config, ifindex: null, healthy: true }));
     for (const l of this.links) this.byName.set(l.config.name, l);
   }

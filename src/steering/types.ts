@@ -13,6 +13,7 @@ import type { Static } from '@sinclair/typebox';
 import type { LinkName as LinkNameSchema } from '../config/schema.js';
 import type { FlowTableFill } from '../datapath/port.js';
 import type { Sla } from '../policies/model.js';
+import { WansteerError } from '../base/errors.js';
 
 type LinkName = Static<typeof LinkNameSchema>;
 
@@ -99,8 +100,9 @@ export interface FlowViewPage {
 }
 
 /** A cursor (`after`) that is not one the engine handed out. */
-export class FlowCursorError extends Error {
+export class FlowCursorError extends WansteerError {
   override readonly name = 'FlowCursorError';
+  readonly code = 'WS_FLOW_CURSOR_INVALID';
   constructor(readonly cursor: string, reason: string) {
     super(reason);
   }

@@ -63,7 +63,7 @@ controlPlane.describe('the agent\'s Kubernetes side against a real kube-apiserve
   let informer: VirtualServiceInformer;
   const ruleSet = new RuleSet();
   const warnings: string[] = [];
-  const logger = { info() {}, debug() {}, warn: (_: object, message: string) => void warnings.push(message) };
+  const logger = { info() {}, debug() {}, error() {}, warn: (_: object, message: string) => void warnings.push(message) };
 
   beforeAll(async () => {
     cp = await KubeControlPlane.start();

@@ -114,7 +114,7 @@ async function runDriver(argument: string): Promise<void> {
     readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
     ...(retryMs !== undefined ? { retryMs } : {}),
     onHealth: (link, health) => say({ event: 'health', link, health, at: Date.now() }),
-    logger: { info: logLine('info'), warn: logLine('warn') },
+    logger: { info: logLine('info'), warn: logLine('warn'), error: logLine('error'), debug: logLine('debug') },
   });
   await monitor.start();
   say({ event: 'started' });

@@ -19,7 +19,7 @@ const markEf = (dscp: number): WanPolicySpec => ({ match: { dscp }, action: { li
 let api: FakeWanPolicyApi;
 let stores: ClusterPolicyStore[];
 let warnings: string[];
-const logger = { info() {}, debug() {}, warn: (_: object, message: string) => void warnings.push(message) };
+const logger = { info() {}, debug() {}, error() {}, warn: (_: object, message: string) => void warnings.push(message) };
 
 async function open(): Promise<ClusterPolicyStore> {
   const store = createClusterPolicyStore(api.kubeConfig(), {

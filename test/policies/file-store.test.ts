@@ -22,6 +22,7 @@ let warnings: { fields: object; message: string }[];
 const logger = {
   info() {},
   debug() {},
+  error() {},
   warn: (fields: object, message: string) => void warnings.push({ fields, message }),
 };
 

@@ -11,7 +11,8 @@ import { MemoryDatapath, type DatapathPort } from '../../src/datapath/index.js';
 import type { WanPolicy, WanPolicySpec } from '../../src/policies/model.js';
 import { RouteTable } from '../../src/routes/route-table.js';
 import { parseVirtualService } from '../../src/routes/validate.js';
-import { Engine, type EngineLogger } from '../../src/steering/engine.js';
+import type { Logger } from '../../src/base/logger.js';
+import { Engine } from '../../src/steering/engine.js';
 import type { SessionReport } from '../../src/steering/types.js';
 
 export const IFINDEX = { eth1: 11, wwan0: 12, eth2: 13 };
@@ -112,7 +113,7 @@ export function memoryDatapath(interfaces: Record<string, number> = IFINDEX): Me
 }
 
 /** A recording logger: the messages, by level. */
-export function recordingLogger(): EngineLogger & { lines: { level: string; msg: string; fields: object }[] } {
+export function recordingLogger(): Logger & { lines: { level: string; msg: string; fields: object }[] } {
   const lines: { level: string; msg: string; fields: object }[] = [];
   const at = (level: string) => (fields: object, msg: string) => void lines.push({ level, msg, fields });
   return { lines, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
@@ -127,7 +128,7 @@ export function tempStateDir(): { dir: string; remove(): void } {
 export function startedEngine(
   dp: DatapathPort,
   stateDir: string,
-  opts: { policies?: WanPolicy[]; config?: Partial<AgentConfig>; logger?: EngineLogger; clock?: () => bigint } = {},
+  opts: { policies?: WanPolicy[]; config?: Partial<AgentConfig>; logger?: Logger; clock?: () => bigint } = {},
 ): Engine {
   const engine = new Engine({
     datapath: dp,

@@ -3,6 +3,7 @@
  * the system package to install) and the fix; the agent prints it and exits with EX_CONFIG
  * before it serves, and nothing it half-installed is left behind.
  */
+import { WansteerError } from '../../base/errors.js';
 export const InternetErrorCode = {
   /** The link's interface does not exist in the agent's network namespace. */
   NO_INTERFACE: 'WS_INTERNET_NO_INTERFACE',
@@ -21,12 +22,12 @@ export const InternetErrorCode = {
 } as const;
 export type InternetErrorCode = (typeof InternetErrorCode)[keyof typeof InternetErrorCode];
 
-export class InternetLinkError extends Error {
+export class InternetLinkError extends WansteerError {
   override readonly name = 'InternetLinkError';
   constructor(
     readonly code: InternetErrorCode,
     /** The config field to change (`links[1].nextHop4`), or what to install. */
-    readonly field: string,
+    override readonly field: string,
     readonly problem: string,
     readonly fix: string,
   ) {

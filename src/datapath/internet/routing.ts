@@ -15,6 +15,7 @@
  * adopts what it finds (same rules, same table, the class rules as they were until the policies
  * arrive), so a restart moves no connection.
  */
+import { silentLogger, type Logger } from '../../base/logger.js';
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -28,11 +29,6 @@ import { InternetErrorCode as Code, InternetLinkError } from './errors.js';
 import { classesScript, hex, NFT_TABLE, parseClasses, RT_PROTO, ruleLines, rulePriorities, rulesetScript, type InternetLayout, type InternetLink } from './layout.js';
 import { deadConnections, deadSetScript, fmt, pokePacket } from './poke.js';
 
-export interface RoutingLogger {
-  info(fields: object, message: string): void;
-  warn(fields: object, message: string): void;
-}
-
 type Family = 4 | 6;
 
 /** One link's route into its table, per family it has an address in. */
@@ -42,7 +38,6 @@ interface LinkRoutes {
   routes: Partial<Record<Family, string>>;
 }
 
-const silent: RoutingLogger = { info() {}, warn() {} };
 
 function ip(args: string[], input?: string): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input });
@@ -85,7 +80,7 @@ export class InternetRouting {
     private readonly nft: NftContext,
     private readonly conntrack: number,
     private readonly routes: Map<number, LinkRoutes>,
-    private readonly log: RoutingLogger,
+    private readonly log: Logger,
   ) {}
 
   /**
@@ -105,8 +100,8 @@ export class InternetRouting {
    * Check everything, then install (or adopt) the links' tables, rules and the nftables table.
    * Throws InternetLinkError before writing anything when a check fails.
    */
-  static install(layout: InternetLayout, opts: { log?: RoutingLogger } = {}): InternetRouting {
-    const log = opts.log ?? silent;
+  static install(layout: InternetLayout, opts: { log?: Logger } = {}): InternetRouting {
+    const log = opts.log ?? silentLogger;
     const nft = openNftContext();
     if (!nft) throw nftablesMissing();
     let conntrack = -1;
