@@ -99,7 +99,12 @@ function meets(value: number, target?: string): string {
   return ok ? 'yes' : 'NO';
 }
 
-export function report(benchmark: string, figures: Figure[]): void {
+/**
+ * Print the table and write bench/results/<benchmark>.json. `details` (optional) are written
+ * after the figures, for what a reader needs to judge them (per-round values, the machine's
+ * other load during the run).
+ */
+export function report(benchmark: string, figures: Figure[], details?: Record<string, unknown>): void {
   const rows = figures.map((f) => [f.name, formatValue(f.value), f.unit, f.target ?? '', meets(f.value, f.target)]);
   const head = ['figure', 'value', 'unit', 'target', 'met'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -112,7 +117,7 @@ export function report(benchmark: string, figures: Figure[]): void {
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
   const rounded = figures.map((f) => ({ ...f, value: Number.isInteger(f.value) ? f.value : Math.round(f.value * 100) / 100 }));
-  const out = { benchmark, date: new Date().toISOString(), machine: m, figures: rounded };
+  const out = { benchmark, date: new Date().toISOString(), machine: m, figures: rounded, ...details };
   writeFileSync(new URL(`${benchmark}.json`, dir), JSON.stringify(out, null, 2) + '\n');
 }
 

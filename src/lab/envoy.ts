@@ -35,6 +35,8 @@ export interface LabEnvoyOptions {
   logLevel?: string;
   /** How long to wait for Envoy to be ready; default 30 s. */
   readyTimeoutMs?: number;
+  /** A command that execs Envoy's argv (e.g. `taskset -c 0`: pinned to CPU 0); the pid stays Envoy's. */
+  prefix?: string[];
 }
 
 export class LabEnvoy {
@@ -60,6 +62,7 @@ export class LabEnvoy {
     const config = join(dir, 'bootstrap.json');
     writeFileSync(config, JSON.stringify(bootstrap, null, 2));
     const child = lab.spawn(ns, [
+      ...(options.prefix ?? []),
       envoyBinary(),
       '--config-path', config,
       '--concurrency', String(options.concurrency ?? 2),
