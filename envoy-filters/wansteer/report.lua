@@ -8,7 +8,10 @@
 --   * the stream handle is used only inside the call that received it, never stored;
 --   * nothing blocks: the only I/O is an asynchronous httpCall;
 --   * the request is never failed, delayed or altered: every Envoy call is protected, a missing
---     or odd field means "no report", and request headers are only ever read.
+--     or odd field means "no report", and request headers are only ever read;
+--   * a request of a connection that already reported its class costs almost nothing: the quick
+--     path (known_request) reads the connection's addresses and the class's values and compares
+--     them with the table, under one pcall; anything else goes down the full, checked path.
 local M = {}
 
 -- Which end of the downstream connection is the session's local end (see docs/envoy.md).
@@ -171,26 +174,21 @@ local function peer_namespace(handle, info)
   return nil
 end
 
--- The part of a report that decides its class: every request attribute the route rules read.
--- The authority, the allow-listed headers, the peer namespace and the route always count; the
--- path, method and scheme only when some rule matches on them (config.class_fields), so a
--- connection whose requests differ only in path is still one session of one class. Built from
--- the raw values: the JSON is only written for a request that is reported.
-local function class_of(request, class_fields)
-  local parts = {}
-  for _, field in ipairs(request) do
-    local name, value = field[1], field[2]
-    if class_fields[name] ~= false then
-      if type(value) == "table" then
-        for _, header in ipairs(value) do
-          parts[#parts + 1] = header[1] .. "=" .. header[2]
-        end
-      else
-        parts[#parts + 1] = name .. "=" .. value
-      end
+-- The part of a report that decides its class: every request attribute the route rules read,
+-- as a list of values in a fixed order (CLASS_* below; false where a value is absent or does not
+-- count). The authority, the allow-listed headers, the peer namespace and the route always count;
+-- the path, method and scheme only when some rule matches on them (config.class_fields), so a
+-- connection whose requests differ only in path is still one session of one class. Two classes
+-- are compared value by value (Lua strings compare by identity): nothing is built to compare.
+local CLASS_AUTHORITY, CLASS_PATH, CLASS_METHOD, CLASS_SCHEME, CLASS_HEADERS = 1, 2, 3, 4, 5
+
+local function same_class(a, b)
+  for i = 1, #a do
+    if a[i] ~= b[i] then
+      return false
     end
   end
-  return table.concat(parts, "\0")
+  return true
 end
 
 -- What Envoy tells about one request: the session (its addresses and the connection's key),
@@ -201,8 +199,9 @@ local function observe(handle, settings)
   if info == nil then
     return nil, "no stream info"
   end
-  local own, own_family = endpoint(try(info, settings.placement.own))
-  local peer, peer_family = endpoint(try(info, settings.placement.peer))
+  local own_raw, peer_raw = try(info, settings.placement.own), try(info, settings.placement.peer)
+  local own, own_family = endpoint(own_raw)
+  local peer, peer_family = endpoint(peer_raw)
   if own == nil or peer == nil then
     return nil, "connection addresses are not ip:port"
   end
@@ -219,39 +218,57 @@ local function observe(handle, settings)
   end
 
   local request = { { "authority", authority }, { "path", path }, { "method", method } }
+  local class_fields = settings.class_fields
+  local class = {
+    authority,
+    class_fields.path ~= false and path,
+    class_fields.method ~= false and method,
+    false,
+  }
   local scheme = try(headers, "get", ":scheme")
   if type(scheme) == "string" then
     request[#request + 1] = { "scheme", scheme }
+    class[CLASS_SCHEME] = class_fields.scheme ~= false and scheme
   end
   -- get() joins a header's several values with ",", as Istio's matching sees them.
   local matched = {}
-  for _, name in ipairs(settings.headers) do
+  for i, name in ipairs(settings.headers) do
     local value = try(headers, "get", name)
     if type(value) == "string" then
       matched[#matched + 1] = { name, value }
+    else
+      value = false
     end
+    class[CLASS_HEADERS + i - 1] = value
   end
   if #matched > 0 then
     request[#request + 1] = { "headers", matched }
   end
+  local namespace = false
   if settings.placement.direction == "inbound" then
-    local namespace = peer_namespace(handle, info)
+    namespace = peer_namespace(handle, info) or false
     if namespace then
       request[#request + 1] = { "sourceNamespace", namespace }
     end
   end
+  local route = false
   if settings.report_route then
-    local route = try(info, "routeName")
+    route = try(info, "routeName")
     if type(route) == "string" and route ~= "" then
       request[#request + 1] = { "routeName", route }
+    else
+      route = false
     end
   end
+  class[settings.class_namespace] = namespace
+  class[settings.class_route] = route
 
   local protocol = try(info, "protocol") == "HTTP/3" and "udp" or "tcp"
   return {
     family = own_family,
-    key = protocol .. " " .. own .. " " .. peer,
-    class = class_of(request, settings.class_fields),
+    -- The addresses as Envoy gave them, as the quick path (known_request) reads them.
+    key = protocol .. " " .. own_raw .. " " .. peer_raw,
+    class = class,
     protocol = protocol,
     own = own,
     peer = peer,
@@ -309,18 +326,21 @@ local function reported_connections(limit, refresh_s, now)
     young[key] = entry
   end
 
-  -- True when this connection reported this class less than refresh_s ago.
-  function seen.recently(key, class)
+  -- What this connection last reported, if it did so less than refresh_s ago.
+  function seen.lookup(key)
     local entry = young[key]
     if entry == nil then
       entry = old[key]
       if entry == nil then
-        return false
+        return nil
       end
       old[key] = nil
       put(key, entry)
     end
-    return entry.class == class and now() - entry.at < refresh_s
+    if now() - entry.at >= refresh_s then
+      return nil
+    end
+    return entry
   end
 
   function seen.remember(key, class)
@@ -336,7 +356,8 @@ local function report(handle, settings, seen)
     log(handle, "logDebug", "no session report: " .. why)
     return
   end
-  if seen.recently(session.key, session.class) then
+  local entry = seen.lookup(session.key)
+  if entry ~= nil and same_class(entry.class, session.class) then
     return
   end
   local body = encode(session, settings.placement.direction)
@@ -394,6 +415,9 @@ local function settings_from(config)
     headers = headers,
     report_route = REPORTS_ROUTE[config.placement] == true,
     class_fields = class_fields,
+    -- The class's last two values follow the headers'.
+    class_namespace = CLASS_HEADERS + #headers,
+    class_route = CLASS_HEADERS + #headers + 1,
     remember = math.max(1, math.floor(tonumber(config.remember_connections) or 4096)),
     refresh_s = math.max(1, tonumber(config.refresh_s) or 60),
     call_headers = {
@@ -403,6 +427,53 @@ local function settings_from(config)
       ["content-type"] = "application/json",
     },
   }
+end
+
+-- The common case, made cheap: a request on a connection that reported its class less than
+-- refresh_s ago. Reads only what decides that (the connection's addresses as Envoy gives them,
+-- the class's values) and compares them with what the connection last reported: no address
+-- checks, no tables, no strings but the key. The peer namespace is the connection's own (its
+-- certificate does not change), so it is not read again. Returns true when the request needs
+-- nothing more; false, or any error (a missing method, an odd value), sends the request down the
+-- full path, which checks everything, logs and reports.
+local function known_request(settings, seen)
+  local own_method, peer_method = settings.placement.own, settings.placement.peer
+  local names = settings.headers
+  local class_fields = settings.class_fields
+  local path, method, scheme = class_fields.path ~= false, class_fields.method ~= false, class_fields.scheme ~= false
+  local report_route, class_route = settings.report_route, settings.class_route
+  return function(handle)
+    local info = handle:streamInfo()
+    local protocol = info:protocol() == "HTTP/3" and "udp" or "tcp"
+    local entry = seen.lookup(protocol .. " " .. info[own_method](info) .. " " .. info[peer_method](info))
+    if entry == nil then
+      return false
+    end
+    local class = entry.class
+    local headers = handle:headers()
+    if headers:get(":authority") ~= class[CLASS_AUTHORITY]
+      or (path and headers:get(":path") ~= class[CLASS_PATH])
+      or (method and headers:get(":method") ~= class[CLASS_METHOD])
+      or (scheme and (headers:get(":scheme") or false) ~= class[CLASS_SCHEME])
+    then
+      return false
+    end
+    for i = 1, #names do
+      if (headers:get(names[i]) or false) ~= class[CLASS_HEADERS + i - 1] then
+        return false
+      end
+    end
+    if report_route then
+      local route = info:routeName()
+      if route == "" or type(route) ~= "string" then
+        route = false
+      end
+      if route ~= class[class_route] then
+        return false
+      end
+    end
+    return true
+  end
 end
 
 -- Returns the function envoy_on_request calls with each request's handle. A broken
@@ -419,7 +490,12 @@ function M.new(config)
     return 0
   end
   local seen = reported_connections(settings.remember, settings.refresh_s, clock)
+  local known = known_request(settings, seen)
   return function(handle)
+    local quick, done = pcall(known, handle)
+    if quick and done then
+      return
+    end
     local ok, err = pcall(report, handle, settings, seen)
     if not ok then
       log(handle, "logWarn", "session report failed: " .. tostring(err))

@@ -242,6 +242,27 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     expectUntouched(events);
   });
 
+  it('answers a known connection of the same class from its table, without reading the certificate or what no rule reads', async () => {
+    const tls = { peer_uri_sans: ['spiffe://cluster.local/ns/shop/sa/frontend'] };
+    const other = request({ ...tls, headers: [[':authority', 'cloud-service.cloud.svc.cluster.local'], [':path', '/other'], [':method', 'POST'], ['end-user', 'minion']] });
+    const events = await runFilter({
+      config: config('gateway', ['end-user'], { class_fields: [] }),
+      requests: [
+        request(tls), // 1: reported, with the peer's namespace
+        // 2: known: had the filter read the certificate again, it would fail, miss the namespace and report
+        request({ ...tls, raise: { downstreamSslConnection: 'boom', uriSanPeerCertificate: 'boom', ssl: 'boom' } }),
+        other, // 3: known: another path and method, which no rule reads
+        // 4: a call of the quick path failing: the full path decides, the same way (known, nothing to send)
+        request({ ...tls, raise: { routeName: 'boom' } }),
+        request({ ...tls, extra: [['end-user', 'jason']] }), // 5: the class changed
+      ],
+    });
+    expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([1, 5]);
+    expect(reportsOf(events)[0]).toMatchObject({ request: { path: '/api/v1/orders?id=7', sourceNamespace: 'shop' } });
+    expect(eventsOf(events, 'log')).toEqual([]);
+    expectUntouched(events);
+  });
+
   it('does not remember a report that could not be sent', async () => {
     const events = await runFilter({ config: config('sidecar-inbound'), requests: [request({ raise: { httpCall: 'overflow' } }), request()] });
     expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([2]);
