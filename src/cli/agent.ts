@@ -106,15 +106,9 @@ export async function runAgent(argv: readonly string[], io: CliIo): Promise<numb
   }
 }
 
-export interface RunningAgent {
-  readonly httpUrl: string;
-  readonly grpcPort: number | null;
-  /** Resolves once route rules and policies are in and the agent steers new sessions (/readyz 200). */
-  readonly synced: Promise<void>;
-  /** Resolves once the agent has shut down (on a signal, or stop()). */
-  readonly stopped: Promise<void>;
-  stop(): Promise<void>;
-}
+import type { RunningAgent } from './running-agent.js';
+
+export type { RunningAgent };
 
 /**
  * Start every part; resolves when the agent serves (`synced`: when it can also steer new

@@ -19,7 +19,7 @@ import { LinkMonitor } from '../links/monitor.js';
 import { createReplyRegistry } from '../metrics/reply.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { ReplyEnd } from '../steering/reply-end.js';
-import type { RunningAgent } from './agent.js';
+import type { RunningAgent } from './running-agent.js';
 
 const DEFAULT_HTTP = '0.0.0.0:9090';
 /** How often interfaces that were missing (or recreated) are looked up again. */

@@ -41,27 +41,18 @@ import { FlowCensus } from './flow-census.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
 import type { MigrationReport } from './migration.js';
 import { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';
-import { flowPasses, pageScan, type DatapathPort, type FlowFilter, type FlowPage, type FlowPageRequest, type FlowTableFill } from './port.js';
-
-export interface Counter {
-  packets: bigint;
-  bytes: bigint;
-}
-
-export interface FlowEntry extends FlowKeyView {
-  policyId: number;
-  /** Monotonic-clock ns when the datapath (or the writer) last saw the flow. */
-  lastSeenNs: bigint;
-}
-
-export interface Counters {
-  /** Packets steered out of each link, by link id (links with traffic only). */
-  links: Map<number, Counter>;
-  /** Packets of each policy's sessions, by policy id (policies with traffic only). */
-  policies: Map<number, Counter>;
-  /** Every packet under one reason (dscp_rewritten in addition). */
-  reasons: Record<Reason, Counter>;
-}
+import {
+  flowPasses,
+  pageScan,
+  type Counter,
+  type Counters,
+  type DatapathPort,
+  type FlowEntry,
+  type FlowFilter,
+  type FlowPage,
+  type FlowPageRequest,
+  type FlowTableFill,
+} from './port.js';
 
 /** The monotonic clock bpf_ktime_get_ns() reads, from user space. */
 export function monotonicNs(): bigint {

@@ -35,9 +35,15 @@ import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
 import { RouteTable, type RouteMatch } from '../routes/route-table.js';
 import type { AgentConfig } from '../config/schema.js';
-import { DatapathError, DatapathErrorCode } from '../datapath/errors.js';
-import type { FlowEntry } from '../datapath/datapath.js';
-import type { DatapathPort, FlowPage, FlowTableFill, InternetRoutingPort } from '../datapath/port.js';
+import {
+  DatapathError,
+  DatapathErrorCode,
+  type DatapathPort,
+  type FlowEntry,
+  type FlowPage,
+  type FlowTableFill,
+  type InternetRoutingPort,
+} from '../datapath/index.js';
 import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';

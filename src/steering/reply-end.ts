@@ -15,7 +15,7 @@
  */
 import { silentLogger, type Logger } from '../base/logger.js';
 import type { LinkConfig } from '../config/schema.js';
-import type { ReplyDatapathPort } from '../datapath/reply/port.js';
+import type { ReplyDatapathPort } from '../datapath/index.js';
 import type { LinkHealth } from './engine.js';
 
 export interface ReplyEndOptions {

@@ -11,7 +11,7 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type { LinkName as LinkNameSchema } from '../config/schema.js';
-import type { FlowTableFill } from '../datapath/port.js';
+import type { FlowTableFill } from '../datapath/index.js';
 import type { Sla } from '../policies/model.js';
 import { WansteerError } from '../base/errors.js';
 
