@@ -187,7 +187,8 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // A policy file is read now, and a broken one stops the start.
     if (config.policies.store === 'file') await policiesIn;
 
-    // Link health: carrier and probes feed the engine; a change of choice is one policy write.
+    // Link health: carrier and probes feed the engine directly (it is the monitor's sink); a
+    // change of choice is one policy write per policy that moves.
     // In dry-run the interfaces are not ours to probe: every link stays up.
     if (!config.datapath.dryRun) {
       const carrier = openCarrierReader();
@@ -196,9 +197,9 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
       closers.push(() => neighbours.close());
       const monitor = new LinkMonitor({
         links: config.links,
-        onHealth: (name, health) => engine.setLinkHealth(name, health),
+        sink: engine,
         logger: logger.child({ part: 'links' }),
-        readCarrier: (ifname) => carrier.read(ifname),
+        readFlags: carrier.read,
         readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
       });
       await monitor.start();

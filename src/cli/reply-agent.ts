@@ -52,9 +52,9 @@ export async function startReplyAgent(config: AgentConfig, logger: Logger, opts:
       closers.push(() => carrier.close());
       const monitor = new LinkMonitor({
         links: config.links,
-        onHealth: (name, health) => end.setLinkHealth(name, health),
+        sink: end,
         logger: logger.child({ part: 'links' }),
-        readCarrier: (ifname) => carrier.read(ifname),
+        readFlags: carrier.read,
       });
       await monitor.start();
       closers.push(() => monitor.stop());

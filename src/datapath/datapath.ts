@@ -8,8 +8,10 @@
  *   dp.setPolicy(7, { redirectLink: 1, dscp: 46 });
  *   dp.upsertFlow({ protocol: 'tcp', src: '10.0.0.5', sport: 40000, dst: '198.51.100.9', dport: 443 }, 7);
  *
- * Failover is one write: setLinkUp(1, false) or setPolicy(7, { redirectLink: 2 }) moves every
- * flow of every policy on that link at once, because flows point at policies, not links.
+ * Failover is one write per policy: setPolicy(7, { redirectLink: 2 }) moves every flow of
+ * policy 7 at once, because flows point at policies, not links (the engine does this when a
+ * link's health changes). setLinkUp(1, false) is the coarser switch: the program then passes the
+ * link's flows to the routed path, counted as link_down.
  */
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';

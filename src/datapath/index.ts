@@ -10,7 +10,7 @@ export { testRun, type TestRun } from './test-run.js';
 export { MemoryDatapath } from './memory.js';
 export type { Counter, Counters, DatapathPort, FlowEntry, FlowPage, FlowPageRequest, FlowTableFill } from './port.js';
 export type { MigrationReport, MapMigration } from './migration.js';
-export { openCarrierReader, type CarrierReader } from './carrier.js';
+export { openCarrierReader, type CarrierReader, type InterfaceFlags } from './carrier.js';
 export type { InternetRoutingPort } from './port.js';
 export { InternetRouting } from './internet/routing.js';
 export { MemoryInternetRouting } from './internet/memory.js';

@@ -44,6 +44,7 @@ import {
   type FlowTableFill,
   type InternetRoutingPort,
 } from '../datapath/index.js';
+import type { LinkHealth } from '../links/health.js';
 import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
 import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
 import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
@@ -72,16 +73,7 @@ export interface EngineOptions {
 
 export type LinkChangeKind = 'failover' | 'failback';
 
-export interface LinkHealth {
-  up: boolean;
-  /** False when the link's carrier is gone (absent: unknown, or there). */
-  carrier?: boolean;
-  rttMs?: number;
-  lossPercent?: number;
-  jitterMs?: number;
-  /** Why, for people (e.g. `3 probes lost`). */
-  reason?: string;
-}
+export type { LinkHealth };
 
 interface LinkRuntime extends LinkInput {
   interface: string;
