@@ -42,7 +42,6 @@ const TOKEN = `demo-${process.pid}-${Math.random().toString(36).slice(2, 12)}`;
 const USERS = { boss: [42001, 42002], minion: [43001, 43002] } as const;
 type User = keyof typeof USERS;
 const USER_NAMES = Object.keys(USERS) as User[];
-const LINK_LABEL = { wan0: 'fibre', wan1: 'LTE' } as const;
 const DEVS = { wan0: 'c0', wan1: 'c1' } as const; // the cloud's end of each link
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -32,7 +32,6 @@ import {
   encodeLink,
   encodePolicy,
   type FlowKey,
-  type FlowKeyView,
   type LinkEntry,
   type PolicyAction,
   writeU32LE,

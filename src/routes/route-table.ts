@@ -3,13 +3,13 @@
  * classification is a host lookup and a walk over precompiled conditions. Immutable: a change to
  * the rules builds a new table (cheap for hundreds of objects) and swaps it in.
  */
-import type { CompiledBlock, CompiledRoute, CompiledVirtualService, RouteMatch, WeightedDestination } from './compiled.js';
+import type { CompiledRoute, CompiledVirtualService, RouteMatch, WeightedDestination } from './compiled.js';
 import { compileMatchBlock } from './conditions.js';
 import {
   DEFAULT_CLUSTER_DOMAIN, MESH_GATEWAY, resolveDestinationHost, resolveGatewayName, resolveVirtualServiceHost,
 } from './hosts.js';
 import { HostIndex } from './host-index.js';
-import type { Destination, HttpRoute, RouteAction, VirtualService } from './model.js';
+import type { Destination, HttpRoute, VirtualService } from './model.js';
 import { virtualServiceKey } from './model.js';
 
 export interface RouteTableOptions {
