@@ -1,5 +1,5 @@
 /**
- * A real istiod (pilot-discovery, built by `scripts/setup-k8s.sh --istiod` into
+ * A real istiod (pilot-discovery, built by `scripts/setup-k8s.sh` into
  * /var/cache/wansteer/istio/<version>/bin, version in scripts/k8s-versions.sh) reading a real
  * kube-apiserver (KubeControlPlane), and the Envoy bootstrap of a sidecar that takes its
  * configuration from it, as pilot-agent would write it (Istio's

@@ -41,7 +41,7 @@ const CACHE = process.env.WANSTEER_CACHE ?? '/var/cache/wansteer';
 export const KUBE_APISERVER = join(CACHE, 'k8s', VERSIONS.K8S_VERSION, 'bin/kube-apiserver');
 export const ETCD = join(CACHE, 'k8s', VERSIONS.K8S_VERSION, 'bin/etcd');
 export const ISTIO_CRDS = join(CACHE, 'istio', `api-${VERSIONS.ISTIO_API_VERSION}`, 'crds.yaml');
-/** istiod, built only by `scripts/setup-k8s.sh --istiod` (or setup.sh unless WANSTEER_SKIP_ISTIOD=1). */
+/** istiod (pilot-discovery), built by scripts/setup-k8s.sh unless WANSTEER_SKIP_ISTIOD=1. */
 export const PILOT_DISCOVERY = join(CACHE, 'istio', VERSIONS.ISTIO_VERSION, 'bin/pilot-discovery');
 
 

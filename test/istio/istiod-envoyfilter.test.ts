@@ -29,7 +29,7 @@ import { describePrivileged } from '../helpers/privilege.js';
 import { requireEnvoy, requireTool } from '../helpers/tools.js';
 
 const envoy = requireEnvoy();
-const istiodGate = requireTool(`istiod ${ISTIO_LINE} (scripts/setup-k8s.sh --istiod)`, PILOT_DISCOVERY);
+const istiodGate = requireTool(`istiod ${ISTIO_LINE} (scripts/setup-k8s.sh)`, PILOT_DISCOVERY);
 
 const SHOP = 'shop';
 const STEERED: SidecarIdentity = { pod: 'inbound-app', namespace: SHOP, ip: EDGE.wan0.v4, labels: { app: 'inbound-app', 'wansteer.io/steer': 'true' } };
