@@ -5,6 +5,6 @@ K8S_VERSION=v1.37.2
 # Istio's CRDs (VirtualService, EnvoyFilter) from istio.io/api:
 ISTIO_API_VERSION=v1.32.0
 # istiod (pilot-discovery) from istio.io/istio, which the module proxy serves only as commits:
-# this one is of the 1.31 line (it requires istio.io/api v1.31.0-rc). Built only when asked
-# (scripts/setup-k8s.sh --istiod).
+# this one is of the 1.31 line (it requires istio.io/api v1.31.0-rc). WANSTEER_SKIP_ISTIOD=1 skips
+# its build.
 ISTIO_VERSION=v0.0.0-20260827124520-eed52ebb66ad

@@ -50,9 +50,10 @@ fi
 
 scripts/setup-envoy.sh || die "Envoy install failed (see above)"
 # The real control plane the Kubernetes tests start (kube-apiserver and etcd built from their Go
-# modules, Istio's CRDs), cached under /var/cache/wansteer: the first build takes 10-20 minutes
-# on 2 cores, later runs find it. WANSTEER_SKIP_K8S=1 skips it (those tests then skip, or fail
-# under CI=true).
+# modules, Istio's CRDs, istiod), cached under /var/cache/wansteer: the first build takes 10-20
+# minutes on 2 cores for kube-apiserver and about 6 more for istiod, later runs find them.
+# WANSTEER_SKIP_K8S=1 skips it all, WANSTEER_SKIP_ISTIOD=1 only istiod (the tests that need what
+# is skipped then skip, or fail under CI=true).
 if [ "${WANSTEER_SKIP_K8S:-0}" != 1 ]; then
   scripts/setup-k8s.sh || die "building the test control plane failed (scripts/setup-k8s.sh)"
 fi

@@ -4,6 +4,9 @@
  * HTTP and gRPC go through here, so they share the limits, the counts and the semantics. The
  * spoof check (local address is the caller's own, or the caller is an allowed proxy) is the
  * engine's, with the caller address given here.
+ *
+ * Counting on the session path is a plain number increment; prom-client reads the numbers at
+ * scrape time (the counters' collect), like every other collector of the agent.
  */
 import { Counter, type Registry } from 'prom-client';
 import { RejectReasons, type SessionOutcome, type SessionReport, type SteeringEngine } from '../steering/types.js';
@@ -32,22 +35,26 @@ export function defaultBatchBytes(maxBatch: number): number {
   return Math.min(32 * 1024 * 1024, Math.max(64 * 1024, maxBatch * REPORT_BYTES));
 }
 
-type Child = { inc(n?: number): void };
+/** One count, incremented on the session path and read at scrape time. */
+class Count {
+  value = 0;
+  inc(n = 1): void {
+    this.value += n;
+  }
+}
+
+const TRANSPORTS: readonly Transport[] = ['http', 'grpc'];
 
 export class SessionIntake {
-  private readonly received: Record<Transport, Child>;
-  private readonly refused: Record<Transport, Record<RefusalReason, Child>>;
+  readonly received: Record<Transport, Count> = { http: new Count(), grpc: new Count() };
+  readonly refused: Record<Transport, Record<RefusalReason, Count>> = { http: byReason(), grpc: byReason() };
 
   constructor(
     private readonly engine: SteeringEngine,
     readonly limiter: ReportRateLimiter,
     registry?: Registry,
   ) {
-    const received = counter(registry, 'wansteer_intake_reports_total', 'Session reports received, valid or not.', ['transport']);
-    const rejected = counter(registry, 'wansteer_intake_rejected_total', 'Session reports refused by the intake or rejected by the engine, by reason.', ['transport', 'reason']);
-    this.received = { http: received.labels('http'), grpc: received.labels('grpc') };
-    const byReason = (t: Transport) => Object.fromEntries(REFUSAL_REASONS.map((r) => [r, rejected.labels(t, r)])) as Record<RefusalReason, Child>;
-    this.refused = { http: byReason('http'), grpc: byReason('grpc') };
+    if (registry) registerIntake(registry, this);
   }
 
   static create(engine: SteeringEngine, limits: IntakeLimits, registry?: Registry): SessionIntake {
@@ -121,9 +128,42 @@ export class SessionIntake {
   }
 }
 
-/** One counter per registry, whichever intake registers it first. */
-function counter(registry: Registry | undefined, name: string, help: string, labelNames: string[]): Counter<string> {
-  const existing = registry?.getSingleMetric(name);
-  if (existing instanceof Counter) return existing as Counter<string>;
-  return new Counter({ name, help, labelNames, registers: registry ? [registry] : [] });
+function byReason(): Record<RefusalReason, Count> {
+  return Object.fromEntries(REFUSAL_REASONS.map((r) => [r, new Count()])) as Record<RefusalReason, Count>;
+}
+
+/** The intakes counted in each registry (the agent has one; tests may give two one registry). */
+const intakesOf = new WeakMap<Registry, SessionIntake[]>();
+
+/** wansteer_intake_reports_total and wansteer_intake_rejected_total, summed over the registry's intakes at scrape time. */
+function registerIntake(registry: Registry, intake: SessionIntake): void {
+  const known = intakesOf.get(registry);
+  if (known) {
+    known.push(intake);
+    return;
+  }
+  const intakes = [intake];
+  intakesOf.set(registry, intakes);
+  new Counter({
+    name: 'wansteer_intake_reports_total',
+    help: 'Session reports received, valid or not.',
+    labelNames: ['transport'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const transport of TRANSPORTS) this.inc({ transport }, intakes.reduce((n, i) => n + i.received[transport].value, 0));
+    },
+  });
+  new Counter({
+    name: 'wansteer_intake_rejected_total',
+    help: 'Session reports refused by the intake or rejected by the engine, by reason.',
+    labelNames: ['transport', 'reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const transport of TRANSPORTS) {
+        for (const reason of REFUSAL_REASONS) this.inc({ transport, reason }, intakes.reduce((n, i) => n + i.refused[transport][reason].value, 0));
+      }
+    },
+  });
 }

@@ -20,7 +20,6 @@ import pino, { type Logger } from 'pino';
 import { buildApp } from '../api/app.js';
 import type { GrpcIntake } from '../api/grpc.js';
 import { SessionIntake } from '../api/intake.js';
-import { startServer } from '../api/server.js';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { readLocalFiles } from '../config/local-files.js';
@@ -106,15 +105,9 @@ export async function runAgent(argv: readonly string[], io: CliIo): Promise<numb
   }
 }
 
-export interface RunningAgent {
-  readonly httpUrl: string;
-  readonly grpcPort: number | null;
-  /** Resolves once route rules and policies are in and the agent steers new sessions (/readyz 200). */
-  readonly synced: Promise<void>;
-  /** Resolves once the agent has shut down (on a signal, or stop()). */
-  readonly stopped: Promise<void>;
-  stop(): Promise<void>;
-}
+import { Closers, serveAgent, type RunningAgent } from './running-agent.js';
+
+export type { RunningAgent };
 
 /**
  * Start every part; resolves when the agent serves (`synced`: when it can also steer new
@@ -129,19 +122,7 @@ export interface RunningAgent {
  */
 export async function startAgent(config: AgentConfig, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningAgent> {
   if (config.mode === 'reply-by-arrival') return startReplyAgent(config, logger, opts);
-  const closers: (() => unknown)[] = [];
-  let closing = false;
-  const closeAll = async () => {
-    closing = true;
-    for (const close of closers.reverse()) {
-      try {
-        await close();
-      } catch (err) {
-        logger.warn({ err }, 'error while shutting down');
-      }
-    }
-    closers.length = 0;
-  };
+  const closers = new Closers(logger);
   try {
     // Before anything is set up: a missing token file or rules directory stops the start here.
     const { token } = await readLocalFiles(config);
@@ -179,13 +160,13 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     if (restored.routes) sourceStates.set('routes', 'snapshot');
     if (restored.policies) sourceStates.set('policies', 'snapshot');
     const routesIn = rules.whenReady().then(() => {
-      if (closing) return;
+      if (closers.closing) return;
       if (restored.routes) ruleSet.replaceSource(SNAPSHOT_SOURCE, []); // the informer's own list replaces it
       routeFeed.start();
       sourceStates.set('routes', 'synced');
     });
     const policiesIn = store.ready().then(() => {
-      if (closing) return;
+      if (closers.closing) return;
       engine.setPolicies(store.list());
       store.subscribe((policies) => engine.setPolicies([...policies]));
       sourceStates.set('policies', 'synced');
@@ -193,7 +174,8 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
     // A policy file is read now, and a broken one stops the start.
     if (config.policies.store === 'file') await policiesIn;
 
-    // Link health: carrier and probes feed the engine; a change of choice is one policy write.
+    // Link health: carrier and probes feed the engine directly (it is the monitor's sink); a
+    // change of choice is one policy write per policy that moves.
     // In dry-run the interfaces are not ours to probe: every link stays up.
     if (!config.datapath.dryRun) {
       const carrier = openCarrierReader();
@@ -202,9 +184,9 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
       closers.push(() => neighbours.close());
       const monitor = new LinkMonitor({
         links: config.links,
-        onHealth: (name, health) => engine.setLinkHealth(name, health),
+        sink: engine,
         logger: logger.child({ part: 'links' }),
-        readCarrier: (ifname) => carrier.read(ifname),
+        readFlags: carrier.read,
         readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
       });
       await monitor.start();
@@ -229,37 +211,21 @@ export async function startAgent(config: AgentConfig, logger: Logger, opts: { ha
       closers.push(() => g.close());
     }
 
-    let resolveStopped!: () => void;
-    const stopped = new Promise<void>((r) => (resolveStopped = r));
-    const server = await startServer(app, config.listen.http ?? DEFAULT_HTTP, {
-      handleSignals: opts.handleSignals ?? true,
-      onShutdown: async (signal) => {
-        logger.info({ signal }, 'shutting down: the datapath keeps steering until the next agent adopts it');
-        await closeAll();
-        resolveStopped();
-      },
+    const server = await serveAgent(app, config.listen.http ?? DEFAULT_HTTP, closers, logger, {
+      ...opts,
+      shutdownMessage: 'shutting down: the datapath keeps steering until the next agent adopts it',
     });
     const serving = { http: server.url, grpc: grpc ? grpc.port : null, adopted: datapath.adopted, links: config.links.map((l) => l.name) };
     const synced = Promise.all([routesIn, policiesIn]).then(() => {
-      if (closing) return;
+      if (closers.closing) return;
       logger.info(serving, 'wansteer agent ready');
       if (fromCluster(config)) closers.push(keepClusterSnapshot(config, { ruleSet, store, rules }, logger));
     });
     synced.catch((err: unknown) => logger.error({ err }, 'route rules or policies could not be loaded'));
     if (!engine.ready()) logger.info({ ...serving, waitingFor: engine.waitingFor() }, 'wansteer agent serving; not ready yet');
-    return {
-      httpUrl: server.url,
-      grpcPort: grpc ? grpc.port : null,
-      synced,
-      stopped,
-      stop: async () => {
-        await server.close();
-        await closeAll();
-        resolveStopped();
-      },
-    };
+    return { httpUrl: server.url, grpcPort: grpc ? grpc.port : null, synced, stopped: server.stopped, stop: server.stop };
   } catch (err) {
-    await closeAll();
+    await closers.closeAll();
     throw err;
   }
 }

@@ -42,7 +42,6 @@ const TOKEN = `demo-${process.pid}-${Math.random().toString(36).slice(2, 12)}`;
 const USERS = { boss: [42001, 42002], minion: [43001, 43002] } as const;
 type User = keyof typeof USERS;
 const USER_NAMES = Object.keys(USERS) as User[];
-const LINK_LABEL = { wan0: 'fibre', wan1: 'LTE' } as const;
 const DEVS = { wan0: 'c0', wan1: 'c1' } as const; // the cloud's end of each link
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -98,6 +97,13 @@ export async function runDemo(argv: readonly string[], io: CliIo): Promise<numbe
   }
 }
 
+/** A fault or repair: the traffic while it lasted, the first bytes on the other link, and what users felt. */
+interface FaultPhase {
+  totals: PhaseTotals;
+  firstMs: number;
+  felt: { text: string; short: string };
+}
+
 class Demo {
   private readonly phaseSeconds = phaseSeconds();
   private readonly dir = mkdtempSync(join(tmpdir(), `wansteer-demo-${process.pid}-`));
@@ -120,8 +126,23 @@ class Demo {
     this.io.stdout(text + '\n');
   }
 
+  /** The demo, one phase after another; each phase says what it does and measures what users felt. */
   async run(): Promise<void> {
-    const P = this.phaseSeconds;
+    await this.setUp();
+    await this.postPolicies();
+    const table = this.startSessions();
+    table.header();
+    const phase1 = await table.run(this.phaseSeconds);
+    const phase2 = await this.changePolicy(table);
+    const dark = await this.lteDark(table);
+    const back = await this.lteBack(table);
+    const carrier = await this.lteCarrierLost(table);
+    this.summary({ phase1, phase2, dark, back, carrier });
+    this.check(phase1, phase2, dark.totals, back.totals, carrier.totals);
+  }
+
+  /** The lab, the reflector, both agents, and both links up and probed. */
+  private async setUp(): Promise<void> {
     this.say('wansteer demo: a dual-WAN edge site in network namespaces, steered by the agent');
     const lab = (this.lab = WanLab.create('demo'));
     this.api = new LabAgentClient(lab, lab.edge, AGENT, () => `the agent's log: ${this.logFile}`);
@@ -140,8 +161,10 @@ class Demo {
     await this.api.waitLinks((ls) => ls.every((l) => l.up && l.rttMs !== undefined), 15_000, 'both links up and probed');
     const rtt = (n: string) => this.api.links().find((l) => l.name === n)?.rttMs?.toFixed(2) ?? '?';
     this.say(`  link health: wan0 up (rtt ${rtt('wan0')} ms), wan1 up (rtt ${rtt('wan1')} ms)`);
+  }
 
-    // ---- policies over REST ------------------------------------------------------------------
+  /** Two policies over REST: minion to LTE, boss to fibre with DSCP 46. */
+  private async postPolicies(): Promise<void> {
     this.say('\n>>> policies, posted over REST (POST /v1/policies):');
     const posted = this.api.http(
       { method: 'POST', path: '/v1/policies', headers: this.auth(), body: policy('minion-lte', 'minion', ['wan1', 'wan0'], 'redirect') },
@@ -150,8 +173,11 @@ class Demo {
     for (const a of posted) if (a.status !== 201) throw new Error(`POST /v1/policies answered ${a.status}: ${JSON.stringify(a.body)}`);
     this.say('    minion-lte: route minion -> links [wan1 LTE, wan0 fibre], redirect');
     this.say('    boss-ef:    route boss   -> links [wan0 fibre, wan1 LTE], DSCP 46 (EF), redirect + mark');
+  }
 
-    // ---- sessions, reported as the sidecar would, and real requests ---------------------------
+  /** Sessions reported as the sidecar would, real uploads on them, and the table that counts them. */
+  private startSessions(): LiveTable {
+    const lab = this.lab!;
     this.counters = IngressCounters.install(
       lab,
       USER_NAMES.map((u) => ({ name: u, match: `tcp sport { ${USERS[u].join(', ')} }` })),
@@ -160,7 +186,7 @@ class Demo {
     const down = OverlayCounters.install(lab, USER_NAMES.map((u) => ({ name: u, up: `tcp sport { ${USERS[u].join(', ')} }`, down: `tcp dport { ${USERS[u].join(', ')} }` })));
     this.say('\n>>> requests: each user POSTs long uploads to the cloud service, two connections each');
     this.say('    reporting sessions as the Envoy sidecar would (POST /v1/sessions): the demo stands in for the sidecar');
-    const streamMs = (5 * P + 12) * 1000;
+    const streamMs = (5 * this.phaseSeconds + 12) * 1000;
     for (const user of USER_NAMES) {
       for (const sport of USERS[user]) {
         const [a] = this.api.http({ method: 'POST', path: '/v1/sessions', body: session(sport, user) });
@@ -173,12 +199,11 @@ class Demo {
         if (!this.cleaning) this.io.stderr(d.toString());
       });
     }
+    return new LiveTable(this.counters, down, this.io);
+  }
 
-    const table = new LiveTable(this.counters, down, this.io);
-    table.header();
-    const phase1 = await table.run(P);
-
-    // ---- policy change over REST --------------------------------------------------------------
+  /** PUT with If-Match: the boss's running sessions follow with one policy-table write. */
+  private async changePolicy(table: LiveTable): Promise<PhaseTotals> {
     const [current] = this.api.http({ path: '/v1/policies/boss-ef' });
     const tag = current?.headers?.etag;
     if (current?.status !== 200 || !tag) throw new Error(`GET /v1/policies/boss-ef answered ${current?.status}`);
@@ -193,50 +218,60 @@ class Demo {
     this.say(`    200, new ETag ${put.headers?.etag}; the boss's running sessions follow: one policy-table write`);
     await sleep(100);
     table.mark();
-    const phase2 = await table.run(P);
+    return table.run(this.phaseSeconds);
+  }
 
-    // ---- LTE goes dark: carrier up, nothing gets through ------------------------------------
+  /** LTE goes dark: carrier up, nothing gets through; only the probes can tell. */
+  private async lteDark(table: LiveTable): Promise<FaultPhase> {
     this.say('\n>>> LTE goes dark: every packet over wan1 is lost on its way (nft drop where it arrives), its carrier stays up; nobody tells the agent');
-    let before = this.counters.readBoth().bytes;
-    const dark = lab.drop('wan1', 100);
-    const darkMs = ms((await this.firstBytesOn('c0', before, dark, 3000)) - dark);
-    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${darkMs.toFixed(0)} ms after the fault (measured in the cloud)`);
-    let w1 = (await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down')).find((l) => l.name === 'wan1')!;
+    const before = this.counters.readBoth().bytes;
+    const dark = this.lab!.drop('wan1', 100);
+    const firstMs = ms((await this.firstBytesOn('c0', before, dark, 3000)) - dark);
+    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${firstMs.toFixed(0)} ms after the fault (measured in the cloud)`);
+    const w1 = (await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down')).find((l) => l.name === 'wan1')!;
     this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}": the probes noticed`);
     table.mark();
-    const phase3 = await table.run(Math.max(2, P - 1));
-    const darkFelt = this.felt(dark);
-    this.say(`    what the users felt: ${darkFelt.text}`);
+    const totals = await table.run(Math.max(2, this.phaseSeconds - 1));
+    const felt = this.felt(dark);
+    this.say(`    what the users felt: ${felt.text}`);
+    return { totals, firstMs, felt };
+  }
 
-    // ---- LTE comes back: failback after the hysteresis ---------------------------------------
+  /** LTE comes back: failback after the hysteresis. */
+  private async lteBack(table: LiveTable): Promise<FaultPhase> {
     this.say('\n>>> LTE comes back (drop removed): the agent waits for 10 answered probes in a row, then moves both users back');
-    before = this.counters.readBoth().bytes;
-    const healed = lab.drop('wan1', null);
+    const before = this.counters.readBoth().bytes;
+    const healed = this.lab!.drop('wan1', null);
     const back = await this.firstBytesOn('c1', before, healed, 5000);
-    const backMs = ms(back - healed);
-    this.say(`    failback: both users' traffic back on wan1 (LTE) ${backMs.toFixed(0)} ms after the link healed`);
+    const firstMs = ms(back - healed);
+    this.say(`    failback: both users' traffic back on wan1 (LTE) ${firstMs.toFixed(0)} ms after the link healed`);
     table.mark();
-    const phase4 = await table.run(Math.max(2, P - 1));
-    const backFelt = this.felt(back - 20_000_000n); // from just before the move back
-    this.say(`    what the users felt when moved back: ${backFelt.text}`);
+    const totals = await table.run(Math.max(2, this.phaseSeconds - 1));
+    const felt = this.felt(back - 20_000_000n); // from just before the move back
+    this.say(`    what the users felt when moved back: ${felt.text}`);
+    return { totals, firstMs, felt };
+  }
 
-    // ---- LTE fails: carrier loss -------------------------------------------------------------
+  /** LTE fails: carrier loss, seen by the carrier poll. */
+  private async lteCarrierLost(table: LiveTable): Promise<FaultPhase> {
     this.say('\n>>> LTE fails: carrier lost on wan1 (ip -n cloud link set c1 down); nobody tells the agent');
-    before = this.counters.readBoth().bytes;
+    const before = this.counters.readBoth().bytes;
     const fault = process.hrtime.bigint();
-    lab.setCloudLink('c1', false);
-    const movedMs = ms((await this.firstBytesOn('c0', before, fault, 3000)) - fault);
-    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${movedMs.toFixed(0)} ms after the fault (measured in the cloud)`);
+    this.lab!.setCloudLink('c1', false);
+    const firstMs = ms((await this.firstBytesOn('c0', before, fault, 3000)) - fault);
+    this.say(`    failover: both users' traffic arrives over wan0 (fibre) ${firstMs.toFixed(0)} ms after the fault (measured in the cloud)`);
     const links = await this.api.waitLinks((ls) => ls.some((l) => l.name === 'wan1' && !l.up), 2000, 'wan1 reported down');
-    w1 = links.find((l) => l.name === 'wan1')!;
+    const w1 = links.find((l) => l.name === 'wan1')!;
     const w0 = links.find((l) => l.name === 'wan0')!;
     this.say(`    agent's view (GET /v1/links): wan1 up=${w1.up} reason "${w1.reason ?? '?'}"; wan0 now carries [${w0.activeFor.join(', ')}]`);
     table.mark();
-    const phase5 = await table.run(Math.max(2, P - 1));
-    const carrierFelt = this.felt(fault);
-    this.say(`    what the users felt: ${carrierFelt.text}`);
+    const totals = await table.run(Math.max(2, this.phaseSeconds - 1));
+    const felt = this.felt(fault);
+    this.say(`    what the users felt: ${felt.text}`);
+    return { totals, firstMs, felt };
+  }
 
-    // ---- summary ------------------------------------------------------------------------------
+  private summary(p: { phase1: PhaseTotals; phase2: PhaseTotals; dark: FaultPhase; back: FaultPhase; carrier: FaultPhase }): void {
     this.say('\nsummary: kB the cloud received (up) and the edge received (down) per user and link in each phase');
     this.say('  phase                      boss fibre   boss LTE   minion fibre   minion LTE   boss EF    down: boss fibre/LTE  minion fibre/LTE');
     const row = (label: string, s: PhaseTotals) =>
@@ -245,16 +280,19 @@ class Demo {
           `${kb(s.bytes['minion|c0']).padStart(14)} ${kb(s.bytes['minion|c1']).padStart(12)} ${s.efPercent.toFixed(0).padStart(8)}%` +
           `  ${`${kb(s.down['boss|wan0|down'])}/${kb(s.down['boss|wan1|down'])}`.padStart(20)} ${`${kb(s.down['minion|wan0|down'])}/${kb(s.down['minion|wan1|down'])}`.padStart(17)}`,
       );
-    row('1 policies as posted', phase1);
-    row('2 boss moved to LTE', phase2);
-    row('3 LTE dark, carrier up', phase3);
-    row('4 LTE back', phase4);
-    row('5 LTE carrier lost', phase5);
+    row('1 policies as posted', p.phase1);
+    row('2 boss moved to LTE', p.phase2);
+    row('3 LTE dark, carrier up', p.dark.totals);
+    row('4 LTE back', p.back.totals);
+    row('5 LTE carrier lost', p.carrier.totals);
     this.say('  fault or repair              first bytes on the other link   goodput back (>= 80 % of before), per user');
-    this.say(`  LTE dark (blackhole)         ${`${darkMs.toFixed(0)} ms`.padStart(8)}                        ${darkFelt.short}`);
-    this.say(`  LTE healed (failback)        ${`${backMs.toFixed(0)} ms`.padStart(8)}                        ${backFelt.short}`);
-    this.say(`  LTE carrier lost             ${`${movedMs.toFixed(0)} ms`.padStart(8)}                        ${carrierFelt.short}`);
+    this.say(`  LTE dark (blackhole)         ${`${p.dark.firstMs.toFixed(0)} ms`.padStart(8)}                        ${p.dark.felt.short}`);
+    this.say(`  LTE healed (failback)        ${`${p.back.firstMs.toFixed(0)} ms`.padStart(8)}                        ${p.back.felt.short}`);
+    this.say(`  LTE carrier lost             ${`${p.carrier.firstMs.toFixed(0)} ms`.padStart(8)}                        ${p.carrier.felt.short}`);
+  }
 
+  /** Each phase's traffic on the links it should be on, both directions; throws what is not. */
+  private check(phase1: PhaseTotals, phase2: PhaseTotals, phase3: PhaseTotals, phase4: PhaseTotals, phase5: PhaseTotals): void {
     const on = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.bytes[`${user}|${DEVS[link]}`] ?? 0) > 0;
     const downOn = (s: PhaseTotals, user: User, link: 'wan0' | 'wan1') => (s.down[`${user}|${link}|down`] ?? 0) > 0;
     const fibreOnly = (s: PhaseTotals) => on(s, 'boss', 'wan0') && on(s, 'minion', 'wan0') && !on(s, 'boss', 'wan1') && !on(s, 'minion', 'wan1');

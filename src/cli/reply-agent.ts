@@ -12,31 +12,20 @@
  */
 import type { Logger } from 'pino';
 import { buildReplyApp } from '../api/reply-app.js';
-import { startServer } from '../api/server.js';
 import type { AgentConfig } from '../config/schema.js';
 import { MemoryReplyDatapath, openCarrierReader, ReplyDatapath, type ReplyDatapathPort } from '../datapath/index.js';
 import { LinkMonitor } from '../links/monitor.js';
 import { createReplyRegistry } from '../metrics/reply.js';
 import { FlowAgeing } from '../steering/ageing.js';
 import { ReplyEnd } from '../steering/reply-end.js';
-import type { RunningAgent } from './agent.js';
+import { Closers, serveAgent, type RunningAgent } from './running-agent.js';
 
 const DEFAULT_HTTP = '0.0.0.0:9090';
 /** How often interfaces that were missing (or recreated) are looked up again. */
 const REFRESH_MS = 5000;
 
 export async function startReplyAgent(config: AgentConfig, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningAgent> {
-  const closers: (() => unknown)[] = [];
-  const closeAll = async () => {
-    for (const close of closers.reverse()) {
-      try {
-        await close();
-      } catch (err) {
-        logger.warn({ err }, 'error while shutting down');
-      }
-    }
-    closers.length = 0;
-  };
+  const closers = new Closers(logger);
   try {
     const datapath = openReplyDatapath(config, logger);
     closers.push(() => datapath.close());
@@ -52,9 +41,9 @@ export async function startReplyAgent(config: AgentConfig, logger: Logger, opts:
       closers.push(() => carrier.close());
       const monitor = new LinkMonitor({
         links: config.links,
-        onHealth: (name, health) => end.setLinkHealth(name, health),
+        sink: end,
         logger: logger.child({ part: 'links' }),
-        readCarrier: (ifname) => carrier.read(ifname),
+        readFlags: carrier.read,
       });
       await monitor.start();
       closers.push(() => monitor.stop());
@@ -66,31 +55,15 @@ export async function startReplyAgent(config: AgentConfig, logger: Logger, opts:
 
     const registry = createReplyRegistry({ end, datapath, ageing });
     const app = buildReplyApp({ end, registry, logger: logger.child({ part: 'api' }) });
-    let resolveStopped!: () => void;
-    const stopped = new Promise<void>((r) => (resolveStopped = r));
-    const server = await startServer(app, config.listen.http ?? DEFAULT_HTTP, {
-      handleSignals: opts.handleSignals ?? true,
-      onShutdown: async (signal) => {
-        logger.info({ signal }, 'shutting down: replies keep following their arrivals until the next agent adopts the datapath');
-        await closeAll();
-        resolveStopped();
-      },
+    const server = await serveAgent(app, config.listen.http ?? DEFAULT_HTTP, closers, logger, {
+      ...opts,
+      shutdownMessage: 'shutting down: replies keep following their arrivals until the next agent adopts the datapath',
     });
     const waiting = end.waitingFor();
     logger.info({ http: server.url, mode: 'reply-by-arrival', adopted: datapath.adopted, links: config.links.map((l) => l.name), ...(waiting.length ? { waitingFor: waiting } : {}) }, 'wansteer agent ready');
-    return {
-      httpUrl: server.url,
-      grpcPort: null,
-      synced: Promise.resolve(),
-      stopped,
-      stop: async () => {
-        await server.close();
-        await closeAll();
-        resolveStopped();
-      },
-    };
+    return { httpUrl: server.url, grpcPort: null, synced: Promise.resolve(), stopped: server.stopped, stop: server.stop };
   } catch (err) {
-    await closeAll();
+    await closers.closeAll();
     throw err;
   }
 }

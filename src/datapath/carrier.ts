@@ -1,22 +1,32 @@
 /**
- * Carrier of an interface, read in-process over rtnetlink (native/netlink.ts): the link
- * monitor's 20 ms carrier poll. It lives with the datapath because only the datapath talks to
- * the native layer; the agent hands it to the link monitor, which knows only its shape.
+ * An interface's link flags, read in-process over rtnetlink (native/netlink.ts): the facts the
+ * link monitor's 20 ms carrier poll needs. It lives with the datapath because only the datapath
+ * talks to the native layer; what the flags mean for a link (carrier or not, and why) is
+ * links/carrier.ts's to say. The agent hands the reader to the link monitor at start.
  *
  *   const reader = openCarrierReader();
- *   reader.read('wan1')     // { up: false, why: 'no carrier' }; undefined if the kernel did not answer
+ *   reader.read('wan1')     // { present: true, adminUp: true, lowerUp: false }; undefined if the kernel did not answer
  *   reader.close();
  */
 import { closeRouteSocket, IFF_LOWER_UP, IFF_UP, linkFlags, openRouteSocket } from '../../native/netlink.js';
 import { DatapathError, DatapathErrorCode } from './errors.js';
 
+/** An interface's flags as the kernel has them now; a missing interface is not present. */
+export interface InterfaceFlags {
+  present: boolean;
+  /** IFF_UP: administratively up. */
+  adminUp: boolean;
+  /** IFF_LOWER_UP: the driver's carrier bit (RFC 2863 lower layer up). */
+  lowerUp: boolean;
+}
+
 export interface CarrierReader {
-  /** Carrier = administratively UP and LOWER_UP; a missing interface has none. */
-  read(ifname: string): { up: boolean; why: string } | undefined;
+  read(ifname: string): InterfaceFlags | undefined;
   close(): void;
 }
 
 const ENODEV = 19;
+const MISSING: InterfaceFlags = { present: false, adminUp: false, lowerUp: false };
 
 /** Open the rtnetlink socket (in this process's network namespace). */
 export function openCarrierReader(): CarrierReader {
@@ -27,11 +37,9 @@ export function openCarrierReader(): CarrierReader {
     read(ifname) {
       if (!open) return undefined;
       const flags = linkFlags(fd, ifname);
-      if (flags === -ENODEV) return { up: false, why: 'interface not found' };
+      if (flags === -ENODEV) return MISSING;
       if (flags < 0) return undefined;
-      if (!(flags & IFF_UP)) return { up: false, why: 'interface administratively down' };
-      if (!(flags & IFF_LOWER_UP)) return { up: false, why: 'no carrier' };
-      return { up: true, why: 'carrier up' };
+      return { present: true, adminUp: (flags & IFF_UP) !== 0, lowerUp: (flags & IFF_LOWER_UP) !== 0 };
     },
     close() {
       if (open) closeRouteSocket(fd);

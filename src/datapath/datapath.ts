@@ -8,8 +8,10 @@
  *   dp.setPolicy(7, { redirectLink: 1, dscp: 46 });
  *   dp.upsertFlow({ protocol: 'tcp', src: '10.0.0.5', sport: 40000, dst: '198.51.100.9', dport: 443 }, 7);
  *
- * Failover is one write: setLinkUp(1, false) or setPolicy(7, { redirectLink: 2 }) moves every
- * flow of every policy on that link at once, because flows point at policies, not links.
+ * Failover is one write per policy: setPolicy(7, { redirectLink: 2 }) moves every flow of
+ * policy 7 at once, because flows point at policies, not links (the engine does this when a
+ * link's health changes). setLinkUp(1, false) is the coarser switch: the program then passes the
+ * link's flows to the routed path, counted as link_down.
  */
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +32,6 @@ import {
   encodeLink,
   encodePolicy,
   type FlowKey,
-  type FlowKeyView,
   type LinkEntry,
   type PolicyAction,
   writeU32LE,
@@ -41,27 +42,18 @@ import { FlowCensus } from './flow-census.js';
 import { loadDatapath, type Loaded, type LoadOptions } from './loader.js';
 import type { MigrationReport } from './migration.js';
 import { openNeighbourTable, type NeighbourScope, type NeighbourTable } from './neighbours.js';
-import { flowPasses, pageScan, type DatapathPort, type FlowFilter, type FlowPage, type FlowPageRequest, type FlowTableFill } from './port.js';
-
-export interface Counter {
-  packets: bigint;
-  bytes: bigint;
-}
-
-export interface FlowEntry extends FlowKeyView {
-  policyId: number;
-  /** Monotonic-clock ns when the datapath (or the writer) last saw the flow. */
-  lastSeenNs: bigint;
-}
-
-export interface Counters {
-  /** Packets steered out of each link, by link id (links with traffic only). */
-  links: Map<number, Counter>;
-  /** Packets of each policy's sessions, by policy id (policies with traffic only). */
-  policies: Map<number, Counter>;
-  /** Every packet under one reason (dscp_rewritten in addition). */
-  reasons: Record<Reason, Counter>;
-}
+import {
+  flowPasses,
+  pageScan,
+  type Counter,
+  type Counters,
+  type DatapathPort,
+  type FlowEntry,
+  type FlowFilter,
+  type FlowPage,
+  type FlowPageRequest,
+  type FlowTableFill,
+} from './port.js';
 
 /** The monotonic clock bpf_ktime_get_ns() reads, from user space. */
 export function monotonicNs(): bigint {

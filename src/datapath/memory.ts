@@ -17,7 +17,8 @@ import {
   type LinkEntry,
   type PolicyAction,
 } from './codec.js';
-import { monotonicNs, type Counter, type Counters, type FlowEntry } from './datapath.js';
+import { monotonicNs } from './datapath.js';
+import type { Counter, Counters, FlowEntry } from './port.js';
 import { invalid } from './errors.js';
 import type { NeighbourScope } from './neighbours.js';
 import { flowPasses, pageScan, type DatapathPort, type FlowFilter, type FlowPage, type FlowPageRequest, type FlowTableFill } from './port.js';

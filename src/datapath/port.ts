@@ -3,9 +3,29 @@
  * implements it, and so does MemoryDatapath, which keeps the same tables in memory for the
  * agent's --dry-run mode and for tests of the layers above that need no kernel.
  */
-import type { FlowEntry, Counters } from './datapath.js';
-import type { FlowKey, LinkEntry, PolicyAction } from './codec.js';
+import type { Reason } from './abi.js';
+import type { FlowKey, FlowKeyView, LinkEntry, PolicyAction } from './codec.js';
 import type { NeighbourScope } from './neighbours.js';
+
+export interface Counter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface FlowEntry extends FlowKeyView {
+  policyId: number;
+  /** Monotonic-clock ns when the datapath (or the writer) last saw the flow. */
+  lastSeenNs: bigint;
+}
+
+export interface Counters {
+  /** Packets steered out of each link, by link id (links with traffic only). */
+  links: Map<number, Counter>;
+  /** Packets of each policy's sessions, by policy id (policies with traffic only). */
+  policies: Map<number, Counter>;
+  /** Every packet under one reason (dscp_rewritten in addition). */
+  reasons: Record<Reason, Counter>;
+}
 
 /** One flow table's fill, and the flows its LRU evicted since the agent started. */
 export interface FlowTableFill {

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromRoot } from '../config/paths.js';
-import { LabAgentClient } from './agent-client.js';
+import { LabAgentClient, type LabAnswer } from './agent-client.js';
 import type { Lab } from './namespaces.js';
 
 /** The Envoy version the tests and the benchmark run (scripts/envoy-version). */
@@ -100,6 +100,12 @@ export class LabEnvoy {
       if (s.name !== undefined && typeof s.value === 'number') out.set(s.name, s.value);
     }
     return out;
+  }
+
+  /** GET `path` on the admin listener (`/config_dump`, …): the answer, its body parsed when JSON. */
+  adminGet(path: string): LabAnswer {
+    const [answer] = this.admin.http({ path });
+    return answer ?? { status: 0, error: 'no answer' };
   }
 
   get pid(): number | undefined {

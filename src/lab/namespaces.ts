@@ -17,7 +17,8 @@ import { join } from 'node:path';
 const PREFIX = 'wst';
 
 export function sh(cmd: string, args: string[], opts: { input?: string } = {}): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: opts.input });
+  // maxBuffer: an Envoy's /config_dump (its Lua inlined in every HTTP chain) passes the 1 MiB default.
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: opts.input, maxBuffer: 64 << 20 });
 }
 
 /** `ip -n ns -batch -`: many ip commands in one process. */

@@ -1,7 +1,7 @@
 /**
  * Carrier of the WAN interfaces, from two sources, whichever tells first:
  *
- * - a poll: every `pollMs` (default 20 ms) the `readCarrier` it is given answers for each
+ * - a poll: every `pollMs` (default 20 ms) the `readFlags` it is given answers for each
  *   interface — in the agent, the datapath's rtnetlink reader (src/datapath/carrier.ts: one
  *   RTM_GETLINK on a socket kept open, ~2 µs). The IFF_LOWER_UP flag it reads is the driver's
  *   carrier bit, set the moment the carrier goes. Without a reader: events only.
@@ -19,7 +19,8 @@
  * of CPU each; the in-process question costs ~0.03 % for two links. /sys/class/net would show
  * the netns of the sysfs mount, not ours (the agent may run under `nsenter --net`).
  *
- * Carrier up = the interface is administratively UP and has LOWER_UP (RFC 2863 lower layer up).
+ * Carrier up = the interface is administratively UP and has LOWER_UP (RFC 2863 lower layer up):
+ * carrierOf below, the one place that says so, for both sources.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -29,6 +30,23 @@ const run = promisify(execFile);
 
 export type CarrierListener = (ifname: string, up: boolean, why: string) => void;
 
+/** An interface's flags (the datapath's rtnetlink reader gives them; `ip monitor` prints them). */
+export interface InterfaceFlags {
+  present: boolean;
+  /** IFF_UP: administratively up. */
+  adminUp: boolean;
+  /** IFF_LOWER_UP: the driver's carrier bit. */
+  lowerUp: boolean;
+}
+
+/** What an interface's flags mean for its link: the one carrier mapping. */
+export function carrierOf(flags: InterfaceFlags): { up: boolean; why: string } {
+  if (!flags.present) return { up: false, why: 'interface not found' };
+  if (!flags.adminUp) return { up: false, why: 'interface administratively down' };
+  if (!flags.lowerUp) return { up: false, why: 'no carrier' };
+  return { up: true, why: 'carrier up' };
+}
+
 export interface CarrierWatchOptions {
   /** The `ip` binary (default `ip` on PATH). */
   ip?: string;
@@ -36,8 +54,8 @@ export interface CarrierWatchOptions {
   onError?: (err: Error) => void;
   /** Carrier poll period; 0: no timer of its own (events only, or the caller calls poll()). Default 20 ms. */
   pollMs?: number;
-  /** Reads an interface's carrier now (undefined: no answer); absent: no poll, events only. */
-  readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
+  /** Reads an interface's flags now (undefined: no answer); absent: no poll, events only. */
+  readFlags?: (ifname: string) => InterfaceFlags | undefined;
 }
 
 const LINE = /^(Deleted )?\d+: ([^:@\s]+)(?:@[^:\s]+)?: <([^>]*)>/;
@@ -48,15 +66,13 @@ export function parseMonitorLine(line: string): { ifname: string; up: boolean; w
   if (!m) return null;
   const [, deleted, ifname, flagText] = m;
   if (deleted) return { ifname: ifname!, up: false, why: 'interface deleted' };
-  const flags = new Set(flagText!.split(','));
-  return { ifname: ifname!, ...carrierOf(flags) };
+  return { ifname: ifname!, ...carrierOf(flagsOf(flagText!)) };
 }
 
-/** Carrier from the flag names `ip` prints (events, the first read). */
-function carrierOf(flags: Set<string>): { up: boolean; why: string } {
-  if (!flags.has('UP')) return { up: false, why: 'interface administratively down' };
-  if (!flags.has('LOWER_UP')) return { up: false, why: 'no carrier' };
-  return { up: true, why: 'carrier up' };
+/** The flags of the names `ip` prints between < and > (events, the first read). */
+function flagsOf(names: string): InterfaceFlags {
+  const set = new Set(names.split(','));
+  return { present: true, adminUp: set.has('UP'), lowerUp: set.has('LOWER_UP') };
 }
 
 export class CarrierWatch {
@@ -94,18 +110,20 @@ export class CarrierWatch {
   }
 
   private startPoll(pollMs: number): void {
-    if (!this.opts.readCarrier) return;
+    if (!this.opts.readFlags) return;
     this.pollTimer = setInterval(() => this.poll(), pollMs);
     this.pollTimer.unref();
   }
 
-  /** Read every watched interface's carrier now with `readCarrier` (the poll; a caller with pollMs 0 calls it on its own tick). */
+  /** Read every watched interface's carrier now with `readFlags` (the poll; a caller with pollMs 0 calls it on its own tick). */
   poll(): void {
-    const read = this.opts.readCarrier;
+    const read = this.opts.readFlags;
     if (!read || this.stopped) return;
     for (const name of this.interfaces) {
-      const c = read(name);
-      if (c) this.set(name, c.up, c.why);
+      const flags = read(name);
+      if (!flags) continue;
+      const c = carrierOf(flags);
+      this.set(name, c.up, c.why);
     }
   }
 
@@ -116,7 +134,7 @@ export class CarrierWatch {
     const seen = new Set<string>();
     for (const l of list) {
       seen.add(l.ifname);
-      const c = carrierOf(new Set(l.flags ?? []));
+      const c = carrierOf(flagsOf((l.flags ?? []).join(',')));
       this.set(l.ifname, c.up, c.why);
     }
     for (const name of this.interfaces) if (!seen.has(name)) this.set(name, false, 'interface not found');

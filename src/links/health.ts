@@ -18,6 +18,26 @@
  * difference of consecutive RTTs (RFC 3550's interarrival jitter, unsmoothed).
  */
 
+/**
+ * A link's health as the monitor reports it and the engine takes it: the one shape both speak.
+ * Tests and the API may hand the engine less (`{ up: false }`).
+ */
+export interface LinkHealth {
+  up: boolean;
+  /** False when the link's carrier is gone (absent: unknown, or there). */
+  carrier?: boolean;
+  rttMs?: number;
+  lossPercent?: number;
+  jitterMs?: number;
+  /** Why, for people (e.g. `3 probes lost`). */
+  reason?: string;
+}
+
+/** Who takes the monitor's reports: the steering engine, or the cloud end's ReplyEnd. */
+export interface LinkHealthSink {
+  setLinkHealth(link: string, health: LinkHealth): unknown;
+}
+
 export interface HealthSettings {
   downAfter: number;
   upAfter: number;

@@ -1,9 +1,9 @@
 /**
  * The link monitor: carrier (carrier.ts) and active probes (prober.ts, routed out of their
- * link by probe-route.ts) feed one health machine per link (health.ts); every change is handed
- * to `onHealth` — in the agent, the steering engine's setLinkHealth.
+ * link by probe-route.ts) feed one health machine per link (health.ts); every change goes to
+ * the `sink`'s setLinkHealth — in the agent, the steering engine, straight: nothing relays it.
  *
- *   const m = new LinkMonitor({ links: config.links, onHealth: (name, h) => engine.setLinkHealth(name, h), logger });
+ *   const m = new LinkMonitor({ links: config.links, sink: engine, readFlags: carrier.read, logger });
  *   await m.start();
  *   ...
  *   await m.stop();       // probes stop, probe rules and tables are removed
@@ -19,35 +19,25 @@
 import { silentLogger, type Logger } from '../base/logger.js';
 import { isIPv6 } from 'node:net';
 import { probeTargets, type LinkConfig } from '../config/schema.js';
-import { CarrierWatch } from './carrier.js';
-import { LinkHealthMachine, type HealthView, type ProbeSample } from './health.js';
+import { CarrierWatch, type InterfaceFlags } from './carrier.js';
+import { LinkHealthMachine, type HealthView, type LinkHealth, type LinkHealthSink, type ProbeSample } from './health.js';
 import { Prober } from './prober.js';
 import { clearProbeRoutes, installProbeRoute, interfaceAddress, refreshProbeRoute, removeProbeRoute, type ProbeRoute } from './probe-route.js';
 import { TWAMP_PORT } from './twamp.js';
 
-/** What the monitor tells its consumer (the shape of the engine's LinkHealth). */
-export interface LinkHealthReport {
-  up: boolean;
-  /** The interface's carrier (the engine releases a carrier-less link's neighbour entries). */
-  carrier: boolean;
-  rttMs?: number;
-  lossPercent?: number;
-  jitterMs?: number;
-  reason?: string;
-}
-
 export interface LinkMonitorOptions {
   links: readonly LinkConfig[];
-  onHealth: (link: string, health: LinkHealthReport) => void;
+  /** Takes every change of a link's health (the engine's setLinkHealth). */
+  sink: LinkHealthSink;
   logger?: Logger;
   /** Retry a link's probe set-up this often when its interface or address is missing. */
   retryMs?: number;
   ip?: string;
   /**
-   * Reads an interface's carrier now, for the 20 ms carrier poll (the agent passes the
+   * Reads an interface's flags now, for the 20 ms carrier poll (the agent passes the
    * datapath's rtnetlink reader); absent: carrier from netlink events only.
    */
-  readCarrier?: (ifname: string) => { up: boolean; why: string } | undefined;
+  readFlags?: (ifname: string) => InterfaceFlags | undefined;
   /**
    * Whether a next hop answers on an interface now (true), not yet (false: resolution started),
    * or cannot be told (undefined) — the datapath's neighbour table. With it, a link judged by
@@ -127,14 +117,14 @@ export class LinkMonitor {
       (ifname, up, why) => this.onCarrier(ifname, up, why),
       {
         ...(this.opts.ip ? { ip: this.opts.ip } : {}),
-        ...(this.opts.readCarrier ? { readCarrier: this.opts.readCarrier } : {}),
+        ...(this.opts.readFlags ? { readFlags: this.opts.readFlags } : {}),
         pollMs: 0, // polled on the tick
         onError: (err) => this.log.warn({ err }, 'carrier watch'),
       },
     );
     await this.carrierWatch.start();
     const probed = this.links.filter((l) => l.probed);
-    if (this.opts.readCarrier || probed.length > 0 || this.links.some((l) => l.nextHops.length > 0)) {
+    if (this.opts.readFlags || probed.length > 0 || this.links.some((l) => l.nextHops.length > 0)) {
       this.tick = setInterval(() => this.onTick(), TICK_MS);
       this.tick.unref();
     }
@@ -236,7 +226,7 @@ export class LinkMonitor {
     if (this.stopped) return;
     l.publishedAt = performance.now();
     const v = this.linkView(l);
-    const report: LinkHealthReport = { up: v.up, carrier: v.carrier, reason: carrierWhy ?? v.reason };
+    const report: LinkHealth = { up: v.up, carrier: v.carrier, reason: carrierWhy ?? v.reason };
     if (v.up && l.awaitingNextHop) {
       report.up = false;
       report.reason = `carrier back; next hop ${l.awaitingNextHop} does not answer yet`;
@@ -244,7 +234,7 @@ export class LinkMonitor {
     if (v.rttMs !== undefined) report.rttMs = v.rttMs;
     if (v.lossPercent !== undefined) report.lossPercent = v.lossPercent;
     if (v.jitterMs !== undefined) report.jitterMs = v.jitterMs;
-    this.opts.onHealth(l.config.name, report);
+    this.opts.sink.setLinkHealth(l.config.name, report);
   }
 
   private retryProbe(l: LinkState, t: TargetState): void {

@@ -5,7 +5,7 @@
  * duplicate reports were written while the table was full.
  */
 import { Counter, type Registry } from 'prom-client';
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort } from '../datapath/index.js';
 import type { ScrapeCache } from './scrape-cache.js';
 
 export function registerFlowEvictions(registry: Registry, datapath: Pick<DatapathPort, 'flowTables'>, scrape: ScrapeCache): void {

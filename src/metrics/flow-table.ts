@@ -3,7 +3,7 @@
  * Counting walks both tables in batched reads (no key decoding), at most once per scrape.
  */
 import { Gauge, type Registry } from 'prom-client';
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort } from '../datapath/index.js';
 import type { ScrapeCache } from './scrape-cache.js';
 
 export function registerFlowTable(registry: Registry, datapath: Pick<DatapathPort, 'flowTableSize'>, scrape: ScrapeCache): void {

@@ -4,7 +4,7 @@
  * (no_match, link_down, not_ip, …). dscp_rewritten is counted in addition to the outcome.
  */
 import { Counter, type Registry } from 'prom-client';
-import { Reasons } from '../datapath/abi.js';
+import { Reasons } from '../datapath/index.js';
 import type { ScrapeCache } from './scrape-cache.js';
 
 export function registerPassReasons(registry: Registry, scrape: ScrapeCache): void {

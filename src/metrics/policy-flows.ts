@@ -9,7 +9,7 @@
  * in wansteer_policy_flows_age_seconds.
  */
 import { Gauge, type Registry } from 'prom-client';
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort } from '../datapath/index.js';
 import type { SteeringStats } from '../steering/stats.js';
 import type { ScrapeCache } from './scrape-cache.js';
 

@@ -8,7 +8,7 @@
  *   app.get('/metrics', async () => registry.metrics());   // content type: registry.contentType
  */
 import { Registry } from 'prom-client';
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort } from '../datapath/index.js';
 import type { FlowAgeing } from '../steering/ageing.js';
 import type { PolicyStatus } from '../steering/engine.js';
 import type { SteeringStats } from '../steering/stats.js';

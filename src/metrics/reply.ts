@@ -11,8 +11,7 @@
  *   wansteer_flows_aged_total, wansteer_flow_ageing_errors_total
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { Reasons } from '../datapath/abi.js';
-import type { ReplyCounters, ReplyDatapathPort } from '../datapath/reply/port.js';
+import { Reasons, type ReplyCounters, type ReplyDatapathPort } from '../datapath/index.js';
 import type { FlowAgeing } from '../steering/ageing.js';
 import type { ReplyEnd } from '../steering/reply-end.js';
 import { registerFlowsAged } from './flows-aged.js';

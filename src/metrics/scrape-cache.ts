@@ -3,8 +3,7 @@
  * policies, pass reasons) and the flow count; each walks a map, so a scrape reads them once and
  * the collectors share the result. Reads younger than `ttlMs` (default 1 s) are reused.
  */
-import type { Counters } from '../datapath/datapath.js';
-import type { DatapathPort } from '../datapath/port.js';
+import type { Counters, DatapathPort } from '../datapath/index.js';
 
 export class ScrapeCache {
   private countersAt = -Infinity;

@@ -3,7 +3,7 @@
  * ones. Reads come from an informer's cache; writes go to the Kubernetes API, compare-and-swap
  * on metadata.resourceVersion (the version), and show in list() as soon as the API answers.
  *
- * policies/ may not import k8s/ (DESIGN.md), so the store is written against two ports that
+ * policies/ may not import k8s/ (docs/architecture.md), so the store is written against two ports that
  * src/k8s/wan-policy-store.ts fills with client-node: a writer and an informer.
  *
  * Objects written by others (kubectl, another node) are validated on the way in; an invalid one

@@ -6,7 +6,7 @@
  * "no match" even if a wildcard VirtualService would have matched.
  */
 import { authorityCandidates, MESH_GATEWAY, parseAuthority, type ResolvedHost } from './hosts.js';
-import type { CompiledVirtualService } from './route-table.js';
+import type { CompiledVirtualService } from './compiled.js';
 
 export interface HostEntry {
   /** The host as written in the VirtualService. */

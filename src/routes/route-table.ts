@@ -3,12 +3,13 @@
  * classification is a host lookup and a walk over precompiled conditions. Immutable: a change to
  * the rules builds a new table (cheap for hundreds of objects) and swaps it in.
  */
-import { compileMatchBlock, type Condition } from './conditions.js';
+import type { CompiledRoute, CompiledVirtualService, RouteMatch, WeightedDestination } from './compiled.js';
+import { compileMatchBlock } from './conditions.js';
 import {
   DEFAULT_CLUSTER_DOMAIN, MESH_GATEWAY, resolveDestinationHost, resolveGatewayName, resolveVirtualServiceHost,
 } from './hosts.js';
 import { HostIndex } from './host-index.js';
-import type { Destination, HttpRoute, RouteAction, VirtualService } from './model.js';
+import type { Destination, HttpRoute, VirtualService } from './model.js';
 import { virtualServiceKey } from './model.js';
 
 export interface RouteTableOptions {
@@ -16,54 +17,9 @@ export interface RouteTableOptions {
   readonly clusterDomain?: string;
 }
 
-/** The answer when a request matches: what Istio would do with it, and which rule said so. */
-export interface RouteMatch {
-  readonly matched: true;
-  readonly virtualService: { readonly namespace: string; readonly name: string };
-  readonly routeIndex: number;
-  readonly routeName: string | undefined;
-  /** Index of the match block that matched; undefined for a route without `match`. */
-  readonly matchIndex: number | undefined;
-  readonly matchName: string | undefined;
-  readonly action: RouteAction;
-  /** Destinations with weights in percent (FQDN hosts). Empty unless action is `route`. */
-  readonly destinations: readonly WeightedDestination[];
-}
-
-export interface WeightedDestination {
-  readonly destination: Destination;
-  readonly percent: number;
-}
-
-export interface NoMatch {
-  readonly matched: false;
-  readonly reason: 'no-virtual-service' | 'no-route';
-}
-
-export type ClassifyResult = RouteMatch | NoMatch;
-
-export interface CompiledBlock {
-  readonly index: number;
-  readonly name: string | undefined;
-  readonly conditions: readonly Condition[];
-  readonly result: RouteMatch;
-}
-
-export interface CompiledRoute {
-  readonly index: number;
-  readonly name: string | undefined;
-  /** Empty when the route has no `match`: then `catchAll` is the answer. */
-  readonly blocks: readonly CompiledBlock[];
-  readonly catchAll: RouteMatch | undefined;
-}
-
-export interface CompiledVirtualService {
-  readonly source: VirtualService;
-  readonly key: string;
-  /** Resolved top-level gateways (`mesh` when none are written). */
-  readonly gateways: ReadonlySet<string>;
-  readonly routes: readonly CompiledRoute[];
-}
+export type {
+  ClassifyResult, CompiledBlock, CompiledRoute, CompiledVirtualService, NoMatch, RouteMatch, WeightedDestination,
+} from './compiled.js';
 
 export class RouteTable {
   readonly hosts: HostIndex;

@@ -13,7 +13,7 @@
  * flows that were not idle, whose sessions silently lost their steering. Each run that finds
  * some says so in the log, with the table's fill, so an operator knows to resize.
  */
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort } from '../datapath/index.js';
 
 export interface AgeingTimers {
   setInterval(fn: () => void, ms: number): unknown;

@@ -33,23 +33,23 @@ import { silentLogger, type Logger } from '../base/logger.js';
 import { classifyByRouteName, classifyRequest } from '../routes/classify.js';
 import { explainRequest } from '../routes/explain.js';
 import type { RouteRequest } from '../routes/model.js';
-import { RouteTable, type RouteMatch } from '../routes/route-table.js';
+import { RouteTable } from '../routes/route-table.js';
 import type { AgentConfig } from '../config/schema.js';
-import { DatapathError, DatapathErrorCode } from '../datapath/errors.js';
-import type { FlowEntry } from '../datapath/datapath.js';
-import type { DatapathPort, FlowPage, FlowTableFill, InternetRoutingPort } from '../datapath/port.js';
-import type { WanPolicy, WanPolicySpec } from '../policies/model.js';
-import { CallerPolicy, canonicalIp, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
-import { PolicyIds, type PolicyIdsLoad } from './policy-ids.js';
+import type { DatapathPort, FlowTableFill, InternetRoutingPort } from '../datapath/index.js';
+import type { LinkHealth } from '../links/health.js';
+import type { WanPolicy } from '../policies/model.js';
+import { CallerPolicy, emptySession, parseSession, spoofProblem, type ParsedSession } from './intake.js';
+import type { PolicyIdsLoad } from './policy-ids.js';
+import { PolicyRuntimes, type PolicyRuntime, type Unmatched } from './policy-runtime.js';
 import {
   applyChanges, ChoiceMemo, desiredState, linksLeft, planChanges, sameDesired, tableOf, usable,
   type ActualState, type DesiredState, type LinkInput, type PolicyChoice, type PolicyInput, type Table,
 } from './reconcile.js';
 import { LatencyRecorder, SessionCounts, type PolicyCounts, type SteeringStats } from './stats.js';
-import { FlowCursorError } from './types.js';
 import type {
-  FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, RejectReason, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
+  FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, RejectReason, SessionExplanation, SessionOutcome, SessionReport, SessionRequest, SteeringEngine, UnmatchedReason,
 } from './types.js';
+import { explainOutcome, flowPage, linkInput, linkRuntimes, linkStatuses, policyStatuses, type LinkRuntime } from './views.js';
 
 
 export interface EngineOptions {
@@ -66,44 +66,14 @@ export interface EngineOptions {
 
 export type LinkChangeKind = 'failover' | 'failback';
 
-export interface LinkHealth {
-  up: boolean;
-  /** False when the link's carrier is gone (absent: unknown, or there). */
-  carrier?: boolean;
-  rttMs?: number;
-  lossPercent?: number;
-  jitterMs?: number;
-  /** Why, for people (e.g. `3 probes lost`). */
-  reason?: string;
-}
-
-interface LinkRuntime extends LinkInput {
-  interface: string;
-  /** A problem in the link's config (a bad next hop): it is never usable. */
-  configProblem?: string;
-  /** Why the interface could not be found or attached. */
-  interfaceProblem?: string;
-  healthReason?: string;
-  carrier?: boolean;
-}
-
-interface PolicyRuntime {
-  name: string;
-  spec: WanPolicySpec;
-  id: number | null;
-  counts: PolicyCounts;
-  choice?: PolicyChoice;
-}
+export type { LinkHealth };
 
 export type { PolicyStatus } from './types.js';
-
-type Unmatched = Extract<SessionOutcome, { status: 'unmatched' }>;
 
 const unmatched = (reason: UnmatchedReason): Unmatched => Object.freeze({ status: 'unmatched', reason }) as Unmatched;
 const NO_VIRTUAL_SERVICE = unmatched('no-virtual-service');
 const NO_ROUTE = unmatched('no-route');
 const NOT_READY = unmatched('not-ready');
-const DEFAULT_FLOW_LIMIT = 1000;
 /** Status may walk the flow tables (1M entries: ~0.1 s) at most this often; ageing and scrapes walk them too. */
 const STATUS_TABLE_WALK_MS = 5000;
 
@@ -132,22 +102,13 @@ export class Engine implements SteeringEngine, SteeringStats {
   private routesSynced = false;
   private policyList: readonly WanPolicy[] = [];
   private policiesSynced = false;
-  private ids: PolicyIds | undefined;
-  private policies = new Map<string, PolicyRuntime>();
-  private readonly counts = new Map<string, PolicyCounts>();
-  /** `namespace/name` of a VirtualService -> the route policies that name it. */
-  private routePolicies = new Map<string, PolicyRuntime[]>();
-  /** RouteMatch (by identity) -> its policy, or the unmatched answer. */
-  private readonly resolved = new Map<RouteMatch, PolicyRuntime | Unmatched>();
+  private readonly policies: PolicyRuntimes;
   private lastApplied: DesiredState | undefined;
   private lastWarnings = '';
   private started = false;
   private stopped = false;
-  private stateProblem: string | undefined;
   /** Choices kept between reconciles (reconcile.ts ChoiceMemo). */
   private readonly choices = new ChoiceMemo();
-  private saving: Promise<void> | undefined;
-  private saveAgain = false;
   private readonly scratch: ParsedSession = emptySession();
 
   constructor(opts: EngineOptions) {
@@ -158,19 +119,9 @@ export class Engine implements SteeringEngine, SteeringStats {
     this.attach = opts.attach ?? true;
     this.routing = opts.routing;
     this.callers = new CallerPolicy(opts.config.intake?.allowedProxies ?? []);
-    this.linkList = opts.config.links.map((l, id) => {
-      const link: LinkRuntime = { id, name: l.name, interface: l.interface, ifindex: null, up: true, ...(l.addressing === 'internet' ? { internet: true } : {}) };
-      // Canonical next hops, so they compare equal to what the datapath reads back.
-      for (const [field, family] of [['nextHop4', 4], ['nextHop6', 6]] as const) {
-        const text = l[field];
-        if (text === undefined) continue;
-        const c = canonicalIp(text);
-        if (!c || c.family !== family) link.configProblem = `${field} ${JSON.stringify(text)} is not an IPv${family} address`;
-        else link[field] = c.ip;
-      }
-      this.linkByName.set(l.name, link);
-      return link;
-    });
+    this.policies = new PolicyRuntimes(this.log);
+    this.linkList = linkRuntimes(opts.config.links);
+    for (const link of this.linkList) this.linkByName.set(link.name, link);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------
@@ -182,8 +133,7 @@ export class Engine implements SteeringEngine, SteeringStats {
    */
   start(): void {
     if (this.started) return;
-    const { ids, found } = PolicyIds.load(this.config.stateDir);
-    this.ids = ids;
+    const found = this.policies.load(this.config.stateDir);
     if (this.dp.adopted) this.dropUntrustedFlows(found);
     for (const link of this.linkList) this.resolveLink(link);
     this.started = true;
@@ -212,7 +162,7 @@ export class Engine implements SteeringEngine, SteeringStats {
   }
 
   private dropUntrustedFlows(found: PolicyIdsLoad): void {
-    const ids = this.ids!;
+    const ids = this.policies.ids!;
     try {
       const flows = this.dp.listFlows();
       if (flows.length === 0) return;
@@ -242,7 +192,7 @@ export class Engine implements SteeringEngine, SteeringStats {
   setRoutes(table: RouteTable): void {
     this.table = table;
     this.routesSynced = true;
-    this.resolved.clear();
+    this.policies.clearResolved();
   }
 
   /** The full policy list (PolicyStore.subscribe gives one on every change). Missing names are removed. */
@@ -269,12 +219,6 @@ export class Engine implements SteeringEngine, SteeringStats {
     return true;
   }
 
-  /** Look every interface up again (an interface was recreated or appeared), then reconcile. */
-  refreshLinks(): void {
-    for (const link of this.linkList) this.resolveLink(link);
-    this.reconcile();
-  }
-
   private resolveLink(link: LinkRuntime): void {
     if (link.configProblem) return;
     try {
@@ -295,85 +239,21 @@ export class Engine implements SteeringEngine, SteeringStats {
   }
 
   /**
-   * Takes the policy list in: ids for new names (saved once for the whole list), runtimes
-   * rebuilt (an unchanged policy keeps its own, with its current link), one reconcile, and the
-   * flows of every removed policy deleted in one walk of the flow table. The store hands over a
-   * burst of changes as one list, so 1000 deletions are one id save and one walk, not 1000.
+   * Takes the policy list in (policy-runtime.ts: ids, runtimes, the id save), then one
+   * reconcile, and the flows of every removed policy deleted in one walk of the flow table. The
+   * store hands over a burst of changes as one list, so 1000 deletions are one id save and one
+   * walk, not 1000.
    */
   private syncPolicies(blocking = false): void {
-    const ids = this.ids!;
-    const names = new Set(this.policyList.map((p) => p.name));
-    const removed = new Map<number, string>();
-    for (const name of ids.names()) {
-      if (!names.has(name)) removed.set(ids.release(name)!, name);
-    }
-    let assigned = false;
-    const runtimes = new Map<string, PolicyRuntime>();
-    for (const p of this.policyList) {
-      const had = ids.get(p.name);
-      const id = ids.assign(p.name);
-      if (had === undefined && id !== null) assigned = true;
-      if (id === null) this.log.error({ policy: p.name }, 'no free datapath policy id: the policy is not installed');
-      const runtime = this.policies.get(p.name);
-      if (runtime && runtime.spec === p.spec && runtime.id === id) {
-        runtimes.set(p.name, runtime);
-        continue;
-      }
-      let counts = this.counts.get(p.name);
-      if (!counts) this.counts.set(p.name, (counts = { hits: 0 }));
-      runtimes.set(p.name, { name: p.name, spec: p.spec, id, counts });
-    }
-    for (const name of removed.values()) this.counts.delete(name);
-    // Saved off the event loop, a moment after the ids reach the datapath (policy-ids.ts: why that is safe).
-    if (assigned || removed.size > 0) {
-      if (blocking) this.saveIdsNow();
-      else this.saveIds();
-    }
-    this.policies = runtimes;
-    if (removed.size > 0) this.choices.keepOnly(names);
-    this.indexRoutePolicies();
+    const removed = this.policies.take(this.policyList, { blocking });
+    if (removed.size > 0) this.choices.keepOnly(new Set(this.policyList.map((p) => p.name)));
     this.reconcile(true);
     if (removed.size > 0) this.deleteFlowsOf(removed);
   }
 
-  private saveIdsNow(): void {
-    try {
-      this.ids!.save();
-      this.stateProblem = undefined;
-    } catch (err) {
-      this.stateProblem = `could not save ${this.ids!.file}: ${(err as Error).message}`;
-      this.log.error({ err, file: this.ids!.file }, 'could not save the policy id assignment');
-    }
-  }
-
-  /** Starts a save of the id file, or asks for one more after the save in flight (never two at once). */
-  private saveIds(): void {
-    if (this.saving) {
-      this.saveAgain = true;
-      return;
-    }
-    const ids = this.ids!;
-    this.saving = ids.saveAsync().then(
-      () => {
-        this.stateProblem = undefined;
-      },
-      (err: unknown) => {
-        // Steering goes on; a restart before the next good save drops the flows of new ids.
-        this.stateProblem = `could not save ${ids.file}: ${(err as Error).message}`;
-        this.log.error({ err, file: ids.file }, 'could not save the policy id assignment');
-      },
-    ).finally(() => {
-      this.saving = undefined;
-      if (this.saveAgain) {
-        this.saveAgain = false;
-        this.saveIds();
-      }
-    });
-  }
-
   /** Resolves once the id file holds the ids in use now (the agent waits for it when it stops). */
   async idsSaved(): Promise<void> {
-    while (this.saving) await this.saving;
+    await this.policies.saved();
   }
 
   /** Deletes the flows of removed policies (id -> name), in one walk of the flow table. */
@@ -387,19 +267,6 @@ export class Engine implements SteeringEngine, SteeringStats {
       this.writeErrors.flows++;
       this.log.error({ err, policies }, 'could not delete the flows of removed policies');
     }
-  }
-
-  private indexRoutePolicies(): void {
-    const index = new Map<string, PolicyRuntime[]>();
-    for (const p of this.policies.values()) {
-      const m = p.spec.match;
-      if (!('route' in m)) continue;
-      let list = index.get(m.route.virtualService);
-      if (!list) index.set(m.route.virtualService, (list = []));
-      list.push(p);
-    }
-    this.routePolicies = index;
-    this.resolved.clear();
   }
 
   // ---- reconcile -------------------------------------------------------------------------
@@ -422,7 +289,7 @@ export class Engine implements SteeringEngine, SteeringStats {
       p.choice = desired.choices.get(p.name);
       if (before && p.choice && before.link !== p.choice.link) this.noteLinkChange(p, before, p.choice);
     }
-    this.resolved.clear();
+    this.policies.clearResolved();
     const warnings = desired.warnings.join('\n');
     if (warnings !== this.lastWarnings) for (const w of desired.warnings) this.log.warn({}, w);
     this.lastWarnings = warnings;
@@ -628,11 +495,6 @@ export class Engine implements SteeringEngine, SteeringStats {
     if (written > 0) this.latency.record(Number(this.clock() - t0) / 1e9, written);
   }
 
-  /** Count reports refused before they reached the engine (rate limit in the intake). */
-  countRejected(reason: RejectReason, n = 1): void {
-    this.sessions.countRejected(reason, n);
-  }
-
   private reject(reason: RejectReason, message: string): SessionOutcome {
     this.sessions.countRejected(reason);
     return { status: 'rejected', reason, message };
@@ -645,59 +507,19 @@ export class Engine implements SteeringEngine, SteeringStats {
     // The route the proxy matched, when it says (outbound and gateway placements), else ours.
     const res = (q.routeName ? classifyByRouteName(this.table, request, q.routeName) : undefined) ?? classifyRequest(this.table, request);
     if (!res.matched) return res.reason === 'no-route' ? NO_ROUTE : NO_VIRTUAL_SERVICE;
-    return this.resolve(res);
+    return this.policies.resolve(res);
   }
 
-  /** The policy a route match steers by (memoised per RouteMatch object). */
-  private resolve(m: RouteMatch): PolicyRuntime | Unmatched {
-    const known = this.resolved.get(m);
-    if (known) return known;
-    const vs = `${m.virtualService.namespace}/${m.virtualService.name}`;
-    const route = m.routeName ?? String(m.routeIndex);
-    let best: PolicyRuntime | undefined;
-    let bestScore = -1;
-    // Most specific wins: route name and index over the whole VirtualService; ties by name.
-    for (const p of this.routePolicies.get(vs) ?? []) {
-      const r = (p.spec.match as { route: { route?: string; routeIndex?: number } }).route;
-      if (r.route !== undefined && r.route !== m.routeName) continue;
-      if (r.routeIndex !== undefined && r.routeIndex !== m.routeIndex) continue;
-      const score = (r.route !== undefined ? 1 : 0) + (r.routeIndex !== undefined ? 1 : 0);
-      if (score > bestScore || (score === bestScore && best !== undefined && p.name < best.name)) {
-        best = p;
-        bestScore = score;
-      }
-    }
-    let answer: PolicyRuntime | Unmatched;
-    if (!best) answer = Object.freeze({ status: 'unmatched', reason: 'no-policy', virtualService: vs, route }) as Unmatched;
-    else if (best.id === null || !best.choice?.action) answer = Object.freeze({ status: 'unmatched', reason: 'no-usable-link', virtualService: vs, route }) as Unmatched;
-    else answer = best;
-    this.resolved.set(m, answer);
-    return answer;
-  }
-
-  explainSession(request: SessionRequest & { port?: number }): unknown {
+  /** What a session with this request would get, and why, without writing anything. */
+  explainSession(request: SessionRequest & { port?: number }): SessionExplanation {
     const route = explainRequest(this.table, { ...routeRequest(request), ...(request.port !== undefined ? { port: request.port } : {}) });
-    if (!route.result.matched) return { route, outcome: { status: 'unmatched', reason: route.result.reason } };
-    const answer = this.resolve(route.result);
-    if ('status' in answer) return { route, outcome: answer };
-    const c = answer.choice;
-    return { route, outcome: { status: 'steered', policy: answer.name, link: c?.link, dscp: c?.dscp, reason: c?.reason } };
+    return explainOutcome(route, (m) => this.policies.resolve(m));
   }
 
-  // ---- views -----------------------------------------------------------------------------
+  // ---- views (views.ts) ------------------------------------------------------------------
 
   links(): LinkStatus[] {
-    return this.linkList.map((l) => {
-      const activeFor: string[] = [];
-      for (const p of this.policies.values()) if (p.choice?.link === l.name) activeFor.push(p.name);
-      const status: LinkStatus = { name: l.name, interface: l.interface, ifindex: l.ifindex, up: usable(l), activeFor };
-      if (l.rttMs !== undefined) status.rttMs = l.rttMs;
-      if (l.lossPercent !== undefined) status.lossPercent = l.lossPercent;
-      if (l.jitterMs !== undefined) status.jitterMs = l.jitterMs;
-      const reason = l.configProblem ?? l.interfaceProblem ?? (l.up ? undefined : (l.healthReason ?? 'reported down by the health monitor'));
-      if (reason !== undefined) status.reason = reason;
-      return status;
-    });
+    return linkStatuses(this.linkList, this.policies.values());
   }
 
   /** Flow table fill for status: a walk of the tables at most every STATUS_TABLE_WALK_MS. */
@@ -706,73 +528,18 @@ export class Engine implements SteeringEngine, SteeringStats {
   }
 
   policyStatus(): PolicyStatus[] {
-    return [...this.policies.values()].map((p) => {
-      const c = p.choice;
-      const s: PolicyStatus = {
-        name: p.name, id: p.id, links: [...p.spec.action.links], installed: p.id !== null && c?.action !== undefined, reason: c?.reason ?? 'not reconciled yet',
-      };
-      if (c?.link !== undefined) s.link = c.link;
-      if (p.spec.action.sla) s.sla = { ...p.spec.action.sla };
-      if (c?.slaMet !== undefined) s.slaMet = c.slaMet;
-      if (c?.dscp !== undefined) s.dscp = c.dscp;
-      return s;
-    });
+    return policyStatuses(this.policies.values());
   }
 
-  /**
-   * A page of the steered flows as the datapath holds them: at most `limit` (default 1000),
-   * from where `after` left off, the policy and link filters turned into policy ids the
-   * datapath filters by, so that a page costs the same whatever the table holds.
-   */
+  /** A page of the steered flows (views.ts flowPage): the cost is the page's, not the table's. */
   flows(filter: FlowFilter = {}): FlowViewPage {
-    const limit = filter.limit ?? DEFAULT_FLOW_LIMIT;
-    const ids = this.ids;
-    if (!ids || limit <= 0) return { items: [] };
-    let policyIds: Set<number> | undefined;
-    if (filter.policy !== undefined) {
-      const id = ids.get(filter.policy);
-      if (id === undefined) return { items: [] };
-      policyIds = new Set([id]);
-    }
-    if (filter.link !== undefined) {
-      const onLink = new Set<number>();
-      for (const p of this.policies.values()) {
-        const id = ids.get(p.name);
-        if (id !== undefined && p.choice?.link === filter.link && (!policyIds || policyIds.has(id))) onLink.add(id);
-      }
-      if (onLink.size === 0) return { items: [] };
-      policyIds = onLink;
-    }
-    let page: FlowPage;
-    try {
-      page = this.dp.pageFlows({ limit, ...(filter.after !== undefined && { after: filter.after }), ...(policyIds && { policyIds }) });
-    } catch (err) {
-      if (err instanceof DatapathError && err.code === DatapathErrorCode.INVALID && filter.after !== undefined) throw new FlowCursorError(filter.after, err.message);
-      throw err;
-    }
-    const now = this.clock();
-    const items = page.items.map((f) => this.flowView(f, ids.nameOf(f.policyId) ?? `#${f.policyId}`, now));
-    return page.next === undefined ? { items } : { items, next: page.next };
-  }
-
-  private flowView(f: FlowEntry, policy: string, now: bigint): FlowView {
-    const idleNs = now > f.lastSeenNs ? now - f.lastSeenNs : 0n;
-    return {
-      protocol: f.protocol === 6 ? 'tcp' : f.protocol === 17 ? 'udp' : f.protocol,
-      src: f.src, sport: f.sport, dst: f.dst, dport: f.dport, policy,
-      idleSeconds: Math.round(Number(idleNs / 1_000_000n)) / 1000,
-    };
-  }
-
-  /** Why the engine's own state is degraded (the id file could not be saved), or undefined. */
-  get problem(): string | undefined {
-    return this.stateProblem;
+    return flowPage(this.dp, this.policies.ids, this.policies.values(), filter, this.clock());
   }
 
   // ---- stats (read by src/metrics at scrape time) ---------------------------------------
 
   policyCounts(): ReadonlyMap<string, PolicyCounts> {
-    return this.counts;
+    return this.policies.policyCounts();
   }
 
   linkNames(): ReadonlyMap<number, string> {
@@ -780,15 +547,8 @@ export class Engine implements SteeringEngine, SteeringStats {
   }
 
   policyNames(): ReadonlyMap<number, string> {
-    const out = new Map<number, string>();
-    for (const p of this.policies.values()) if (p.id !== null) out.set(p.id, p.name);
-    return out;
+    return this.policies.names();
   }
-}
-
-function linkInput(l: LinkRuntime): LinkInput {
-  const usableIfindex = l.configProblem ? null : l.ifindex;
-  return { ...l, ifindex: usableIfindex };
 }
 
 function routeRequest(q: SessionRequest): RouteRequest {

@@ -10,7 +10,7 @@
  * and the flow key the datapath stores is the one the kernel sees. The hot case (dotted-quad
  * IPv4) is checked in place and returns the very string it was given: no allocation.
  */
-import { formatAddress, parseAddress, writeIPv4 } from '../datapath/addr.js';
+import { formatAddress, parseAddress, writeIPv4 } from '../datapath/index.js';
 import type { RejectReason, SessionReport } from './types.js';
 
 export interface Endpoint {

@@ -21,7 +21,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeFileAtomicSync } from '../base/atomic-write.js';
-import { MAX_POLICIES } from '../datapath/abi.js';
+import { MAX_POLICIES } from '../datapath/index.js';
 
 export const POLICY_IDS_FILE = 'policy-ids.json';
 

@@ -18,8 +18,7 @@
  * still set. Links are written before policies, so a policy never points at a link that is
  * up in the datapath but not yet meant to be.
  */
-import type { LinkEntry, PolicyAction as DatapathAction } from '../datapath/codec.js';
-import type { DatapathPort } from '../datapath/port.js';
+import type { DatapathPort, LinkEntry, PolicyAction as DatapathAction } from '../datapath/index.js';
 import type { Sla, WanPolicySpec } from '../policies/model.js';
 
 /** A configured link and what is known about it now. Link ids: position in config.links. */

@@ -15,8 +15,8 @@
  */
 import { silentLogger, type Logger } from '../base/logger.js';
 import type { LinkConfig } from '../config/schema.js';
-import type { ReplyDatapathPort } from '../datapath/reply/port.js';
-import type { LinkHealth } from './engine.js';
+import type { ReplyDatapathPort } from '../datapath/index.js';
+import type { LinkHealth } from '../links/health.js';
 
 export interface ReplyEndOptions {
   datapath: ReplyDatapathPort;

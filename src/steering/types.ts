@@ -11,8 +11,9 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type { LinkName as LinkNameSchema } from '../config/schema.js';
-import type { FlowTableFill } from '../datapath/port.js';
+import type { FlowTableFill } from '../datapath/index.js';
 import type { Sla } from '../policies/model.js';
+import type { Explanation } from '../routes/explain.js';
 import { WansteerError } from '../base/errors.js';
 
 type LinkName = Static<typeof LinkNameSchema>;
@@ -141,6 +142,21 @@ export interface PolicyStatus {
   reason: string;
 }
 
+/** What `POST /v1/explain` answers: the route trace, and what the engine would do with the session. */
+export interface SessionExplanation {
+  route: Explanation;
+  outcome: Extract<SessionOutcome, { status: 'unmatched' }> | ExplainedSteer;
+}
+
+export interface ExplainedSteer {
+  status: 'steered';
+  policy: string;
+  link?: string;
+  dscp?: number;
+  /** Why the policy is on that link (reconcile's reason). */
+  reason?: string;
+}
+
 /** What the API and the intakes need from the engine. */
 export interface SteeringEngine {
   /**
@@ -150,7 +166,7 @@ export interface SteeringEngine {
    */
   reportSessions(reports: readonly SessionReport[], caller: string, receivedAtNs?: bigint): SessionOutcome[];
   /** What a session with this request would get, without writing anything. */
-  explainSession(request: SessionRequest & { port?: number }): unknown;
+  explainSession(request: SessionRequest & { port?: number }): SessionExplanation;
   links(): LinkStatus[];
   /** One page of the steered flows; the cost is the page's, not the table's. Throws FlowCursorError. */
   flows(filter?: FlowFilter): FlowViewPage;

@@ -72,8 +72,8 @@ describe('read routes', () => {
     const res = await app.inject({ method: 'POST', url: '/v1/explain', payload: { authority: 'boss.example', headers: { 'x-user': 'boss' } } });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({
-      request: { authority: 'boss.example', headers: { 'x-user': 'boss' }, path: '/', method: 'GET' },
-      result: { matched: true, policy: 'boss-fibre', link: 'fibre' },
+      route: { request: { authority: 'boss.example', headers: { 'x-user': 'boss' }, path: '/', method: 'GET' } },
+      outcome: { status: 'steered', policy: 'boss-fibre', link: 'fibre' },
     });
     const bad = await app.inject({ method: 'POST', url: '/v1/explain', payload: { path: '/' } });
     expect(bad.json()).toMatchObject({ code: 'WS_API_VALIDATION', field: '/authority' });

@@ -35,12 +35,14 @@ export const VERSIONS = Object.fromEntries(
     .map((l) => /^([A-Z0-9_]+)=(\S+)$/.exec(l.trim()))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => [m[1]!, m[2]!]),
-) as { K8S_VERSION: string; ISTIO_API_VERSION: string };
+) as { K8S_VERSION: string; ISTIO_API_VERSION: string; ISTIO_VERSION: string };
 
 const CACHE = process.env.WANSTEER_CACHE ?? '/var/cache/wansteer';
 export const KUBE_APISERVER = join(CACHE, 'k8s', VERSIONS.K8S_VERSION, 'bin/kube-apiserver');
 export const ETCD = join(CACHE, 'k8s', VERSIONS.K8S_VERSION, 'bin/etcd');
 export const ISTIO_CRDS = join(CACHE, 'istio', `api-${VERSIONS.ISTIO_API_VERSION}`, 'crds.yaml');
+/** istiod (pilot-discovery), built by scripts/setup-k8s.sh unless WANSTEER_SKIP_ISTIOD=1. */
+export const PILOT_DISCOVERY = join(CACHE, 'istio', VERSIONS.ISTIO_VERSION, 'bin/pilot-discovery');
 
 
 const ADMIN_TOKEN = 'wansteer-test-admin';
@@ -143,12 +145,15 @@ export class KubeControlPlane {
 
   // ---- what it holds --------------------------------------------------------------------
 
-  /** The project's WanPolicy CRD and Istio's VirtualService and EnvoyFilter CRDs, established and served. */
-  async installCrds(): Promise<void> {
+  /**
+   * The project's WanPolicy CRD and Istio's VirtualService and EnvoyFilter CRDs (`allIstio`: every
+   * CRD of istio/api, as istiod watches them all), established and served.
+   */
+  async installCrds(options: { allIstio?: boolean } = {}): Promise<void> {
     const istio = parseAllDocuments(readFileSync(ISTIO_CRDS, 'utf8'))
       .map((d) => d.toJS() as ApiObject)
-      .filter((o) => o && ISTIO_CRD_NAMES.includes(o.metadata?.name ?? ''));
-    if (istio.length !== ISTIO_CRD_NAMES.length) throw new Error(`${ISTIO_CRDS} lacks ${ISTIO_CRD_NAMES.join(' or ')}`);
+      .filter((o) => o?.kind === 'CustomResourceDefinition' && (options.allIstio || ISTIO_CRD_NAMES.includes(o.metadata?.name ?? '')));
+    if (!ISTIO_CRD_NAMES.every((name) => istio.some((o) => o.metadata?.name === name))) throw new Error(`${ISTIO_CRDS} lacks ${ISTIO_CRD_NAMES.join(' or ')}`);
     const ours = parseAllDocuments(readFileSync(fromRoot('deploy/crds/wanpolicy.yaml'), 'utf8')).map((d) => d.toJS() as ApiObject);
     await this.apply([...istio, ...ours]);
   }
@@ -346,7 +351,7 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
 }
 
 /** `n` loopback ports that were free a moment ago (listen on 0, note, close). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve) => {
       const s = createServer();

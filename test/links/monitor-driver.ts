@@ -17,7 +17,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LinkConfig } from '../../src/config/schema.js';
 import { openCarrierReader, openNeighbourTable } from '../../src/datapath/index.js';
-import { LinkMonitor, type LinkHealthReport } from '../../src/links/monitor.js';
+import type { LinkHealth } from '../../src/links/health.js';
+import { LinkMonitor } from '../../src/links/monitor.js';
 import type { WanLab } from '../helpers/netns.js';
 
 const DRIVER = fileURLToPath(import.meta.url);
@@ -30,7 +31,7 @@ export function spawnReflector(lab: WanLab, ns: string, listen: string): Promise
 
 export interface HealthEvent {
   link: string;
-  health: LinkHealthReport;
+  health: LinkHealth;
   /** Date.now() in the driver when it was reported. */
   at: number;
 }
@@ -70,14 +71,14 @@ export class MonitorDriver {
   }
 
   /** Each link's last report. */
-  latest(): Record<string, LinkHealthReport> {
-    const out: Record<string, LinkHealthReport> = {};
+  latest(): Record<string, LinkHealth> {
+    const out: Record<string, LinkHealth> = {};
     for (const r of this.reports) out[r.link] = r.health;
     return out;
   }
 
   /** Wait until the last reports satisfy `ok`; throws with them and the log tail on timeout. */
-  async waitFor(ok: (latest: Record<string, LinkHealthReport>) => boolean, timeoutMs: number, what: string): Promise<Record<string, LinkHealthReport>> {
+  async waitFor(ok: (latest: Record<string, LinkHealth>) => boolean, timeoutMs: number, what: string): Promise<Record<string, LinkHealth>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const latest = this.latest();
@@ -110,10 +111,10 @@ async function runDriver(argument: string): Promise<void> {
   const neighbours = openNeighbourTable();
   const monitor = new LinkMonitor({
     links,
-    readCarrier: (ifname) => carrier.read(ifname),
+    readFlags: carrier.read,
     readNextHop: (ifname, address) => neighbours.resolved(ifname, address),
     ...(retryMs !== undefined ? { retryMs } : {}),
-    onHealth: (link, health) => say({ event: 'health', link, health, at: Date.now() }),
+    sink: { setLinkHealth: (link, health) => say({ event: 'health', link, health, at: Date.now() }) },
     logger: { info: logLine('info'), warn: logLine('warn'), error: logLine('error'), debug: logLine('debug') },
   });
   await monitor.start();

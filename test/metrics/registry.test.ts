@@ -1,7 +1,7 @@
 // Proves the metrics registry: every family is in the scrape text, with the values the engine and
 // the datapath's counters hold at scrape time.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Counters } from '../../src/datapath/datapath.js';
+import type { Counters } from '../../src/datapath/index.js';
 import { MemoryDatapath } from '../../src/datapath/index.js';
 import { createRegistry } from '../../src/metrics/registry.js';
 import { FlowAgeing } from '../../src/steering/ageing.js';

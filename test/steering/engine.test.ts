@@ -458,9 +458,7 @@ describe('views', () => {
     const { port, calls, reset } = tracked(mem);
     const engine = startedEngine(port, state.dir);
     reset();
-    const e = engine.explainSession({ authority: 'cloud-app', path: '/', method: 'GET', headers: { 'x-user': 'boss' } }) as {
-      outcome: unknown;
-    };
+    const e = engine.explainSession({ authority: 'cloud-app', path: '/', method: 'GET', headers: { 'x-user': 'boss' } });
     expect(e.outcome).toMatchObject({ status: 'steered', policy: 'boss-to-fibre', link: 'fibre' });
     expect(writes(calls)).toBe(0);
   });

@@ -5,7 +5,8 @@
  */
 import { FAMILY_IPV4, FAMILY_IPV6, Layout, Reasons, type Reason } from '../abi.js';
 import { checkLinkId, decodeFlowKey, encodeFlowKey, encodeLink, type FlowKey, type LinkEntry } from '../codec.js';
-import { monotonicNs, type Counter } from '../datapath.js';
+import { monotonicNs } from '../datapath.js';
+import type { Counter } from '../port.js';
 import { invalid } from '../errors.js';
 import type { ArrivalEntry, ReplyCounters, ReplyDatapathPort } from './port.js';
 

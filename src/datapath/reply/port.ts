@@ -5,7 +5,7 @@
  */
 import type { Reason } from '../abi.js';
 import type { FlowKey, FlowKeyView, LinkEntry } from '../codec.js';
-import type { Counter } from '../datapath.js';
+import type { Counter } from '../port.js';
 
 /** A learned flow: its reply-direction tuple (src = this end) and the link it last arrived on. */
 export interface ArrivalEntry extends FlowKeyView {

@@ -5,7 +5,7 @@
  * call so tests can see what reached the engine.
  */
 import { FlowCursorError } from '../../../src/steering/types.js';
-import type { FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, SessionOutcome, SessionReport, SessionRequest, SteeringEngine } from '../../../src/steering/types.js';
+import type { FlowFilter, FlowView, FlowViewPage, LinkStatus, PolicyStatus, SessionExplanation, SessionOutcome, SessionReport, SessionRequest, SteeringEngine } from '../../../src/steering/types.js';
 
 export interface EngineDoubleOptions {
   allowedProxies?: string[];
@@ -59,9 +59,11 @@ export class EngineDouble implements SteeringEngine {
     });
   }
 
-  explainSession(request: SessionRequest & { port?: number }): unknown {
+  /** Echoes the request it was handed (in place of a route trace), so a test sees what the API passed. */
+  explainSession(request: SessionRequest & { port?: number }): SessionExplanation {
     const target = this.steer[request.authority];
-    return { request, result: target ? { matched: true, ...target } : { matched: false } };
+    const outcome = target ? { status: 'steered' as const, ...target } : { status: 'unmatched' as const, reason: 'no-virtual-service' as const };
+    return { route: { request }, outcome } as unknown as SessionExplanation;
   }
 
   policyStatus(): PolicyStatus[] {
