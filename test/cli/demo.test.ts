@@ -95,9 +95,10 @@ describePrivileged('wansteer demo', () => {
       const dark = row('LTE dark \\(blackhole\\)');
       const healed = row('LTE healed \\(failback\\)');
       const carrier = row('LTE carrier lost');
-      // How fast the moves are is bench/failover.ts's business (a loaded machine takes longer); what
-      // moved them is asserted below (the probes for the blackhole, the carrier watch for the carrier).
-      expect(healed.first).toBeGreaterThan(800); // failback waits for 10 answered probes, 100 ms apart
+      // How fast the moves are is bench/failover.ts's business (a loaded machine takes longer, and
+      // when a fault command took effect is not known to the tens of ms there); what moved them is
+      // asserted below: the probes for the blackhole, the carrier watch for the carrier loss (the
+      // failback's hysteresis, 10 answered probes, is asserted by test/links/failover.test.ts).
       // Every user's uploads deliver again within the phase after each move: none left stalled.
       for (const r of [dark, healed, carrier]) for (const felt of [r.boss, r.minion]) expect(felt, out).toMatch(/^\d+ ms$/);
       expect(out).toMatch(/wan1 up=false reason "\d+ probes lost in a row/);

@@ -22,6 +22,8 @@ describePrivileged('link failover in network namespaces (default probe settings)
     return s;
   };
   const wan1 = () => rig.links().find((l) => l.name === 'wan1')!;
+  /** How often the monitor has said wan1 came up after 10 answered probes (the failback's hysteresis). */
+  const wan1UpByProbes = () => (rig.log.match(/"link":"wan1","up":true,"reason":"10 probes answered in a row"/g) ?? []).length;
 
   beforeAll(async () => {
     rig = await FailoverLab.start('links');
@@ -53,13 +55,13 @@ describePrivileged('link failover in network namespaces (default probe settings)
     expect(wan1()).toMatchObject({ up: false, reason: 'no carrier' });
     expect(rig.linkChanges('plain', 'failover')).toBe(1);
 
-    const repairing = process.hrtime.bigint();
+    const upsBefore = wan1UpByProbes();
     const recover = rig.carrier(true);
     const back = await rig.arrival(45001, 'c1', recover, 20_000);
     console.log(`carrier back: recovery -> first packet on wan1: ${ms(back - recover).toFixed(1)} ms`);
-    // Failback waits for 10 answered probes at 100 ms: a lower bound, so counted from before the
-    // command that repaired the link (on a loaded machine the command itself takes a while).
-    expect(ms(back - repairing)).toBeGreaterThan(700);
+    // Failback waits for 10 answered probes (the hysteresis): said by the monitor, not timed (when
+    // the repairing command took effect is not known closely enough on a loaded machine).
+    await expect.poll(wan1UpByProbes, { timeout: 10_000 }).toBeGreaterThan(upsBefore);
     expect(rig.linkChanges('plain', 'failback')).toBe(1);
     expect(rig.log).toMatch(/"kind":"failover","from":"wan1","to":"wan0","reason":"no carrier"/);
   }, 60_000);
@@ -98,12 +100,11 @@ describePrivileged('link failover in network namespaces (default probe settings)
     console.log(`blackhole: fault -> first packet on wan0: ${ms(moved - fault).toFixed(1)} ms`);
     expect(wan1()).toMatchObject({ up: false, reason: expect.stringMatching(/probes lost in a row/) });
 
-    const repairing = process.hrtime.bigint();
+    const upsBefore = wan1UpByProbes();
     const recover = rig.drop(null);
     const back = await rig.arrival(45002, 'c1', recover, 20_000);
     console.log(`blackhole gone: recovery -> first packet on wan1: ${ms(back - recover).toFixed(1)} ms`);
-    expect(ms(back - repairing)).toBeGreaterThan(700); // 10 answered probes, counted from before the repair
-    expect(wan1()).toMatchObject({ up: true });
+    await expect.poll(wan1UpByProbes, { timeout: 10_000 }).toBeGreaterThan(upsBefore); // the hysteresis
   }, 60_000);
 
   it('30% loss beyond a 10% loss SLA: moved, and back once the window clears; 20% loss under a 50% SLA: no flapping', async () => {
