@@ -70,6 +70,11 @@ interface LinkState {
   carrierSeen: boolean;
   /** The carrier is back and this next hop does not answer yet: not up until it does. */
   awaitingNextHop?: string;
+  /**
+   * Why the carrier is gone ('no carrier', 'interface deleted', …), while it is: the link's reason
+   * until it returns, so a report half a second later says what the first one said.
+   */
+  carrierDown?: string;
 }
 
 /** Least time between two reports of a link's window figures when its state did not change. */
@@ -181,6 +186,12 @@ export class LinkMonitor {
    * a reflector farther away, or behind a lossy path of its own, does not make the link look worse.
    */
   private linkView(l: LinkState): HealthView {
+    const view = this.targetsView(l);
+    return l.carrierDown !== undefined && !view.up ? { ...view, reason: l.carrierDown } : view;
+  }
+
+  /** The link's health as its targets' machines judge it (see linkView). */
+  private targetsView(l: LinkState): HealthView {
     const views = judges(l).map((t) => ({ target: t.target, view: t.machine.view() }));
     const best = [...views].sort((a, b) => rank(a.view) - rank(b.view) || (a.view.lossPercent ?? 100) - (b.view.lossPercent ?? 100) || (a.view.rttMs ?? Infinity) - (b.view.rttMs ?? Infinity))[0]!;
     if (views.length === 1) return best.view;
@@ -197,13 +208,14 @@ export class LinkMonitor {
       t.machine.carrier(up);
       if (t.prober) t.prober.suspectMode = t.machine.up;
     }
+    l.carrierDown = up ? undefined : why;
     const returned = up && l.carrierSeen;
     l.carrierSeen = true;
     l.awaitingNextHop = undefined;
     if (returned && l.nextHops.length > 0 && !this.nextHopsAnswer(l)) {
       this.log.info({ link: l.config.name, nextHop: l.awaitingNextHop }, 'carrier back; waiting for the next hop to answer before using the link');
     }
-    this.publish(l, up ? undefined : why);
+    this.publish(l);
     if (up) for (const t of l.targets) if (t.route) refreshProbeRoute(t.route, this.opts.ip).catch(() => {});
   }
 
@@ -222,11 +234,11 @@ export class LinkMonitor {
     this.publish(l);
   }
 
-  private publish(l: LinkState, carrierWhy?: string): void {
+  private publish(l: LinkState): void {
     if (this.stopped) return;
     l.publishedAt = performance.now();
     const v = this.linkView(l);
-    const report: LinkHealth = { up: v.up, carrier: v.carrier, reason: carrierWhy ?? v.reason };
+    const report: LinkHealth = { up: v.up, carrier: v.carrier, reason: v.reason };
     if (v.up && l.awaitingNextHop) {
       report.up = false;
       report.reason = `carrier back; next hop ${l.awaitingNextHop} does not answer yet`;

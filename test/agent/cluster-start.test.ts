@@ -99,7 +99,9 @@ describe('wansteer agent in cluster mode, API server out of reach at start', () 
   it('serves at once, says what it waits for, and steers once the API answers', async () => {
     const started = Date.now();
     await start();
-    expect(Date.now() - started).toBeLessThan(5000); // it did not wait out the API's back-off
+    // The API stays out of reach throughout: a start that waited for it would not return at all. The
+    // bound (generous for a loaded machine) catches one that waits out rounds of back-off first.
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect(existsSync(snapshotFile())).toBe(false);
 
     expect((await call('GET', '/healthz')).status).toBe(200);

@@ -95,9 +95,10 @@ describePrivileged('wansteer demo', () => {
       const dark = row('LTE dark \\(blackhole\\)');
       const healed = row('LTE healed \\(failback\\)');
       const carrier = row('LTE carrier lost');
-      expect(dark.first).toBeLessThan(1500); // probes: ~0.55 s
-      expect(healed.first).toBeGreaterThan(800); // failback waits for 10 answered probes, 100 ms apart
-      expect(carrier.first).toBeLessThan(1000);
+      // How fast the moves are is bench/failover.ts's business (a loaded machine takes longer, and
+      // when a fault command took effect is not known to the tens of ms there); what moved them is
+      // asserted below: the probes for the blackhole, the carrier watch for the carrier loss (the
+      // failback's hysteresis, 10 answered probes, is asserted by test/links/failover.test.ts).
       // Every user's uploads deliver again within the phase after each move: none left stalled.
       for (const r of [dark, healed, carrier]) for (const felt of [r.boss, r.minion]) expect(felt, out).toMatch(/^\d+ ms$/);
       expect(out).toMatch(/wan1 up=false reason "\d+ probes lost in a row/);
@@ -110,7 +111,7 @@ describePrivileged('wansteer demo', () => {
       expect(existsSync(join('/sys/fs/bpf', `wansteer-demo-${run.pid}`))).toBe(false);
       expect(readdirSync(tmpdir()).filter((d) => d.startsWith(`wansteer-demo-${run.pid}-`))).toEqual([]);
     }
-  }, 120_000);
+  }, 300_000); // two runs of the demo: about a minute each on a loaded machine
 
   it('internet profile (the default): each class on its link both ways, the policy change, both failures reset and reconnect, nothing left behind', async () => {
     const run = await runDemo();
@@ -135,6 +136,6 @@ describePrivileged('wansteer demo', () => {
     expect(sh('ip', ['netns', 'list'])).not.toContain(`wst${run.pid}-`);
     expect(readdirSync('/sys/fs/bpf').filter((d) => d.includes(String(run.pid)))).toEqual([]);
     expect(readdirSync(tmpdir()).filter((d) => d.startsWith(`wansteer-inet-${run.pid}-`))).toEqual([]);
-  }, 150_000);
+  }, 300_000);
 });
 

@@ -140,8 +140,9 @@ export class FailoverLab {
     this.agent = lab.spawn(lab.edge, [...agentCli, 'agent', '--config', join(dir, 'config.yaml')]);
     this.agent.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
     this.agent.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
-    await this.api.waitReady(this.agent, 20_000);
-    await this.waitLinks((ls) => ls.every((l) => l.up && (!probes || l.rttMs !== undefined)), 10_000, probes ? 'both links up and measured' : 'both links up');
+    // Generous: an agent started from source under tsx on a loaded machine takes its time.
+    await this.api.waitReady(this.agent, 60_000);
+    await this.waitLinks((ls) => ls.every((l) => l.up && (!probes || l.rttMs !== undefined)), 30_000, probes ? 'both links up and measured' : 'both links up');
   }
 
   /** The agent's process id (nsenter execs it: the child is the agent itself). */

@@ -1,7 +1,7 @@
 // Proves the route table reaches the engine once per burst of changes, not once per change: an
 // informer's first list of many VirtualServices is one compile, later bursts are spaced by the
 // compile's own cost, and nothing is lost or delivered after stop.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { classifyRequest } from '../../src/routes/classify.js';
 import type { RouteTable } from '../../src/routes/route-table.js';
 import { RuleSet } from '../../src/routes/rule-set.js';
@@ -116,9 +116,10 @@ describe('RouteTableFeed', () => {
     const feed = new RouteTableFeed(rules, (t) => got.push(t));
     feed.start();
     for (let i = 0; i < 300; i++) rules.upsert('cluster', vs(i));
+    // Waited for: the second compile comes a gap after the first (longer when compiles are slow).
+    await vi.waitFor(() => expect(got.length > 0 && classifyRequest(got.at(-1)!, { host: 'svc-299' }).matched).toBe(true), { timeout: 10_000 });
     await new Promise((r) => setTimeout(r, 50));
     feed.stop();
     expect(got.length).toBeLessThanOrEqual(2);
-    expect(classifyRequest(got.at(-1)!, { host: 'svc-299' }).matched).toBe(true);
   });
 });
