@@ -212,22 +212,36 @@ describePrivileged('overlay links: pods behind NAT match their sessions, downloa
           expect({ phase, family, off: d[off] }).toEqual({ phase, family, off: { up: 0, down: 0 } });
         }
       };
-      await sleep(500);
+      /**
+       * Waits until both sessions have moved: a short window with nothing on the other link, in
+       * both directions (the move itself is asserted by the measured window that follows). A
+       * loaded machine takes longer to move and to drain what was in flight; it gets up to 8 s.
+       */
+      const settled = async (on: 'wan0' | 'wan1') => {
+        const off = on === 'wan0' ? 'wan1' : 'wan0';
+        const deadline = Date.now() + 8000;
+        for (;;) {
+          const w = await window(300);
+          const quiet = Object.values(w).every((d) => d[off].up === 0 && d[off].down === 0);
+          if (quiet || Date.now() > deadline) return;
+        }
+      };
+      await settled('wan1');
       expectOn(await window(2000), 'wan1', 'policy on wan1');
 
       // A policy change on the edge: uploads move at once, downloads with the next packet that arrives.
       expect(rig.putPolicy('minion-wan1', { match: { route: MINION }, action: { links: ['wan0', 'wan1'], mode: 'redirect' } }).status).toBe(200);
-      await sleep(500);
+      await settled('wan0');
       expectOn(await window(2000), 'wan0', 'policy changed to wan0');
 
       // Back to wan1, then wan1 blackholed at the edge (carrier up): the edge's probes fail it over.
       expect(rig.putPolicy('minion-wan1', { match: { route: MINION }, action: { links: ['wan1', 'wan0'], mode: 'redirect' } }).status).toBe(200);
-      await sleep(1000);
+      await settled('wan1');
       expectOn(await window(1000), 'wan1', 'policy back on wan1');
       rig.lab.drop('wan1', 100);
       try {
         await rig.edgeAgent.api.waitLinks((ls) => ls.find((l) => l.name === 'wan1')?.up === false, 5000, 'wan1 down');
-        await sleep(800); // TCP retransmits what the blackhole ate, now by wan0
+        await settled('wan0'); // TCP retransmits what the blackhole ate, now by wan0
         expectOn(await window(2000), 'wan0', 'wan1 failed over');
       } finally {
         rig.lab.drop('wan1', null);
