@@ -246,7 +246,7 @@ export class Engine implements SteeringEngine, SteeringStats {
    */
   private syncPolicies(blocking = false): void {
     const removed = this.policies.take(this.policyList, { blocking });
-    if (removed.size > 0) this.choices.keepOnly(new Set(this.policyList.map((p) => p.name)));
+    if (removed.size > 0) this.choices.keepOnly(this.policies);
     this.reconcile(true);
     if (removed.size > 0) this.deleteFlowsOf(removed);
   }

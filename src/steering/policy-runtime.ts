@@ -56,6 +56,11 @@ export class PolicyRuntimes {
     return this.idFile;
   }
 
+  /** A policy of the list last taken. */
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
   values(): IterableIterator<PolicyRuntime> {
     return this.byName.values();
   }

@@ -169,7 +169,7 @@ export class ChoiceMemo {
   }
 
   /** Forget policies no longer given (called with the names of the last call). */
-  keepOnly(names: ReadonlySet<string>): void {
+  keepOnly(names: Pick<ReadonlySet<string>, 'has'>): void {
     for (const name of this.byName.keys()) if (!names.has(name)) this.byName.delete(name);
   }
 }

@@ -5,6 +5,7 @@
 import type { AgentConfig } from '../config/schema.js';
 import { DatapathError, DatapathErrorCode, type DatapathPort, type FlowEntry, type FlowPage } from '../datapath/index.js';
 import type { Explanation } from '../routes/explain.js';
+import type { RouteMatch } from '../routes/route-table.js';
 import { canonicalIp } from './intake.js';
 import type { PolicyIds } from './policy-ids.js';
 import type { PolicyRuntime, Unmatched } from './policy-runtime.js';
@@ -127,7 +128,7 @@ function flowView(f: FlowEntry, policy: string, now: bigint): FlowView {
 }
 
 /** The explanation of a traced request, given the policy its match resolves to. */
-export function explainOutcome(route: Explanation, resolve: (m: Extract<Explanation['result'], { matched: true }>) => PolicyRuntime | Unmatched): SessionExplanation {
+export function explainOutcome(route: Explanation, resolve: (m: RouteMatch) => PolicyRuntime | Unmatched): SessionExplanation {
   if (!route.result.matched) return { route, outcome: { status: 'unmatched', reason: route.result.reason } };
   const answer = resolve(route.result);
   if ('status' in answer) return { route, outcome: answer };
