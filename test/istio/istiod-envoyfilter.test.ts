@@ -24,6 +24,7 @@ import { CLOUD, EDGE, LabEnvoy } from '../../src/lab/index.js';
 import { APP_PORT, EnvoyRig, REVIEWS, requestsOf, TAP_PORT } from '../envoy/envoy-lab.js';
 import { controlPlane } from '../helpers/control-plane-gate.js';
 import { ISTIO_LINE, Istiod, sidecarBootstrap, type SidecarIdentity } from '../helpers/istiod.js';
+import { configDump, endpointSlice, httpChains, ipTos, LUA, markRunning, optionValues, pod, ROUTER, service, until, type Json } from '../helpers/istio-workloads.js';
 import { KubeControlPlane, PILOT_DISCOVERY, type ApiObject } from '../helpers/kube-control-plane.js';
 import { describePrivileged } from '../helpers/privilege.js';
 import { requireEnvoy, requireTool } from '../helpers/tools.js';
@@ -35,30 +36,10 @@ const SHOP = 'shop';
 const STEERED: SidecarIdentity = { pod: 'inbound-app', namespace: SHOP, ip: EDGE.wan0.v4, labels: { app: 'inbound-app', 'wansteer.io/steer': 'true' } };
 const PLAIN: SidecarIdentity = { pod: 'plain-app', namespace: SHOP, ip: CLOUD.service.v4, labels: { app: 'plain-app' } };
 const ADMIN_PORT = 15000;
-const LUA = 'wansteer.session_report';
-const ROUTER = 'envoy.filters.http.router';
-const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const V2 = `outbound|80|v2|${REVIEWS}`;
 const V1 = `outbound|80|v1|${REVIEWS}`;
 
 // ---- the cluster's objects ----------------------------------------------------------------
-
-const pod = (id: SidecarIdentity) => ({
-  apiVersion: 'v1', kind: 'Pod',
-  metadata: { name: id.pod, namespace: id.namespace, labels: { ...id.labels } },
-  spec: { nodeName: 'edge-1', containers: [{ name: 'app', image: 'app', ports: [{ name: 'http', containerPort: APP_PORT }] }] },
-});
-const service = (name: string, namespace: string, selector: Record<string, string>, port: number, targetPort: number) => ({
-  apiVersion: 'v1', kind: 'Service', metadata: { name, namespace },
-  spec: { selector, ports: [{ name: 'http', port, targetPort, protocol: 'TCP' }] },
-});
-const endpointSlice = (serviceName: string, namespace: string, ip: string, port: number, podName?: string) => ({
-  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-  metadata: { name: `${serviceName}-1`, namespace, labels: { 'kubernetes.io/service-name': serviceName } },
-  addressType: 'IPv4',
-  endpoints: [{ addresses: [ip], conditions: { ready: true }, ...(podName ? { targetRef: { kind: 'Pod', name: podName, namespace } } : {}) }],
-  ports: [{ name: 'http', port, protocol: 'TCP' }],
-});
 
 function clusterObjects(): ApiObject[] {
   return [
@@ -67,8 +48,8 @@ function clusterObjects(): ApiObject[] {
     { apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-1' } },
     // No controller-manager: the ServiceAccount admission wants the namespace's default account.
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: SHOP } },
-    pod(STEERED),
-    pod(PLAIN),
+    pod(STEERED, APP_PORT),
+    pod(PLAIN, APP_PORT),
     service(STEERED.pod, SHOP, { app: STEERED.labels.app! }, APP_PORT, APP_PORT),
     service(PLAIN.pod, SHOP, { app: PLAIN.labels.app! }, APP_PORT, APP_PORT),
     endpointSlice(STEERED.pod, SHOP, STEERED.ip, APP_PORT, STEERED.pod),
@@ -83,87 +64,6 @@ function clusterObjects(): ApiObject[] {
     // Plaintext inbound chains: the stock Envoy has no pilot-agent to serve its mTLS secrets.
     { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'DISABLE' } } } as ApiObject,
   ];
-}
-
-/** What a kubelet would report: the pod running and ready on its IP. */
-async function markRunning(cp: KubeControlPlane, id: SidecarIdentity): Promise<void> {
-  const path = `/api/v1/namespaces/${id.namespace}/pods/${id.pod}`;
-  const current = (await cp.request('GET', path)).body as Record<string, unknown>;
-  const now = new Date().toISOString();
-  const status = {
-    phase: 'Running', hostIP: id.ip, podIP: id.ip, podIPs: [{ ip: id.ip }], startTime: now,
-    conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
-    containerStatuses: [{ name: 'app', image: 'app', imageID: '', ready: true, started: true, restartCount: 0, state: { running: { startedAt: now } } }],
-  };
-  const res = await cp.request('PUT', `${path}/status`, { ...current, status });
-  if (res.status !== 200) throw new Error(`pod ${id.pod} status: ${res.status} ${JSON.stringify(res.body)}`);
-}
-
-// ---- reading Envoy's config dump ----------------------------------------------------------
-
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Json = any;
-
-interface Dump {
-  listeners: Json[];
-  clusters: Map<string, Json>;
-}
-
-function configDump(proxy: LabEnvoy): Dump {
-  const answer = proxy.adminGet('/config_dump');
-  if (answer.status !== 200) throw new Error(`/config_dump: ${answer.status} ${answer.error ?? ''}`);
-  const configs = answer.body.configs as Json[];
-  const of = (type: string) => configs.find((c) => String(c['@type']).endsWith(type)) ?? {};
-  const listeners = ((of('ListenersConfigDump').dynamic_listeners ?? []) as Json[]).map((l) => l.active_state?.listener).filter(Boolean);
-  const clusters = new Map<string, Json>();
-  for (const c of of('ClustersConfigDump').dynamic_active_clusters ?? []) clusters.set(c.cluster.name, c.cluster);
-  return { listeners, clusters };
-}
-
-interface HttpChain {
-  listener: string;
-  direction: string;
-  chain: string;
-  filters: string[];
-  lua?: Json;
-}
-
-/** Every HTTP connection manager in the dump's listeners: its listener, chain and HTTP filter names. */
-function httpChains(dump: Dump): HttpChain[] {
-  const out: HttpChain[] = [];
-  for (const listener of dump.listeners) {
-    const chains = [...(listener.filter_chains ?? []), ...(listener.default_filter_chain ? [listener.default_filter_chain] : [])];
-    for (const chain of chains) {
-      for (const filter of chain.filters ?? []) {
-        if (filter.typed_config?.['@type'] !== HCM_TYPE) continue;
-        const httpFilters = (filter.typed_config.http_filters ?? []) as Json[];
-        out.push({
-          listener: listener.name,
-          direction: listener.traffic_direction ?? '',
-          chain: chain.name ?? '',
-          filters: httpFilters.map((f) => f.name as string),
-          lua: httpFilters.find((f) => f.name === LUA)?.typed_config,
-        });
-      }
-    }
-  }
-  return out;
-}
-
-/** The values of the socket options at (level, name) (proto3 JSON leaves out a level of 0). */
-const optionValues = (options: Json[] | undefined, level: number, name: number) =>
-  (options ?? []).filter((o) => Number(o.level ?? 0) === level && Number(o.name ?? 0) === name).map((o) => Number(o.int_value ?? 0));
-const ipTos = (cluster: Json) => optionValues(cluster?.upstream_bind_config?.socket_options, 0, 1);
-/* eslint-enable @typescript-eslint/no-explicit-any */
-
-async function until<T>(what: string, check: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 envoy.describe(`istiod ${ISTIO_LINE} applies the rendered EnvoyFilters to Envoy ${envoy.version}`, () => {
