@@ -254,8 +254,8 @@ export function roundOf<C extends string>(round: number, order: C[], windows: Pa
 
 /**
  * The keep-alive figures of alternating rounds: per configuration its medians, and per
- * configuration but `base` the median of per-round ratios to `base`, with the lowest and highest
- * round. Marks each round counted or not (DISTURBED_PCT).
+ * configuration the median of per-round ratios to `base` (or to its own in `baseOf`), with the
+ * lowest and highest round; a configuration that is some other's base gets no ratio. Marks each round counted or not (DISTURBED_PCT).
  */
 export function roundFigures<C extends string>(
   rounds: Round<C>[],
@@ -264,13 +264,15 @@ export function roundFigures<C extends string>(
   label: Record<C, string>,
   target: Partial<Record<C, string>>,
   prefix: string,
+  /** Configurations compared with another than `base` (e.g. a patch with its unpatched twin). */
+  baseOf: Partial<Record<C, C>> = {},
 ): Figure[] {
   const clean = rounds.map((r) => Object.values(r.windows).every((w) => !((w as Record<string, number>).othersOnProxyCorePct! > DISTURBED_PCT)));
   const counted = clean.filter(Boolean).length >= MIN_CLEAN ? clean : clean.map(() => true);
   for (const [i, r] of rounds.entries()) r.counted = counted[i];
   const kept = rounds.filter((r) => r.counted);
   const values = (c: C, k: string) => kept.map((r) => r.windows[c]![k]!);
-  const perRound = (c: C, k: string) => kept.map((r) => (100 * r.windows[c]![k]!) / r.windows[base]![k]!);
+  const perRound = (c: C, k: string) => kept.map((r) => (100 * r.windows[c]![k]!) / r.windows[baseOf[c] ?? base]![k]!);
   const figures: Figure[] = [
     { name: `${prefix}rounds counted (everything else on the proxy's core <= ${DISTURBED_PCT} % in each window), of ${rounds.length}`, value: kept.length, unit: 'rounds' },
   ];
@@ -279,9 +281,10 @@ export function roundFigures<C extends string>(
     figures.push({ name: `${prefix}${label[c]}: p99 latency`, value: median(values(c, 'p99')), unit: 'ms' });
     figures.push({ name: `${prefix}${label[c]}: proxy CPU per request`, value: median(values(c, 'proxyUsPerRequest')), unit: 'µs' });
   }
-  for (const c of configs.filter((c) => c !== base)) {
+  const compared = new Set<C>([base, ...(Object.values(baseOf) as C[])]);
+  for (const c of configs.filter((c) => !compared.has(c) || baseOf[c])) {
     const ratios = perRound(c, 'rps');
-    const of = label[base];
+    const of = label[baseOf[c] ?? base];
     figures.push({ name: `${prefix}${label[c]} requests/s, % of ${of} (median of per-round ratios)`, value: median(ratios), unit: '%', ...(target[c] ? { target: target[c] } : {}) });
     figures.push({ name: `${prefix}${label[c]} requests/s, % of ${of}: lowest round`, value: Math.min(...ratios), unit: '%' });
     figures.push({ name: `${prefix}${label[c]} requests/s, % of ${of}: highest round`, value: Math.max(...ratios), unit: '%' });

@@ -49,16 +49,23 @@ const CLOSE_SECONDS = 4;
  * rounds: a before/after of a change to the filter from one run.
  */
 const BASELINE = process.env.WANSTEER_BENCH_BASELINE;
-const CONFIGS = ['none', 'lua-empty', 'session', 'mark', ...(BASELINE ? ['session-baseline' as const] : [])] as const;
-type Config = 'none' | 'lua-empty' | 'session' | 'mark' | 'session-baseline';
+const CONFIGS = ['none', 'lua-empty', 'session', 'unmarked', 'mark', ...(BASELINE ? ['session-baseline' as const] : [])] as const;
+type Config = 'none' | 'lua-empty' | 'session' | 'unmarked' | 'mark' | 'session-baseline';
 const LABEL: Record<Config, string> = {
   none: 'no filter',
   'lua-empty': 'empty Lua filter',
   session: 'session mode',
-  mark: 'mark mode',
+  unmarked: 'outbound, unmarked subset (v1)',
+  mark: 'mark mode (v2)',
   'session-baseline': `session mode, the filter at ${BASELINE}`,
 };
 const TARGET: Partial<Record<Config, string>> = { session: '>= 95', mark: '>= 99' };
+/**
+ * Mark mode is a patch on one outbound cluster (the mark class's subset, reviews v2), so it is
+ * compared with its twin: the same outbound listener to the subset the patch leaves alone (v1),
+ * the same upstream. Against the inbound listener it would measure two listeners' difference.
+ */
+const BASE_OF: Partial<Record<Config, Config>> = { mark: 'unmarked' };
 
 // The rig ------------------------------------------------------------------------------------------
 
@@ -112,13 +119,17 @@ async function main(): Promise<void> {
     // Mark mode alone: the rendered mark-class patch, no Lua filter.
     const marks = (await rig.render('sidecar-outbound')).filter((d) => (d as { metadata?: { name?: string } }).metadata?.name === 'wansteer-mark-classes');
     const v2 = `outbound|80|v2|${REVIEWS}`;
+    const v1 = `outbound|80|v1|${REVIEWS}`;
     const markBootstrap = meshBootstrap(marks, proxySpec(16003, 15901, 'SIDECAR_OUTBOUND', v2));
     if (!JSON.stringify(markBootstrap).includes('IPV6_TCLASS')) throw new Error('the mark proxy did not get the rendered mark-class patch');
+    const unmarkedBootstrap = meshBootstrap(marks, proxySpec(16006, 15901, 'SIDECAR_OUTBOUND', v1));
+    if (JSON.stringify(unmarkedBootstrap).includes('IPV6_TCLASS')) throw new Error('the mark-class patch reached the unmarked subset');
     const inboundCluster = 'inbound|80||';
     const bootstraps: Partial<Record<Config, { port: number; bootstrap: object }>> = {
       none: { port: 16001, bootstrap: meshBootstrap([], proxySpec(16001, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
       'lua-empty': { port: 16004, bootstrap: meshBootstrap(withLuaSource(inbound, 'function envoy_on_request(handle)\nend\n'), proxySpec(16004, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
       session: { port: 16002, bootstrap: meshBootstrap(inbound, proxySpec(16002, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
+      unmarked: { port: 16006, bootstrap: unmarkedBootstrap },
       mark: { port: 16003, bootstrap: markBootstrap },
     };
     if (BASELINE) {
@@ -171,7 +182,7 @@ async function main(): Promise<void> {
     const closeReports = rig.reportsSince(0).length - closeBefore;
 
     const med = (ws: Window[], k: keyof Window) => median(ws.map((w) => w[k]));
-    const figures: Figure[] = roundFigures(rounds, CONFIGS, 'none', LABEL, TARGET, 'keep-alive, ');
+    const figures: Figure[] = roundFigures(rounds, CONFIGS, 'none', LABEL, TARGET, 'keep-alive, ', BASE_OF);
     const reporting = CONFIGS.filter((c) => c.startsWith('session')).length;
     figures.push({ name: `reports the tap received in the keep-alive rounds (${ROUNDS} rounds x ${reporting} session-mode listeners x ${CONNECTIONS} new connections)`, value: keepAliveReports, unit: 'reports' });
     for (const [name, ws] of Object.entries(close)) {
