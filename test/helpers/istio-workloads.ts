@@ -4,7 +4,7 @@
  * from the sidecar Envoy's /config_dump. Shared by test/istio/istiod-envoyfilter.test.ts and
  * bench/envoy-istiod.ts, which both give istiod a cluster without kubelets or controllers.
  */
-import type { LabEnvoy } from '../../src/lab/index.js';
+import type { Lab, LabEnvoy } from '../../src/lab/index.js';
 import type { SidecarIdentity } from './istiod.js';
 import type { ApiObject, KubeControlPlane } from './kube-control-plane.js';
 
@@ -110,3 +110,18 @@ export async function until<T>(what: string, check: () => T | undefined | false,
   }
 }
 
+
+/**
+ * Istio's REDIRECT capture, for one pod port only (as its iptables do for the ports it
+ * intercepts): what arrives in namespace `ns` for ip:port goes to the sidecar's inbound 15006.
+ */
+export function captureInbound(lab: Lab, ns: string, ip: string, port: number): void {
+  lab.exec(ns, ['nft', '-f', '-'], [
+    'table ip wst_istio {',
+    '  chain prerouting {',
+    '    type nat hook prerouting priority dstnat;',
+    `    ip daddr ${ip} tcp dport ${port} redirect to :15006`,
+    '  }',
+    '}',
+  ].join('\n') + '\n');
+}

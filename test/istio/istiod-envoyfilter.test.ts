@@ -24,7 +24,7 @@ import { CLOUD, EDGE, LabEnvoy } from '../../src/lab/index.js';
 import { APP_PORT, EnvoyRig, REVIEWS, requestsOf, TAP_PORT } from '../envoy/envoy-lab.js';
 import { controlPlane } from '../helpers/control-plane-gate.js';
 import { ISTIO_LINE, Istiod, sidecarBootstrap, type SidecarIdentity } from '../helpers/istiod.js';
-import { configDump, endpointSlice, httpChains, ipTos, LUA, markRunning, optionValues, pod, ROUTER, service, until, type Json } from '../helpers/istio-workloads.js';
+import { captureInbound, configDump, endpointSlice, httpChains, ipTos, LUA, markRunning, optionValues, pod, ROUTER, service, until, type Json } from '../helpers/istio-workloads.js';
 import { KubeControlPlane, PILOT_DISCOVERY, type ApiObject } from '../helpers/kube-control-plane.js';
 import { describePrivileged } from '../helpers/privilege.js';
 import { requireEnvoy, requireTool } from '../helpers/tools.js';
@@ -106,15 +106,7 @@ envoy.describe(`istiod ${ISTIO_LINE} applies the rendered EnvoyFilters to Envoy 
             const socket = join(istiod.dir, 'xds.sock');
             await istiod.unixBridge(socket);
 
-            // Istio's REDIRECT capture, for the pod's port only: what arrives for the app goes to Envoy.
-            rig.lab.exec(rig.lab.edge, ['nft', '-f', '-'], [
-              'table ip wst_istio {',
-              '  chain prerouting {',
-              '    type nat hook prerouting priority dstnat;',
-              `    ip daddr ${STEERED.ip} tcp dport ${APP_PORT} redirect to :15006`,
-              '  }',
-              '}',
-            ].join('\n') + '\n');
+            captureInbound(rig.lab, rig.lab.edge, STEERED.ip, APP_PORT);
 
             started = Date.now();
             steered = await LabEnvoy.start(rig.lab, rig.lab.edge, sidecarBootstrap(STEERED, { adminPort: ADMIN_PORT, xdsSocket: socket }), { adminPort: ADMIN_PORT, readyTimeoutMs: 120_000 });
