@@ -162,7 +162,8 @@ static __always_inline __u32 ws_parse_eth(struct __sk_buff *skb, void *data,
 
 	if ((void *)(eth + 1) > data_end)
 		return WS_R_TRUNCATED;
-	proto = eth->h_proto;
+	/* one 16-bit load: struct ethhdr is packed, so its field reads a byte at a time */
+	proto = *(__be16 *)(data + __builtin_offsetof(struct ethhdr, h_proto));
 
 #pragma unroll
 	for (i = 0; i < WS_VLAN_MAX; i++) {
