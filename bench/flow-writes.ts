@@ -6,11 +6,19 @@
  * each into a new table, timed in CPU time (user and system) of the writing process. Rounds
  * alternate which goes first; the ratio is the median of the rounds' ratios. Target: the agent
  * at >= 70 % of C both ways.
+ *
+ * For context, the single writes also as bare bpf_map_update_elem calls through the koffi binding
+ * (native/libbpf.ts), keys packed beforehand: what one call from Node costs before any encoding,
+ * so that the binding's share can be told from the agent's.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import * as native from '../native/libbpf.js';
 import { Datapath, FLOW_CHUNK, type FlowKey } from '../src/datapath/index.js';
+import { encodeFlowKey } from '../src/datapath/codec.js';
+import { Layout } from '../src/datapath/abi.js';
+import { MapType } from '../src/datapath/bpf-map.js';
 import { type Figure, median } from './lib.js';
 
 const SINGLES = 200_000;
@@ -79,15 +87,40 @@ function agentRound(pinDir: string, singles: FlowKey[], batch: { key: FlowKey; p
   }
 }
 
+/** The single writes as bare binding calls: keys packed and value set before the clock starts. */
+function bindingSingles(singles: FlowKey[]): number {
+  const K = Layout.flow4Key.size;
+  const packed = Buffer.alloc(singles.length * K);
+  const spare6 = Buffer.alloc(Layout.flow6Key.size);
+  singles.forEach((k, i) => encodeFlowKey(k, packed, i * K, spare6, 0));
+  const keys = singles.map((_, i) => packed.subarray(i * K, (i + 1) * K));
+  const value = Buffer.alloc(Layout.flowVal.size);
+  value[Layout.flowVal.policyId] = 1;
+  const fd = native.mapCreate(MapType.lruHash, 'ws_bench_flows', K, value.length, TABLE);
+  if (fd < 0) throw new Error(`cannot create a flow table (errno ${-fd})`);
+  try {
+    const t = process.cpuUsage();
+    for (const k of keys) {
+      const rc = native.mapUpdate(fd, k, value);
+      if (rc < 0) throw new Error(`bpf_map_update_elem failed (errno ${-rc})`);
+    }
+    return cpuNs(t);
+  } finally {
+    native.closeFd(fd);
+  }
+}
+
 export function measureFlowWrites(pinDir: string, rounds: number): Figure[] {
   const bin = buildMapWrites();
   const singles = Array.from({ length: SINGLES }, (_, i) => flowKey(i));
   const batch = Array.from({ length: BATCH }, (_, i) => ({ key: flowKey(SINGLES + i), policyId: 1 }));
   const c: Round[] = [];
   const ts: Round[] = [];
+  const bare: number[] = [];
   for (let round = 0; round < rounds; round++) {
     if (round % 2 === 0) c.push(cRound(bin));
     ts.push(agentRound(`${pinDir}-w${round}`, singles, batch));
+    bare.push(bindingSingles(singles));
     if (round % 2 === 1) c.push(cRound(bin));
   }
   const rate = (n: number, ns: number) => Math.round(n / (ns / 1e9));
@@ -96,6 +129,8 @@ export function measureFlowWrites(pinDir: string, rounds: number): Figure[] {
     { name: 'flow writes, single: upsertFlow', value: median(ts.map((t) => rate(SINGLES, t.singleNs))), unit: 'entries/CPU-s' },
     { name: 'flow writes, single: C bpf_map_update_elem loop', value: median(c.map((t) => rate(SINGLES, t.singleNs))), unit: 'entries/CPU-s' },
     { name: 'flow writes, single: upsertFlow / C', value: pct('singleNs'), unit: '%', target: `>= ${MIN_RATIO}` },
+    { name: 'flow writes, single: bare bpf_map_update_elem via koffi', value: median(bare.map((ns) => rate(SINGLES, ns))), unit: 'entries/CPU-s' },
+    { name: 'flow writes, single: bare via koffi / C', value: median(bare.map((ns, i) => (100 * c[i]!.singleNs) / ns)), unit: '%' },
     { name: 'flow writes, batched: upsertFlows (incl. encoding)', value: median(ts.map((t) => rate(BATCH, t.batchNs))), unit: 'entries/CPU-s' },
     { name: `flow writes, batched: C bpf_map_update_batch (${FLOW_CHUNK} per call)`, value: median(c.map((t) => rate(BATCH, t.batchNs))), unit: 'entries/CPU-s' },
     { name: 'flow writes, batched: upsertFlows / C', value: pct('batchNs'), unit: '%', target: `>= ${MIN_RATIO}` },

@@ -71,13 +71,21 @@ static __always_inline __u32 ws_parse_ipv4(struct __sk_buff *skb, void *data,
 					   struct ws_flow4_key *key)
 {
 	struct iphdr *ip = data + pkt->l3_off;
-	__u32 hlen, tot_len;
+	__u32 hlen = sizeof(*ip), tot_len;
 
-	if ((void *)(ip + 1) > data_end)
-		return WS_R_TRUNCATED;
-	if (ip->version != 4 || ip->ihl < 5)
-		return WS_R_BAD_HEADER;
-	hlen = ip->ihl * 4;
+	/*
+	 * Most packets: no options, and the 4 bytes after the header (the
+	 * ports, if any) in the linear data. One bounds check covers both, and
+	 * version and IHL are one byte to compare. Any other header is checked
+	 * piece by piece, which would give these the same outcome.
+	 */
+	if (!((void *)(ip + 1) + sizeof(__u32) <= data_end && *(__u8 *)ip == 0x45)) {
+		if ((void *)(ip + 1) > data_end)
+			return WS_R_TRUNCATED;
+		if (ip->version != 4 || ip->ihl < 5)
+			return WS_R_BAD_HEADER;
+		hlen = ip->ihl * 4;
+	}
 	tot_len = bpf_ntohs(ip->tot_len);
 	/* tot_len 0 is legal only on a BIG TCP GSO packet (> 64 KiB) */
 	if (tot_len < hlen && !(tot_len == 0 && skb->gso_size))
@@ -162,7 +170,8 @@ static __always_inline __u32 ws_parse_eth(struct __sk_buff *skb, void *data,
 
 	if ((void *)(eth + 1) > data_end)
 		return WS_R_TRUNCATED;
-	proto = eth->h_proto;
+	/* one 16-bit load: struct ethhdr is packed, so its field reads a byte at a time */
+	proto = *(__be16 *)(data + __builtin_offsetof(struct ethhdr, h_proto));
 
 #pragma unroll
 	for (i = 0; i < WS_VLAN_MAX; i++) {

@@ -122,13 +122,17 @@ const U64_MAX = (1n << 64n) - 1n;
 
 export function encodeFlowValue(policyId: number, lastSeenNs: bigint, out: Buffer, off = 0): void {
   checkPolicyId(policyId);
-  if (lastSeenNs < 0n || lastSeenNs > U64_MAX) throw invalid('flow value', `lastSeenNs must fit in 64 bits, got ${lastSeenNs}`);
+  checkLastSeen(lastSeenNs);
   const L = Layout.flowVal;
   writeU32LE(out, off + L.policyId, policyId);
   writeU32LE(out, off + L.flags, 0);
   u64[0] = lastSeenNs;
   writeU32LE(out, off + L.lastSeenNs, u32[LO]!);
   writeU32LE(out, off + L.lastSeenNs + 4, u32[HI]!);
+}
+
+export function checkLastSeen(lastSeenNs: bigint): void {
+  if (lastSeenNs < 0n || lastSeenNs > U64_MAX) throw invalid('flow value', `lastSeenNs must fit in 64 bits, got ${lastSeenNs}`);
 }
 
 /** Plain stores, as in writeTail: Buffer#writeUInt32LE checks its arguments at every call. */
