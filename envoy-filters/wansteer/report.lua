@@ -23,6 +23,13 @@ local PLACEMENTS = {
   ["sidecar-outbound"] = { direction = "outbound", own = "downstreamDirectRemoteAddress", peer = "downstreamLocalAddress" },
 }
 
+-- Placements whose downstream can be HTTP/3 (QUIC, so a UDP session): only a gateway's listener
+-- can be a QUIC one; Istio's sidecar listeners are TCP. The quick path reads the protocol only
+-- where it can be something else than TCP (one call into Envoy less per request). Were a sidecar
+-- ever given HTTP/3, its quick path would miss and the full path would report: more reports,
+-- never fewer.
+local MAY_BE_QUIC = { ["gateway"] = true }
+
 -- Placements whose report carries the route Envoy matched (streamInfo():routeName()): their
 -- routes are built from the VirtualServices, so the agent need not match the request again. An
 -- inbound sidecar's routes are Istio's own per-port ones and name no VirtualService route.
@@ -414,6 +421,7 @@ local function settings_from(config)
     timeout_ms = timeout_ms,
     headers = headers,
     report_route = REPORTS_ROUTE[config.placement] == true,
+    may_be_quic = MAY_BE_QUIC[config.placement] == true,
     class_fields = class_fields,
     -- The class's last two values follow the headers'.
     class_namespace = CLASS_HEADERS + #headers,
@@ -442,9 +450,10 @@ local function known_request(settings, seen)
   local class_fields = settings.class_fields
   local path, method, scheme = class_fields.path ~= false, class_fields.method ~= false, class_fields.scheme ~= false
   local report_route, class_route = settings.report_route, settings.class_route
+  local may_be_quic = settings.may_be_quic
   return function(handle)
     local info = handle:streamInfo()
-    local protocol = info:protocol() == "HTTP/3" and "udp" or "tcp"
+    local protocol = may_be_quic and info:protocol() == "HTTP/3" and "udp" or "tcp"
     local entry = seen.lookup(protocol .. " " .. info[own_method](info) .. " " .. info[peer_method](info))
     if entry == nil then
       return false

@@ -20,6 +20,8 @@ export interface RequestScenario {
   peer_uri_sans?: string[];
   /** Make these handle methods raise, as a broken or different Envoy might. */
   raise?: Record<string, string>;
+  /** Record every handle method the filter calls for this request (events of kind `call`). */
+  trace?: boolean;
   /** Seconds since the run started, as os.time() tells during this request (default: the previous request's). */
   at?: number;
 }
@@ -40,6 +42,7 @@ export type HarnessEvent =
   | { event: 'header-mutation'; request: number; op: string; key: string }
   | { event: 'script-error'; request: number; message: string }
   | { event: 'stale-handle'; request: number; method: string }
+  | { event: 'call'; request: number; method: string }
   | { event: 'respond' | 'body'; request: number }
   | { event: 'request-end'; request: number; suspended: string[]; headers_before: unknown; headers_after: unknown }
   | { event: 'globals'; added: string[] };

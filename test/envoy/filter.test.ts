@@ -263,6 +263,27 @@ requireTool('luajit', LUAJIT).describe('wansteer Lua filter in LuaJIT', () => {
     expectUntouched(events);
   });
 
+  it('at a gateway, an HTTP/3 (UDP) and a TCP connection on the same addresses are two sessions, each reported once', async () => {
+    const addresses = { downstreamLocalAddress: '10.1.0.5:443', downstreamDirectRemoteAddress: '203.0.113.7:41000' };
+    const tcp = request({ stream_info: { ...addresses, protocol: 'HTTP/2' } });
+    const quic = request({ stream_info: { ...addresses, protocol: 'HTTP/3' } });
+    const events = await runFilter({ config: config('gateway', ['end-user'], { class_fields: [] }), requests: [tcp, quic, quic, tcp] });
+    expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([1, 2]);
+    expect(reportsOf(events).map((r) => (r as { protocol: string }).protocol)).toEqual(['tcp', 'udp']);
+  });
+
+  it('asks for the protocol on a known connection only where it can be HTTP/3 (a gateway), not at a sidecar', async () => {
+    const calledOnSecond = async (placement: Placement) => {
+      const events = await runFilter({ config: config(placement, ['end-user'], { class_fields: [] }), requests: [request(), request({ trace: true })] });
+      expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([1]);
+      return eventsOf(events, 'call').map((c) => c.method);
+    };
+    const sidecar = await calledOnSecond('sidecar-inbound');
+    expect(sidecar).toEqual(expect.arrayContaining(['streamInfo', 'downstreamLocalAddress', 'headers']));
+    expect(sidecar).not.toContain('protocol');
+    expect(await calledOnSecond('gateway')).toContain('protocol');
+  });
+
   it('does not remember a report that could not be sent', async () => {
     const events = await runFilter({ config: config('sidecar-inbound'), requests: [request({ raise: { httpCall: 'overflow' } }), request()] });
     expect(eventsOf(events, 'httpCall').map((c) => c.request)).toEqual([2]);

@@ -20,7 +20,8 @@
 --   requests          list of { headers = { {name, value}, ... }, at = seconds (os.time() during
 --                     the request, relative to the run's start; default: the previous request's),
 --                     stream_info = { downstreamLocalAddress = "...", routeName = "...", ... },
---                     peer_uri_sans = {...}, raise = { method name = error message } }
+--                     peer_uri_sans = {...}, raise = { method name = error message },
+--                     trace = true (emit a `call` event per handle method called) }
 --
 -- Everything the script does through a handle is written to stdout, one JSON object a line.
 
@@ -91,6 +92,9 @@ local function object(request, methods)
       if request.ended then
         emit({ event = "stale-handle", request = request.index, method = name })
         error("object used outside of proper coroutine", 2)
+      end
+      if request.trace then
+        emit({ event = "call", request = request.index, method = name })
       end
       local message = request.raise and request.raise[name]
       if message then
