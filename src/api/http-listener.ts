@@ -76,12 +76,17 @@ export function httpServerOptions(limits: HttpLimits) {
  * `maxConnections` stays as a backstop above the caps, for the refused ones still lingering.
  * `refuse`, if given, may turn a caller away at once (app.ts: one whose rate budget is spent,
  * so that a flood of new connections costs the agent an accept and a write each, no more).
+ *
+ * Sockets are accepted paused (`pauseOnConnect`): nothing is read from one until it is
+ * admitted, so a refused caller's bytes are never read at all.
  */
 export function guardConnections(server: Server, limits: HttpLimits, refuseCaller?: (address: string) => ApiError | undefined): ConnectionGuard {
   const guard = new ConnectionGuard({ total: limits.connections, perAddress: limits.connectionsPerAddress });
   const accept = server.listeners('connection') as ((socket: Socket) => void)[];
+  const refuse = refuser();
   server.removeAllListeners('connection');
   server.maxConnections = limits.connections + REFUSALS_AT_ONCE;
+  (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
   server.on('connection', (socket: Socket) => {
     const address = callerAddress(socket.remoteAddress);
     const early = refuseCaller?.(address);
@@ -90,16 +95,33 @@ export function guardConnections(server: Server, limits: HttpLimits, refuseCalle
     if (refusal !== undefined) return refuse(socket, TooManyConnections(refusal));
     socket.once('close', () => guard.release(address));
     for (const listener of accept) listener.call(server, socket);
+    socket.resume();
   });
   return guard;
 }
 
-/** Writes `err` as a whole HTTP/1.1 answer on a socket no request handler owns, then closes it. */
-function refuse(socket: Socket, err: ApiError): void {
-  socket.on('error', () => {});
-  socket.end(rawAnswer(err));
-  socket.resume(); // what the caller sends meanwhile is read and dropped, not queued
-  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+/**
+ * Writes an error as a whole HTTP/1.1 answer on a socket no request handler owns, then closes
+ * it. The socket is never read: a refused caller's body (megabytes, for an attacker that
+ * reconnects after every answer) would cost the agent a copy of every byte. The socket lingers
+ * a second so that the caller, still sending, reads the answer before the close resets the
+ * connection (its write would fail first, and hide the answer); at most REFUSALS_AT_ONCE
+ * linger, and the kernel holds no more than a receive window of unread bytes for each. Beyond
+ * that a refused socket is closed at once, after the answer is handed to the kernel.
+ */
+function refuser(): (socket: Socket, err: ApiError) => void {
+  let lingering = 0;
+  return (socket, err) => {
+    socket.on('error', () => {});
+    socket.end(rawAnswer(err));
+    if (lingering >= REFUSALS_AT_ONCE) return void socket.destroy();
+    lingering++;
+    const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+    socket.once('close', () => {
+      clearTimeout(timer);
+      lingering--;
+    });
+  };
 }
 
 /** The catalogue's JSON error as raw HTTP/1.1 bytes, closing the connection. */
