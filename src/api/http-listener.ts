@@ -10,7 +10,7 @@
  * it at a request's first byte), so keepAliveTimeout may exceed it.
  *
  * Every refusal made here, below fastify's routing, still carries a WS_* code: a connection over
- * a cap is answered 503 WS_API_TOO_MANY_CONNECTIONS and closed; what Node's HTTP parser refuses
+ * a cap is answered 503 WS_API_TOO_MANY_CONNECTIONS (a second later: see refuser) and closed; what Node's HTTP parser refuses
  * (a PROXY header, a bad request line, headers too large or too slow) is answered with the
  * catalogue's code by clientErrorAnswer.
  */
@@ -47,7 +47,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   bodyBytesInFlight: 32 * 1024 * 1024,
 };
 
-/** Refused connections linger this long to deliver their answer, and at most this many at once. */
+/** Refused connections are answered after REFUSAL_DELAY_MS, linger to deliver it, and at most this many are held at once. */
+export const REFUSAL_DELAY_MS = 1_000;
 const REFUSAL_LINGER_MS = 1_000;
 const REFUSALS_AT_ONCE = 64;
 
@@ -101,25 +102,35 @@ export function guardConnections(server: Server, limits: HttpLimits, refuseCalle
 }
 
 /**
- * Writes an error as a whole HTTP/1.1 answer on a socket no request handler owns, then closes
- * it. The socket is never read: a refused caller's body (megabytes, for an attacker that
- * reconnects after every answer) would cost the agent a copy of every byte. The socket lingers
- * a second so that the caller, still sending, reads the answer before the close resets the
- * connection (its write would fail first, and hide the answer); at most REFUSALS_AT_ONCE
- * linger, and the kernel holds no more than a receive window of unread bytes for each. Beyond
- * that a refused socket is closed at once, after the answer is handed to the kernel.
+ * Answers a socket no request handler owns with an error, as a whole HTTP/1.1 answer, and
+ * closes it. The socket is never read: a refused caller's body (megabytes, for an attacker that
+ * reconnects after every answer) would cost the agent a copy of every byte.
+ *
+ * The answer waits REFUSAL_DELAY_MS (a 429 says to retry a second later at the soonest anyway):
+ * a caller that reconnects as soon as it is answered so makes one attempt a second on each
+ * connection, instead of as many as it can open (with 2 senders of 1.8 MB bodies, thousands a
+ * second, each an accept, a socket and a close for the agent). The socket then lingers so that
+ * the caller, still sending, reads the answer before the close resets the connection (its write
+ * would fail first, and hide the answer). At most REFUSALS_AT_ONCE are held, each with no more
+ * than a receive window of unread bytes in the kernel; beyond that a refused socket is answered
+ * and closed at once.
  */
 function refuser(): (socket: Socket, err: ApiError) => void {
-  let lingering = 0;
+  let held = 0;
   return (socket, err) => {
     socket.on('error', () => {});
-    socket.end(rawAnswer(err));
-    if (lingering >= REFUSALS_AT_ONCE) return void socket.destroy();
-    lingering++;
-    const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+    if (held >= REFUSALS_AT_ONCE) {
+      socket.end(rawAnswer(err));
+      return void socket.destroy();
+    }
+    held++;
+    let timer = setTimeout(() => {
+      socket.end(rawAnswer(err));
+      timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+    }, REFUSAL_DELAY_MS).unref();
     socket.once('close', () => {
       clearTimeout(timer);
-      lingering--;
+      held--;
     });
   };
 }

@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SessionIntake } from '../../src/api/intake.js';
 import { ReportRateLimiter } from '../../src/api/rate-limiter.js';
+import { REFUSAL_DELAY_MS } from '../../src/api/http-listener.js';
 import { startServer, type RunningServer } from '../../src/api/server.js';
 import { auth, fixture, report } from './helpers/app-fixture.js';
 import { EngineDouble } from './helpers/engine-double.js';
@@ -237,6 +238,18 @@ describe('cost before parsing', () => {
     const drained = new Promise<'drained'>((resolve) => broke.once('drain', () => resolve('drained')));
     expect(await Promise.race([drained, closed])).toBe('closed');
     expect(answer).toMatch(/^HTTP\/1\.1 429 [^]*"code":"WS_API_RATE_LIMITED"/);
+  });
+
+  it('answers a turned-away connection no sooner than the refusal delay: a caller that reconnects on every answer makes one attempt a second', async () => {
+    const sessions = new SessionIntake(new EngineDouble(), new ReportRateLimiter({ ratePerSecond: 1, burst: 1, now: () => 0 }), new Registry());
+    const { port } = await serve({ sessions });
+    expect((await healthz(await open(port, '127.0.0.3')))?.status).toBe(200); // the one token
+    const at = performance.now();
+    const turned = await open(port, '127.0.0.3');
+    expect(await turned.answer()).toMatchObject({ status: 429, code: 'WS_API_RATE_LIMITED' });
+    // A lower bound only (timers fire late, never early, bar a millisecond of rounding).
+    expect(performance.now() - at).toBeGreaterThanOrEqual(REFUSAL_DELAY_MS - 50);
+    expect(await turned.closedWithin()).toBe(true);
   });
 
   it('answers every turned-away connection, also beyond the refusals it lets linger', async () => {
