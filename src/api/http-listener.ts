@@ -10,9 +10,9 @@
  * it at a request's first byte), so keepAliveTimeout may exceed it.
  *
  * Every refusal made here, below fastify's routing, still carries a WS_* code: a connection over
- * a cap is answered 503 WS_API_TOO_MANY_CONNECTIONS (a second later: see refuser) and closed; what Node's HTTP parser refuses
- * (a PROXY header, a bad request line, headers too large or too slow) is answered with the
- * catalogue's code by clientErrorAnswer.
+ * a cap is answered 503 WS_API_TOO_MANY_CONNECTIONS (a second after it connects: see refuser)
+ * and closed; what Node's HTTP parser refuses (a PROXY header, a bad request line, headers too
+ * large or too slow) is answered with the catalogue's code by clientErrorAnswer.
  */
 import type { Server, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
@@ -75,8 +75,9 @@ export function httpServerOptions(limits: HttpLimits) {
  * Puts the connection caps in front of `server`: Node's own connection handling (the HTTP
  * parser) only ever sees admitted sockets; one over a cap is answered 503 and closed. Node's
  * `maxConnections` stays as a backstop above the caps, for the refused ones still lingering.
- * `refuse`, if given, may turn a caller away at once (app.ts: one whose rate budget is spent,
- * so that a flood of new connections costs the agent an accept and a write each, no more).
+ * `refuse`, if given, may turn a caller away as it connects (app.ts: one whose rate budget
+ * cannot pay for a request), so that a flood of new connections costs the agent an accept, a
+ * timer and a write each, no more.
  *
  * Sockets are accepted paused (`pauseOnConnect`): nothing is read from one until it is
  * admitted, so a refused caller's bytes are never read at all.

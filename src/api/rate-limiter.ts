@@ -7,7 +7,7 @@
  *
  * A bucket also remembers the ask it last refused, until it grants one: the listeners turn a
  * caller's new connections away at once while its budget could not pay for that ask
- * (`tokensToAdmit`). A caller refused a 1 MB body (500 tokens) with 499 left would otherwise be
+ * (`tokensToAdmit`). A caller refused a 1 MiB body (512 tokens) with 511 left would otherwise be
  * let in, parsed and refused again on every new connection, each costing the agent far more
  * than the caller.
  */
