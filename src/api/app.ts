@@ -108,8 +108,8 @@ export function buildApp(options: BuildAppOptions): WansteerApp {
   });
 
   const sessions = options.sessions ?? SessionIntake.create(options.engine, options.intake, options.registry);
-  // A caller whose budget is spent is turned away as it connects: its requests would all be 429.
-  const connections = guardConnections(app.server, http, (caller) => (sessions.limiter.available(caller) < 1 ? sessions.rateLimited(caller) : undefined));
+  // A caller whose budget cannot pay for a request (or the one it was last refused) is turned away as it connects.
+  const connections = guardConnections(app.server, http, (caller) => sessions.turnAway(caller));
   // Every request pays its caller's rate budget before its body is read; bodies are read by one parser.
   app.addHook('onRequest', chargeBeforeParsing(sessions));
   useJsonBodyParser(app, sessions, new BodyBudget(http.bodyBytesInFlight));

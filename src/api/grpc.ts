@@ -262,8 +262,8 @@ export async function startGrpc(options: GrpcIntakeOptions): Promise<GrpcIntake>
 
   const server = new grpc.Server({ ...grpcServerOptions(limits, maxMessageBytes), interceptors: [guardCalls(intake, limits)] });
   server.addService(definition, { report, reportBatch, reportStream });
-  // A caller whose budget is spent is turned away as it connects: its calls would all be refused.
-  const listener = await listenGrpc(server, options.listen, limits, (caller) => (intake.limiter.available(caller) < 1 ? intake.rateLimited(caller) : undefined));
+  // A caller whose budget cannot pay for a call (or the ask it was last refused) is turned away as it connects.
+  const listener = await listenGrpc(server, options.listen, limits, (caller) => intake.turnAway(caller));
 
   return {
     port: listener.port,

@@ -10,9 +10,9 @@
  * it at a request's first byte), so keepAliveTimeout may exceed it.
  *
  * Every refusal made here, below fastify's routing, still carries a WS_* code: a connection over
- * a cap is answered 503 WS_API_TOO_MANY_CONNECTIONS and closed; what Node's HTTP parser refuses
- * (a PROXY header, a bad request line, headers too large or too slow) is answered with the
- * catalogue's code by clientErrorAnswer.
+ * a cap is answered 503 WS_API_TOO_MANY_CONNECTIONS (a second after it connects: see refuser)
+ * and closed; what Node's HTTP parser refuses (a PROXY header, a bad request line, headers too
+ * large or too slow) is answered with the catalogue's code by clientErrorAnswer.
  */
 import type { Server, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
@@ -47,7 +47,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   bodyBytesInFlight: 32 * 1024 * 1024,
 };
 
-/** Refused connections linger this long to deliver their answer, and at most this many at once. */
+/** Refused connections are answered after REFUSAL_DELAY_MS, linger to deliver it, and at most this many are held at once. */
+export const REFUSAL_DELAY_MS = 1_000;
 const REFUSAL_LINGER_MS = 1_000;
 const REFUSALS_AT_ONCE = 64;
 
@@ -74,14 +75,20 @@ export function httpServerOptions(limits: HttpLimits) {
  * Puts the connection caps in front of `server`: Node's own connection handling (the HTTP
  * parser) only ever sees admitted sockets; one over a cap is answered 503 and closed. Node's
  * `maxConnections` stays as a backstop above the caps, for the refused ones still lingering.
- * `refuse`, if given, may turn a caller away at once (app.ts: one whose rate budget is spent,
- * so that a flood of new connections costs the agent an accept and a write each, no more).
+ * `refuse`, if given, may turn a caller away as it connects (app.ts: one whose rate budget
+ * cannot pay for a request), so that a flood of new connections costs the agent an accept, a
+ * timer and a write each, no more.
+ *
+ * Sockets are accepted paused (`pauseOnConnect`): nothing is read from one until it is
+ * admitted, so a refused caller's bytes are never read at all.
  */
 export function guardConnections(server: Server, limits: HttpLimits, refuseCaller?: (address: string) => ApiError | undefined): ConnectionGuard {
   const guard = new ConnectionGuard({ total: limits.connections, perAddress: limits.connectionsPerAddress });
   const accept = server.listeners('connection') as ((socket: Socket) => void)[];
+  const refuse = refuser();
   server.removeAllListeners('connection');
   server.maxConnections = limits.connections + REFUSALS_AT_ONCE;
+  (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
   server.on('connection', (socket: Socket) => {
     const address = callerAddress(socket.remoteAddress);
     const early = refuseCaller?.(address);
@@ -90,16 +97,43 @@ export function guardConnections(server: Server, limits: HttpLimits, refuseCalle
     if (refusal !== undefined) return refuse(socket, TooManyConnections(refusal));
     socket.once('close', () => guard.release(address));
     for (const listener of accept) listener.call(server, socket);
+    socket.resume();
   });
   return guard;
 }
 
-/** Writes `err` as a whole HTTP/1.1 answer on a socket no request handler owns, then closes it. */
-function refuse(socket: Socket, err: ApiError): void {
-  socket.on('error', () => {});
-  socket.end(rawAnswer(err));
-  socket.resume(); // what the caller sends meanwhile is read and dropped, not queued
-  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+/**
+ * Answers a socket no request handler owns with an error, as a whole HTTP/1.1 answer, and
+ * closes it. The socket is never read: a refused caller's body (megabytes, for an attacker that
+ * reconnects after every answer) would cost the agent a copy of every byte.
+ *
+ * The answer waits REFUSAL_DELAY_MS (a 429 says to retry a second later at the soonest anyway):
+ * a caller that reconnects as soon as it is answered so makes one attempt a second on each
+ * connection, instead of as many as it can open (with 2 senders of 1.8 MB bodies, thousands a
+ * second, each an accept, a socket and a close for the agent). The socket then lingers so that
+ * the caller, still sending, reads the answer before the close resets the connection (its write
+ * would fail first, and hide the answer). At most REFUSALS_AT_ONCE are held, each with no more
+ * than a receive window of unread bytes in the kernel; beyond that a refused socket is answered
+ * and closed at once.
+ */
+function refuser(): (socket: Socket, err: ApiError) => void {
+  let held = 0;
+  return (socket, err) => {
+    socket.on('error', () => {});
+    if (held >= REFUSALS_AT_ONCE) {
+      socket.end(rawAnswer(err));
+      return void socket.destroy();
+    }
+    held++;
+    let timer = setTimeout(() => {
+      socket.end(rawAnswer(err));
+      timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+    }, REFUSAL_DELAY_MS).unref();
+    socket.once('close', () => {
+      clearTimeout(timer);
+      held--;
+    });
+  };
 }
 
 /** The catalogue's JSON error as raw HTTP/1.1 bytes, closing the connection. */

@@ -83,6 +83,16 @@ export class SessionIntake {
     return RateLimited(String(this.limiter.ratePerSecond), caller).withHeaders({ 'retry-after': String(retry) });
   }
 
+  /**
+   * The 429 that turns a new connection of `caller` away as it connects, when its budget could
+   * not pay for one request, or for the one it was last refused (rate-limiter.ts): all its
+   * requests would be refused, and each would cost the agent a parse first.
+   */
+  turnAway(caller: string): ApiError | undefined {
+    const needed = this.limiter.tokensToAdmit(caller);
+    return needed > 0 ? this.rateLimited(caller, needed) : undefined;
+  }
+
   /** A request refused for its caller's budget before it was read: counted as one report received and refused. */
   countRateLimited(transport: Transport): void {
     this.received[transport].inc();

@@ -4,6 +4,12 @@
  * Lazy refill on use (no timers); a bucket is one small object per caller address.
  *
  * One limiter may serve both intakes, so a client cannot double its rate by using HTTP and gRPC.
+ *
+ * A bucket also remembers the ask it last refused, until it grants one: the listeners turn a
+ * caller's new connections away at once while its budget could not pay for that ask
+ * (`tokensToAdmit`). A caller refused a 1 MiB body (512 tokens) with 511 left would otherwise be
+ * let in, parsed and refused again on every new connection, each costing the agent far more
+ * than the caller.
  */
 
 export interface RateLimiterOptions {
@@ -19,6 +25,8 @@ export interface RateLimiterOptions {
 interface Bucket {
   tokens: number;
   at: number;
+  /** Tokens of the last ask refused (at most the burst), 0 once an ask is granted. */
+  refused: number;
 }
 
 export class ReportRateLimiter {
@@ -38,8 +46,12 @@ export class ReportRateLimiter {
   /** Takes `n` tokens if all are there; takes none otherwise. */
   take(caller: string, n: number): boolean {
     const bucket = this.refill(caller);
-    if (bucket.tokens < n) return false;
+    if (bucket.tokens < n) {
+      bucket.refused = Math.min(n, this.burst);
+      return false;
+    }
     bucket.tokens -= n;
+    bucket.refused = 0;
     return true;
   }
 
@@ -56,6 +68,17 @@ export class ReportRateLimiter {
     return this.buckets.has(caller) ? this.refill(caller).tokens : this.burst;
   }
 
+  /**
+   * Tokens `caller` must have for a new connection of its to be let in: one, or what its last
+   * refused ask cost while no ask has been granted since; 0 when it has them now.
+   */
+  tokensToAdmit(caller: string): number {
+    if (!this.buckets.has(caller)) return 0;
+    const bucket = this.refill(caller);
+    const needed = Math.max(1, bucket.refused);
+    return bucket.tokens < needed ? needed : 0;
+  }
+
   /** Whole seconds until `n` tokens are there (for Retry-After). */
   secondsUntil(caller: string, n: number): number {
     const bucket = this.refill(caller);
@@ -68,7 +91,7 @@ export class ReportRateLimiter {
     let bucket = this.buckets.get(caller);
     if (bucket === undefined) {
       if (this.buckets.size >= this.maxClients) this.forgetIdle(now);
-      bucket = { tokens: this.burst, at: now };
+      bucket = { tokens: this.burst, at: now, refused: 0 };
       this.buckets.set(caller, bucket);
       return bucket;
     }

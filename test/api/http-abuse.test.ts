@@ -6,10 +6,12 @@
  * every request paying its caller's rate budget before it is parsed, and a WS_* code on every
  * refusal, those of Node's HTTP parser included.
  */
+import { connect } from 'node:net';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SessionIntake } from '../../src/api/intake.js';
 import { ReportRateLimiter } from '../../src/api/rate-limiter.js';
+import { REFUSAL_DELAY_MS } from '../../src/api/http-listener.js';
 import { startServer, type RunningServer } from '../../src/api/server.js';
 import { auth, fixture, report } from './helpers/app-fixture.js';
 import { EngineDouble } from './helpers/engine-double.js';
@@ -191,6 +193,74 @@ describe('cost before parsing', () => {
     expect(refused!.headers).toMatch(/\r\nretry-after: \d+/i);
     expect(await broke.closedWithin()).toBe(true);
     expect((await healthz(await open(port, '127.0.0.4')))?.status).toBe(200);
+  });
+
+  it('turns away a new connection of a caller refused a body its budget cannot cover, until it can; others are served', async () => {
+    // 10 tokens, a clock the test moves: a GET spends 1, a 30 KiB batch (15 tokens) is refused,
+    // and from then on a new connection is turned away unasked, though 9 tokens are left.
+    let now = 0;
+    const engine = new EngineDouble();
+    const sessions = new SessionIntake(engine, new ReportRateLimiter({ ratePerSecond: 1, burst: 10, now: () => now }), new Registry());
+    const { port } = await serve({ engine, sessions, intake: { ratePerClient: 1, maxBatch: 100 } });
+    const c = await open(port, '127.0.0.3');
+    expect((await healthz(c))?.status).toBe(200);
+    c.answers.length = 0;
+    c.write(postHead('/v1/sessions:batch', 30 * 1024));
+    expect(await c.answer()).toMatchObject({ status: 429, code: 'WS_API_RATE_LIMITED' });
+
+    const turned = await open(port, '127.0.0.3');
+    const refused = await turned.answer();
+    expect(refused).toMatchObject({ status: 429, code: 'WS_API_RATE_LIMITED' });
+    expect(refused!.headers).toMatch(/\r\nretry-after: 1$/im); // 1 token short, at 1 a second
+    expect(await turned.closedWithin()).toBe(true);
+    expect((await healthz(await open(port, '127.0.0.4')))?.status).toBe(200);
+
+    now += 1_000; // 10 tokens: what the refused batch would be charged, capped at the burst
+    expect((await healthz(await open(port, '127.0.0.3')))?.status).toBe(200);
+    expect(engine.calls).toEqual([]);
+  });
+
+  it('does not read what a turned-away caller sends: its body stays unread until the connection is closed', async () => {
+    const sessions = new SessionIntake(new EngineDouble(), new ReportRateLimiter({ ratePerSecond: 1, burst: 1, now: () => 0 }), new Registry());
+    const { port } = await serve({ sessions });
+    expect((await healthz(await open(port, '127.0.0.3')))?.status).toBe(200); // the one token
+    // Half-open allowed, so that the agent's FIN after its answer does not end this side's writing.
+    const broke = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.3', allowHalfOpen: true });
+    broke.on('error', () => {});
+    let answer = '';
+    broke.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    const closed = new Promise<'closed'>((resolve) => broke.once('close', () => resolve('closed')));
+    await new Promise((resolve) => broke.once('connect', resolve));
+    // More than the loopback's socket buffers hold: the write drains only if the agent reads it.
+    broke.write(postHead('/v1/sessions:batch', 64 * 1024 * 1024));
+    const body = Buffer.alloc(1024 * 1024, 0x20);
+    for (let i = 0; i < 32; i++) broke.write(body);
+    const drained = new Promise<'drained'>((resolve) => broke.once('drain', () => resolve('drained')));
+    expect(await Promise.race([drained, closed])).toBe('closed');
+    expect(answer).toMatch(/^HTTP\/1\.1 429 [^]*"code":"WS_API_RATE_LIMITED"/);
+  });
+
+  it('answers a turned-away connection no sooner than the refusal delay: a caller that reconnects on every answer makes one attempt a second', async () => {
+    const sessions = new SessionIntake(new EngineDouble(), new ReportRateLimiter({ ratePerSecond: 1, burst: 1, now: () => 0 }), new Registry());
+    const { port } = await serve({ sessions });
+    expect((await healthz(await open(port, '127.0.0.3')))?.status).toBe(200); // the one token
+    const at = performance.now();
+    const turned = await open(port, '127.0.0.3');
+    expect(await turned.answer()).toMatchObject({ status: 429, code: 'WS_API_RATE_LIMITED' });
+    // A lower bound only (timers fire late, never early, bar a millisecond of rounding).
+    expect(performance.now() - at).toBeGreaterThanOrEqual(REFUSAL_DELAY_MS - 50);
+    expect(await turned.closedWithin()).toBe(true);
+  });
+
+  it('answers every turned-away connection, also beyond the refusals it lets linger', async () => {
+    const sessions = new SessionIntake(new EngineDouble(), new ReportRateLimiter({ ratePerSecond: 1, burst: 1, now: () => 0 }), new Registry());
+    const { port } = await serve({ sessions });
+    expect((await healthz(await open(port, '127.0.0.3')))?.status).toBe(200); // the one token
+    const turned = await Promise.all(Array.from({ length: 80 }, () => open(port, '127.0.0.3')));
+    for (const t of turned) {
+      expect(await t.answer()).toMatchObject({ status: 429, code: 'WS_API_RATE_LIMITED' });
+      expect(await t.closedWithin()).toBe(true);
+    }
   });
 
   it('charges a body without Content-Length as it arrives', async () => {

@@ -19,6 +19,25 @@ describe('ReportRateLimiter', () => {
     expect(limiter.take('b', 20)).toBe(true); // callers are independent
   });
 
+  it('asks a new connection for one token, or for the ask it last refused until it grants one', () => {
+    let now = 0;
+    const limiter = new ReportRateLimiter({ ratePerSecond: 10, burst: 20, now: () => now });
+    expect(limiter.tokensToAdmit('a')).toBe(0); // not seen: a full bucket
+    expect(limiter.take('a', 15)).toBe(true);
+    expect(limiter.take('a', 12)).toBe(false); // 5 left
+    expect(limiter.tokensToAdmit('a')).toBe(12);
+    now += 600; // 11 tokens
+    expect(limiter.tokensToAdmit('a')).toBe(12);
+    now += 100; // 12
+    expect(limiter.tokensToAdmit('a')).toBe(0);
+    expect(limiter.take('a', 100)).toBe(false); // over the burst: asks for a full bucket
+    expect(limiter.tokensToAdmit('a')).toBe(20);
+    now += 10_000;
+    expect(limiter.take('a', 1)).toBe(true); // granted: one token is enough again
+    expect(limiter.take('a', 19)).toBe(true);
+    expect(limiter.tokensToAdmit('a')).toBe(1);
+  });
+
   it('forgets idle callers instead of growing without bound', () => {
     // Proves the bucket map is bounded: full buckets are dropped when the table is full.
     let now = 0;
