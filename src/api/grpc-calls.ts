@@ -8,7 +8,10 @@
  *     for a slot: at most `readers` calls receive at once, `readersPerAddress` from one address,
  *     and a waiting call's sender is held by HTTP/2 flow control to the stream window (64 KiB).
  *     Partial messages so hold at most readers × the message limit, plus 64 KiB a stream.
- *     A small message arrives in the same packet as its call and holds its slot for microseconds;
+ *     A small message arrives in the same packet as its call and holds its slot for microseconds.
+ *     At most `waitingPerAddress` calls of one address wait; one more is refused at once
+ *     (RESOURCE_EXHAUSTED, WS_API_OVERLOADED), so an address that opens hundreds of calls and
+ *     stalls their messages does not leave hundreds of calls to end together at the deadline;
  *   - deadlines: a call waits at most `messageTimeoutMs` for a slot (then RESOURCE_EXHAUSTED,
  *     WS_API_OVERLOADED), and its message must arrive within `messageTimeoutMs` of getting one
  *     (then DEADLINE_EXCEEDED, WS_API_REQUEST_TIMEOUT). A stream that sends nothing for that long
@@ -22,6 +25,7 @@ import type { SessionIntake } from './intake.js';
 export interface CallLimits {
   readers: number;
   readersPerAddress: number;
+  waitingPerAddress: number;
   messageTimeoutMs: number;
 }
 
@@ -34,20 +38,35 @@ export class ReadSlots {
   private readonly byAddress = new Map<string, number>();
   private readonly waiting: { address: string; grant: Grant }[] = [];
 
-  constructor(private readonly total: number, private readonly perAddress: number) {}
+  private readonly waitingByAddress = new Map<string, number>();
 
-  /** Calls `grant` now or when a slot frees; the returned function withdraws the wish. */
-  acquire(address: string, grant: Grant): () => void {
+  constructor(
+    private readonly total: number,
+    private readonly perAddress: number,
+    private readonly waitingPerAddress = Number.POSITIVE_INFINITY,
+  ) {}
+
+  /**
+   * Calls `grant` now or when a slot frees; the returned function withdraws the wish. Undefined
+   * when `address` already has `waitingPerAddress` wishes waiting: the wish is refused.
+   */
+  acquire(address: string, grant: Grant): (() => void) | undefined {
     if (this.fits(address)) {
       this.take(address);
       grant();
       return NOTHING_TO_WITHDRAW;
     }
+    const waiting = this.waitingByAddress.get(address) ?? 0;
+    if (waiting >= this.waitingPerAddress) return undefined;
+    this.waitingByAddress.set(address, waiting + 1);
     const wish = { address, grant };
     this.waiting.push(wish);
     return () => {
       const i = this.waiting.indexOf(wish);
-      if (i >= 0) this.waiting.splice(i, 1);
+      if (i >= 0) {
+        this.waiting.splice(i, 1);
+        this.unwait(address);
+      }
     };
   }
 
@@ -60,8 +79,15 @@ export class ReadSlots {
     const next = this.waiting.findIndex((w) => this.fits(w.address));
     if (next < 0) return;
     const [wish] = this.waiting.splice(next, 1);
+    this.unwait(wish!.address);
     this.take(wish!.address);
     wish!.grant();
+  }
+
+  private unwait(address: string): void {
+    const n = this.waitingByAddress.get(address) ?? 0;
+    if (n <= 1) this.waitingByAddress.delete(address);
+    else this.waitingByAddress.set(address, n - 1);
   }
 
   get readers(): number {
@@ -86,7 +112,7 @@ function status(code: grpc.status, err: ApiError): grpc.StatusObject {
 }
 
 /** The interceptor. */
-export function guardCalls(intake: SessionIntake, limits: CallLimits, slots = new ReadSlots(limits.readers, limits.readersPerAddress)): grpc.ServerInterceptor {
+export function guardCalls(intake: SessionIntake, limits: CallLimits, slots = new ReadSlots(limits.readers, limits.readersPerAddress, limits.waitingPerAddress)): grpc.ServerInterceptor {
   return (_method, next) => {
     const address = callerAddress(next.getConnectionInfo().remoteAddress);
     const call = new GuardedCall(next, address, slots, limits.messageTimeoutMs);
@@ -178,6 +204,10 @@ class GuardedCall extends grpc.ServerInterceptingCall {
     this.asking = true;
     const withdraw = this.slots.acquire(this.address, this.granted);
     this.asking = false;
+    if (withdraw === undefined) {
+      this.sendStatus(status(grpc.status.RESOURCE_EXHAUSTED, Overloaded('too many calls from this address already wait for a read slot')));
+      return;
+    }
     if (this.phase === 'waiting') this.withdraw = withdraw;
   }
 

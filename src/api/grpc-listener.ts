@@ -34,6 +34,8 @@ export interface GrpcLimits {
   readers: number;
   /** Calls reading a message at once from one address (default 4). */
   readersPerAddress: number;
+  /** Calls of one address waiting for a read slot (default 16); one more is refused at once. */
+  waitingPerAddress: number;
   /** A message must arrive within this long of the call asking for it (default 10 s). */
   messageTimeoutMs: number;
   /** A connection with no call for this long is closed (default 1 min). */
@@ -49,6 +51,7 @@ export const DEFAULT_GRPC_LIMITS: GrpcLimits = {
   streamsPerConnection: 16,
   readers: 16,
   readersPerAddress: 4,
+  waitingPerAddress: 16,
   messageTimeoutMs: 10_000,
   maxConnectionIdleMs: 60_000,
   maxConnectionAgeMs: 60 * 60_000,

@@ -122,6 +122,26 @@ describe('gRPC partial messages', () => {
     expect(value.outcome.status).toBe('steered');
   });
 
+  it('lets `waitingPerAddress` calls of one address wait for a slot and refuses the next at once, while another address is served', async () => {
+    const { server, engine } = await serve({ maxMessageBytes: 512 * 1024, limits: { readers: 2, readersPerAddress: 1, waitingPerAddress: 2, messageTimeoutMs: 5_000 } });
+    const session = connect(server.port, '127.0.0.3');
+    // One reads, two wait, two are refused: they end now, not at the deadline.
+    const calls = Array.from({ length: 5 }, () => call(session, frame(400_000, 300_000), false));
+    let ended = 0;
+    for (const c of calls) void c.ended.then(() => ended++);
+    await expect.poll(() => ended, { timeout: 4_000 }).toBe(2);
+    const refused = (await Promise.all(calls.map((c) => settled(c.ended, 0).then((done) => (done ? c.ended : undefined))))).filter(Boolean);
+    expect(refused).toEqual([
+      { status: grpc.status.RESOURCE_EXHAUSTED, code: 'WS_API_OVERLOADED' },
+      { status: grpc.status.RESOURCE_EXHAUSTED, code: 'WS_API_OVERLOADED' },
+    ]);
+    expect(await settled(Promise.all(calls.map((c) => c.ended)), 200)).toBe(false);
+    // Another address has a slot of its own and nobody waiting: its call is served.
+    const other = connect(server.port, '127.0.0.4');
+    expect((await call(other, frame(0, 0), true).ended).code).toBe('WS_API_VALIDATION');
+    expect(engine.calls).toEqual([]);
+  });
+
   it('refuses a message declared over the size limit at its length prefix', async () => {
     const { server } = await serve({ maxMessageBytes: 64 * 1024 });
     const session = connect(server.port, '127.0.0.3');
