@@ -197,16 +197,20 @@ export class EdgeLab extends Lab {
 
   /**
    * A blackhole in the ISP (carrier up, nothing forwarded either way), or its end. On the path,
-   * so it hits steered connections and probes alike. Returns when the fault is in force.
+   * so it hits steered connections and probes alike. Returns when the fault is in force, with the
+   * moment it was ordered (before the nft command, as the benchmarks take a fault's time): a gap
+   * measured from it includes the command's own run time instead of hiding part of the gap
+   * behind it.
    */
   blackhole(wan: WanName, on: boolean): bigint {
+    const ordered = process.hrtime.bigint();
     const ns = this.isps[ISP_OF[wan]];
     this.nft(ns, [
       'table inet lab_fault {}',
       'delete table inet lab_fault',
       ...(on ? ['table inet lab_fault {', '  chain forward {', '    type filter hook forward priority -300; policy drop;', '  }', '}'] : []),
     ]);
-    return process.hrtime.bigint();
+    return ordered;
   }
 
   /** The conntrack table of a namespace (one line per connection, as /proc/net/nf_conntrack has it). */

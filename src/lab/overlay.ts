@@ -159,7 +159,9 @@ export class WanLab extends Lab {
   /**
    * Lose packets on the path of `link`, edge -> cloud: all of them (a blackhole, carrier up) or a
    * random share; null removes the fault. `family` limits it to IPv4 (`ip`) or IPv6 (`ip6`).
-   * Returns when the fault took effect.
+   * Returns when the fault took effect, with the moment it was ordered (before the nft command,
+   * as the benchmarks take a fault's time): a gap measured from it is never shortened by the
+   * command's own run time.
    *
    * The packets are dropped where they arrive, on the netdev ingress hook of the link's far end
    * (the cloud's c0/c1): that sees everything the edge sent over the link, steered or not. The
@@ -170,6 +172,7 @@ export class WanLab extends Lab {
    * a dead next hop (that is carrier loss, setCloudLink).
    */
   drop(link: 'wan0' | 'wan1', percent: number | null, family?: 'ip' | 'ip6'): bigint {
+    const ordered = process.hrtime.bigint();
     const table = `wsfault_${link}`;
     const dev = FAR_END[link];
     const which = family ? `meta protocol ${family}` : 'meta protocol { ip, ip6 }';
@@ -187,7 +190,7 @@ export class WanLab extends Lab {
           ]),
     ];
     this.exec(this.cloud, ['nft', '-f', '-'], script.join('\n') + '\n');
-    return process.hrtime.bigint();
+    return ordered;
   }
 
   /** Set a link down or up from the cloud side (carrier loss on the edge's wanN). */
