@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "wansteer demo: run as root (or: sudo scripts/demo.sh): it creates network namespaces and loads BPF" >&2; exit 2; }
 WANSTEER_SKIP_K8S=1 scripts/setup.sh   # the demo needs no Kubernetes control plane
-exec node bin/wansteer.js demo "$@"
+exec bin/wansteer.js demo "$@"

@@ -1,7 +1,8 @@
 // Proves the Dockerfile (which cannot be built here) has the shape the agent needs: a build stage
 // with clang/llvm/libbpf-dev that runs `make -C bpf`, `npm ci` and tsc and prunes dev packages,
 // and a slim Node 20 runtime stage with libbpf1 and iproute2 that copies everything the agent
-// reads at run time from the build stage and starts `node bin/wansteer.js agent`.
+// reads at run time from the build stage and starts `bin/wansteer.js agent` (its #! line's node flags
+// apply only when the script is executed itself).
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fromRoot } from '../../src/config/paths.js';
@@ -79,8 +80,14 @@ describe('Dockerfile', () => {
     expect(copies(runtime!).every((c) => c[0] === '--from=build'), 'nothing from the host tree in the runtime stage').toBe(true);
   });
 
-  it('starts the agent with the config the DaemonSet mounts', () => {
-    expect(execForm(runtime!, 'ENTRYPOINT')).toEqual(['node', 'bin/wansteer.js', 'agent']);
+  it('starts the agent with the config the DaemonSet mounts, by executing the script so that its node flags apply', () => {
+    const workdir = runtime!.instructions.find((i) => i.op === 'WORKDIR')?.args;
+    expect(execForm(runtime!, 'ENTRYPOINT')).toEqual([`${workdir}/bin/wansteer.js`, 'agent']);
+    // Executed, not given to `node`: the #! line's V8 flags (bin/wansteer.js says why) are the
+    // ones bench/agent.ts and bench/abuse.ts measured the agent with.
+    const shebang = readFileSync(fromRoot('bin/wansteer.js'), 'utf8').split('\n', 1)[0]!;
+    expect(shebang).toMatch(/^#!\/usr\/bin\/env -S node (.* )?--max-semi-space-size=4( |$)/);
+    expect(shebang).toMatch(/ --initial-old-space-size=\d+( |$)/);
     expect(execForm(runtime!, 'CMD')).toEqual(['--config', '/etc/wansteer/config.yaml']);
     expect(runtime!.instructions.some((i) => i.op === 'USER')).toBe(false); // uid 0, capabilities set by the DaemonSet
   });
