@@ -3,6 +3,7 @@
  * `perAddress` from one caller address, so that a caller without a token cannot hold every
  * socket (and the memory behind each) of the agent. Both listeners (HTTP, gRPC) count their own.
  */
+import { AddressCounts } from './address-counts.js';
 
 export interface ConnectionCaps {
   /** Connections open at once, all callers together. */
@@ -12,7 +13,7 @@ export interface ConnectionCaps {
 }
 
 export class ConnectionGuard {
-  private readonly byAddress = new Map<string, number>();
+  private readonly byAddress = new AddressCounts();
   private count = 0;
 
   constructor(readonly caps: ConnectionCaps) {}
@@ -20,20 +21,15 @@ export class ConnectionGuard {
   /** Counts a new connection from `address` in; or, over a cap, counts nothing and says which. */
   admit(address: string): string | undefined {
     if (this.count >= this.caps.total) return `the agent holds its limit of ${this.caps.total} connections; retry later`;
-    const n = this.byAddress.get(address) ?? 0;
-    if (n >= this.caps.perAddress) return `${address} holds its limit of ${this.caps.perAddress} connections; reuse one (keep-alive)`;
-    this.byAddress.set(address, n + 1);
+    if (this.byAddress.of(address) >= this.caps.perAddress) return `${address} holds its limit of ${this.caps.perAddress} connections; reuse one (keep-alive)`;
+    this.byAddress.add(address);
     this.count++;
     return undefined;
   }
 
   /** A connection admitted from `address` closed. */
   release(address: string): void {
-    const n = this.byAddress.get(address);
-    if (n === undefined) return;
-    if (n <= 1) this.byAddress.delete(address);
-    else this.byAddress.set(address, n - 1);
-    this.count--;
+    if (this.byAddress.remove(address)) this.count--;
   }
 
   get connections(): number {
@@ -41,6 +37,6 @@ export class ConnectionGuard {
   }
 
   connectionsFrom(address: string): number {
-    return this.byAddress.get(address) ?? 0;
+    return this.byAddress.of(address);
   }
 }

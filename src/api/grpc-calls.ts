@@ -18,6 +18,7 @@
  *     is ended the same way.
  */
 import * as grpc from '@grpc/grpc-js';
+import { AddressCounts } from './address-counts.js';
 import { callerAddress } from './caller.js';
 import { Overloaded, RequestTimeout, type ApiError } from './errors.js';
 import type { SessionIntake } from './intake.js';
@@ -35,10 +36,10 @@ const NOTHING_TO_WITHDRAW = (): void => {};
 /** Read slots, handed out first come first served among the addresses under their share. */
 export class ReadSlots {
   private inUse = 0;
-  private readonly byAddress = new Map<string, number>();
+  private readonly byAddress = new AddressCounts();
   private readonly waiting: { address: string; grant: Grant }[] = [];
 
-  private readonly waitingByAddress = new Map<string, number>();
+  private readonly waitingByAddress = new AddressCounts();
 
   constructor(
     private readonly total: number,
@@ -56,38 +57,29 @@ export class ReadSlots {
       grant();
       return NOTHING_TO_WITHDRAW;
     }
-    const waiting = this.waitingByAddress.get(address) ?? 0;
-    if (waiting >= this.waitingPerAddress) return undefined;
-    this.waitingByAddress.set(address, waiting + 1);
+    if (this.waitingByAddress.of(address) >= this.waitingPerAddress) return undefined;
+    this.waitingByAddress.add(address);
     const wish = { address, grant };
     this.waiting.push(wish);
     return () => {
       const i = this.waiting.indexOf(wish);
       if (i >= 0) {
         this.waiting.splice(i, 1);
-        this.unwait(address);
+        this.waitingByAddress.remove(address);
       }
     };
   }
 
   release(address: string): void {
-    const n = this.byAddress.get(address) ?? 0;
-    if (n <= 1) this.byAddress.delete(address);
-    else this.byAddress.set(address, n - 1);
+    this.byAddress.remove(address);
     this.inUse--;
     if (this.waiting.length === 0) return;
     const next = this.waiting.findIndex((w) => this.fits(w.address));
     if (next < 0) return;
     const [wish] = this.waiting.splice(next, 1);
-    this.unwait(wish!.address);
+    this.waitingByAddress.remove(wish!.address);
     this.take(wish!.address);
     wish!.grant();
-  }
-
-  private unwait(address: string): void {
-    const n = this.waitingByAddress.get(address) ?? 0;
-    if (n <= 1) this.waitingByAddress.delete(address);
-    else this.waitingByAddress.set(address, n - 1);
   }
 
   get readers(): number {
@@ -95,12 +87,12 @@ export class ReadSlots {
   }
 
   private fits(address: string): boolean {
-    return this.inUse < this.total && (this.byAddress.get(address) ?? 0) < this.perAddress;
+    return this.inUse < this.total && this.byAddress.of(address) < this.perAddress;
   }
 
   private take(address: string): void {
     this.inUse++;
-    this.byAddress.set(address, (this.byAddress.get(address) ?? 0) + 1);
+    this.byAddress.add(address);
   }
 }
 
