@@ -31,14 +31,14 @@
  * etcd and istiod); about 8 minutes.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLOUD_SERVICE, EnvoyRig } from '../test/envoy/envoy-lab.js';
 import { ISTIO_LINE, Istiod, sidecarBootstrap, type SidecarIdentity } from '../test/helpers/istiod.js';
-import { captureInbound, configDump, endpointSlice, httpChains, LUA, markRunning, pod, service, until } from '../test/helpers/istio-workloads.js';
+import { captureInbound, clusterBasics, configDump, httpChains, LUA, markRunning, until, workload } from '../test/helpers/istio-workloads.js';
 import { KubeControlPlane, KUBE_APISERVER, PILOT_DISCOVERY, type ApiObject } from '../test/helpers/kube-control-plane.js';
 import { EDGE, ENVOY_VERSION, LabEnvoy, envoyBinary } from '../src/lab/index.js';
-import { CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, pinned, PROXY_CPU, roundFigures, roundOf, upstreamBootstrap, withLuaSource, wrk, type Round, type Window } from './envoy-measure.js';
+import { alternatingRounds, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk } from './envoy-measure.js';
 import { report, requireRoot } from './lib.js';
 
 const ROUNDS = Number(process.env.WANSTEER_BENCH_ROUNDS ?? 10);
@@ -58,19 +58,6 @@ type Config = (typeof CONFIGS)[number];
 const LABEL: Record<Config, string> = { none: 'no filter', 'lua-empty': 'empty Lua filter', session: 'session mode' };
 const TARGET: Partial<Record<Config, string>> = { session: '>= 95' };
 
-function clusterObjects(): ApiObject[] {
-  return [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: SHOP } },
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-1' } },
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: SHOP } },
-    pod(APP, POD_PORT),
-    service(APP.pod, SHOP, { app: APP.labels.app! }, POD_PORT, POD_PORT),
-    endpointSlice(APP.pod, SHOP, APP.ip, POD_PORT, APP.pod),
-    // Plaintext inbound: the stock Envoy has no pilot-agent to serve its mTLS secrets.
-    { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'DISABLE' } } } as ApiObject,
-  ];
-}
-
 /** The HTTP chains of istiod's inbound listener that serve the Pod's port. */
 function podChains(sidecar: LabEnvoy) {
   return httpChains(configDump(sidecar)).filter((c) => c.listener === 'virtualInbound' && c.chain.endsWith(`_${POD_PORT}`));
@@ -89,7 +76,7 @@ async function main(): Promise<void> {
   try {
     cp = await KubeControlPlane.start();
     await cp.installCrds({ allIstio: true });
-    await cp.apply(clusterObjects());
+    await cp.apply([...clusterBasics(SHOP), ...workload(APP, POD_PORT)]);
     await markRunning(cp, APP);
     const rendered = (await rig.render('sidecar-inbound')) as ApiObject[];
     const named = (name: string) => {
@@ -112,11 +99,8 @@ async function main(): Promise<void> {
     captureInbound(rig.lab, rig.lab.edge, APP.ip, POD_PORT);
 
     const start = async (bootstrap: object, adminPort: number, cpu: number) => {
-      const envoy = await LabEnvoy.start(rig.lab, rig.lab.edge, bootstrap, { adminPort, concurrency: 1, prefix: pinned(cpu, []), readyTimeoutMs: 120_000 });
+      const envoy = await startPinnedEnvoy(rig.lab, rig.lab.edge, bootstrap, { adminPort, cpu, readyTimeoutMs: 120_000 });
       envoys.push(envoy);
-      // The CPU accounting reads the proxy's pid: it must be Envoy's, not a wrapper's.
-      const comm = readFileSync(`/proc/${envoy.pid}/comm`, 'utf8').trim();
-      if (comm !== 'envoy') throw new Error(`pid ${envoy.pid} is ${comm}, not envoy`);
       return envoy;
     };
     await start(upstreamBootstrap(APP.ip, POD_PORT, APP_ADMIN_PORT), APP_ADMIN_PORT, LOAD_CPU);
@@ -156,15 +140,7 @@ async function main(): Promise<void> {
     await switchTo('session');
     const sessionChain = chainOf('session');
     const reportsBefore = rig.reportsSince(0).length;
-    const rounds: Round<Config>[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 ? [...CONFIGS].reverse() : [...CONFIGS];
-      const windows: Partial<Record<Config, Window>> = {};
-      for (const c of order) windows[c] = await measure(c);
-      rounds.push(roundOf(round, order, windows));
-      const line = order.map((c) => `${c} ${Math.round(windows[c]!.rps)}/s ${windows[c]!.proxyUsPerRequest.toFixed(1)}µs`).join(', ');
-      console.log(`round ${round + 1}/${ROUNDS}: ${line}; others ${Math.round(Math.max(...order.map((c) => windows[c]!.othersPct)))} % of a core at most`);
-    }
+    const rounds = await alternatingRounds(CONFIGS, ROUNDS, measure);
     await new Promise((r) => setTimeout(r, 500)); // the tap's last lines
     const reports = rig.reportsSince(0).length - reportsBefore;
 

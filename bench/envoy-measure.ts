@@ -8,6 +8,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { promisify } from 'node:util';
+import { LabEnvoy, type Lab } from '../src/lab/index.js';
 import { median, type Figure } from './lib.js';
 
 export const CONNECTIONS = 16;
@@ -246,10 +247,42 @@ export interface Round<C extends string> {
   counted?: boolean;
 }
 
-export function roundOf<C extends string>(round: number, order: C[], windows: Partial<Record<C, Window>>): Round<C> {
+function roundOf<C extends string>(round: number, order: C[], windows: Partial<Record<C, Window>>): Round<C> {
   const kept: Partial<Record<C, Record<string, number>>> = {};
   for (const c of order) kept[c] = Object.fromEntries(Object.entries(windows[c]!).map(([k, v]) => [k, round2(v as number)]));
   return { round, order, windows: kept };
+}
+
+/**
+ * `count` rounds in alternating order (A B C, C B A, ...), one window per configuration each, so
+ * that drift on the machine hits the configurations alike; each round is printed as it ends.
+ */
+export async function alternatingRounds<C extends string>(configs: readonly C[], count: number, measure: (c: C) => Promise<Window>): Promise<Round<C>[]> {
+  const rounds: Round<C>[] = [];
+  for (let round = 0; round < count; round++) {
+    const order = round % 2 ? [...configs].reverse() : [...configs];
+    const windows: Partial<Record<C, Window>> = {};
+    for (const c of order) windows[c] = await measure(c);
+    rounds.push(roundOf(round, order, windows));
+    const line = order.map((c) => `${c} ${Math.round(windows[c]!.rps)}/s ${windows[c]!.proxyUsPerRequest.toFixed(1)}µs`).join(', ');
+    console.log(`round ${round + 1}/${count}: ${line}; others ${Math.round(Math.max(...order.map((c) => windows[c]!.othersPct)))} % of a core at most`);
+  }
+  return rounds;
+}
+
+/**
+ * A measured Envoy: one worker, pinned to `cpu` at the benchmark's priority (pinned()). Its pid
+ * is checked to be Envoy's, not a wrapper's: the CPU accounting reads it.
+ */
+export async function startPinnedEnvoy(lab: Lab, ns: string, bootstrap: object, options: { adminPort: number; cpu: number; readyTimeoutMs?: number }): Promise<LabEnvoy> {
+  const { adminPort, cpu, readyTimeoutMs } = options;
+  const envoy = await LabEnvoy.start(lab, ns, bootstrap, { adminPort, concurrency: 1, prefix: pinned(cpu, []), ...(readyTimeoutMs ? { readyTimeoutMs } : {}) });
+  const comm = readFileSync(`/proc/${envoy.pid}/comm`, 'utf8').trim();
+  if (comm !== 'envoy') {
+    envoy.stop();
+    throw new Error(`pid ${envoy.pid} is ${comm}, not envoy`);
+  }
+  return envoy;
 }
 
 /**

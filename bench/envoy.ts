@@ -31,10 +31,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { CLOUD_SERVICE, EnvoyRig, REVIEWS } from '../test/envoy/envoy-lab.js';
-import { EDGE, ENVOY_VERSION, LabEnvoy, meshBootstrap, type MeshSpec } from '../src/lab/index.js';
+import { EDGE, ENVOY_VERSION, meshBootstrap, type MeshSpec } from '../src/lab/index.js';
 import { MODULE_FILE } from '../src/cli/render/lua-source.js';
 import { fromRoot } from '../src/config/paths.js';
-import { CONNECTIONS, LOAD_CPU, measure as measureWindow, NICE, PINNED, pinned, PROXY_CPU, roundFigures, roundOf, upstreamBootstrap, luaSourceOf, withLuaSource, wrk as wrkRun, type Round, type Window } from './envoy-measure.js';
+import { alternatingRounds, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun, type Window } from './envoy-measure.js';
 import { median, report, requireRoot, type Figure } from './lib.js';
 
 const UPSTREAM_PORT = 19999;
@@ -112,13 +112,7 @@ async function main(): Promise<void> {
   execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
   const rig = await EnvoyRig.create('bench');
   try {
-    const start = async (bootstrap: object, adminPort: number, cpu: number) => {
-      const envoy = await LabEnvoy.start(rig.lab, rig.lab.edge, bootstrap, { adminPort, concurrency: 1, prefix: pinned(cpu, []) });
-      // The CPU accounting reads the proxy's pid: it must be Envoy's, not a wrapper's.
-      const comm = readFileSync(`/proc/${envoy.pid}/comm`, 'utf8').trim();
-      if (comm !== 'envoy') throw new Error(`pid ${envoy.pid} is ${comm}, not envoy`);
-      return envoy;
-    };
+    const start = (bootstrap: object, adminPort: number, cpu: number) => startPinnedEnvoy(rig.lab, rig.lab.edge, bootstrap, { adminPort, cpu });
     const upstream = await start(upstreamBootstrap('127.0.0.1', UPSTREAM_PORT, 15900), 15900, LOAD_CPU);
     const inbound = await rig.render('sidecar-inbound');
     // Mark mode alone: the rendered mark-class patch, no Lua filter.
@@ -157,16 +151,8 @@ async function main(): Promise<void> {
 
     // Keep-alive: the steady state (a report per connection and class, so almost none).
     for (const c of CONFIGS) await wrkRun(run(c, WARMUP_SECONDS));
-    const rounds: Round<Config>[] = [];
     const reportsBefore = rig.reportsSince(0).length;
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 ? [...CONFIGS].reverse() : [...CONFIGS];
-      const windows: Partial<Record<Config, Window>> = {};
-      for (const c of order) windows[c] = await measure(c, SECONDS);
-      rounds.push(roundOf(round, order, windows));
-      const line = order.map((c) => `${c} ${Math.round(windows[c]!.rps)}/s ${windows[c]!.proxyUsPerRequest.toFixed(1)}µs`).join(', ');
-      console.log(`round ${round + 1}/${ROUNDS}: ${line}; others ${Math.round(Math.max(...order.map((c) => windows[c]!.othersPct)))} % of a core at most`);
-    }
+    const rounds = await alternatingRounds(CONFIGS, ROUNDS, (c) => measure(c, SECONDS));
     await new Promise((r) => setTimeout(r, 500)); // the tap's last lines
     const keepAliveReports = rig.reportsSince(0).length - reportsBefore;
 

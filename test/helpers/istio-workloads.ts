@@ -29,6 +29,27 @@ export const endpointSlice = (serviceName: string, namespace: string, ip: string
   ports: [{ name: 'http', port, protocol: 'TCP' }],
 });
 
+/**
+ * What a cluster without kubelets or controllers needs before its workloads: the namespace, the
+ * node the pods run on (no kubelet registers it; istiod reads its locality from it), the
+ * namespace's default ServiceAccount (no controller-manager makes it; the ServiceAccount
+ * admission wants it), and plaintext inbound chains mesh-wide (the stock Envoy has no
+ * pilot-agent to serve its mTLS secrets).
+ */
+export function clusterBasics(namespace: string): ApiObject[] {
+  return [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } },
+    { apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-1' } },
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace } },
+    { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'DISABLE' } } } as ApiObject,
+  ];
+}
+
+/** A workload: its Pod, the Service selecting it by `app` on `port`, and the EndpointSlice to the pod. */
+export function workload(id: SidecarIdentity, port: number): ApiObject[] {
+  return [pod(id, port), service(id.pod, id.namespace, { app: id.labels.app! }, port, port), endpointSlice(id.pod, id.namespace, id.ip, port, id.pod)];
+}
+
 /** What a kubelet would report: the pod running and ready on its IP. */
 export async function markRunning(cp: KubeControlPlane, id: SidecarIdentity): Promise<void> {
   const path = `/api/v1/namespaces/${id.namespace}/pods/${id.pod}`;

@@ -24,7 +24,7 @@ import { CLOUD, EDGE, LabEnvoy } from '../../src/lab/index.js';
 import { APP_PORT, EnvoyRig, REVIEWS, requestsOf, TAP_PORT } from '../envoy/envoy-lab.js';
 import { controlPlane } from '../helpers/control-plane-gate.js';
 import { ISTIO_LINE, Istiod, sidecarBootstrap, type SidecarIdentity } from '../helpers/istiod.js';
-import { captureInbound, configDump, endpointSlice, httpChains, ipTos, LUA, markRunning, optionValues, pod, ROUTER, service, until, type Json } from '../helpers/istio-workloads.js';
+import { captureInbound, clusterBasics, configDump, endpointSlice, httpChains, ipTos, LUA, markRunning, optionValues, ROUTER, service, until, workload, type Json } from '../helpers/istio-workloads.js';
 import { KubeControlPlane, PILOT_DISCOVERY, type ApiObject } from '../helpers/kube-control-plane.js';
 import { describePrivileged } from '../helpers/privilege.js';
 import { requireEnvoy, requireTool } from '../helpers/tools.js';
@@ -43,17 +43,9 @@ const V1 = `outbound|80|v1|${REVIEWS}`;
 
 function clusterObjects(): ApiObject[] {
   return [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: SHOP } },
-    // The node the pods run on (no kubelet registers it): istiod reads its locality from it.
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-1' } },
-    // No controller-manager: the ServiceAccount admission wants the namespace's default account.
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: SHOP } },
-    pod(STEERED, APP_PORT),
-    pod(PLAIN, APP_PORT),
-    service(STEERED.pod, SHOP, { app: STEERED.labels.app! }, APP_PORT, APP_PORT),
-    service(PLAIN.pod, SHOP, { app: PLAIN.labels.app! }, APP_PORT, APP_PORT),
-    endpointSlice(STEERED.pod, SHOP, STEERED.ip, APP_PORT, STEERED.pod),
-    endpointSlice(PLAIN.pod, SHOP, PLAIN.ip, APP_PORT, PLAIN.pod),
+    ...clusterBasics(SHOP),
+    ...workload(STEERED, APP_PORT),
+    ...workload(PLAIN, APP_PORT),
     // The mark class's service and its subsets (reviews v2 is class jason-on-fibre, DSCP 10).
     service('reviews', 'default', { app: 'reviews' }, 80, 9080),
     endpointSlice('reviews', 'default', CLOUD.service.v4, 9080),
@@ -61,8 +53,6 @@ function clusterObjects(): ApiObject[] {
       apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'reviews', namespace: 'default' },
       spec: { host: REVIEWS, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
     } as ApiObject,
-    // Plaintext inbound chains: the stock Envoy has no pilot-agent to serve its mTLS secrets.
-    { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'DISABLE' } } } as ApiObject,
   ];
 }
 
