@@ -63,11 +63,6 @@ export class ReportRateLimiter {
     return taken;
   }
 
-  /** Tokens `caller` has now (a full bucket for one not seen yet); takes none. */
-  available(caller: string): number {
-    return this.buckets.has(caller) ? this.refill(caller).tokens : this.burst;
-  }
-
   /**
    * Tokens `caller` must have for a new connection of its to be let in: one, or what its last
    * refused ask cost while no ask has been granted since; 0 when it has them now.
