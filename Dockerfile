@@ -14,6 +14,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN make -C bpf \
+ && make -C native/addon \
  && npx tsc -p tsconfig.json \
  && npm prune --omit=dev
 
@@ -29,6 +30,7 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/build/bpf ./build/bpf
+COPY --from=build /src/build/native ./build/native
 COPY --from=build /src/node_modules ./node_modules
 # Read at run time: the gRPC intake's .proto, and the Lua filter for `wansteer render`.
 COPY --from=build /src/proto ./proto

@@ -7,13 +7,16 @@
  * alternate which goes first; the ratio is the median of the rounds' ratios. Target: the agent
  * at >= 70 % of C both ways.
  *
- * For context, the single writes also as bare bpf_map_update_elem calls through the koffi binding
- * (native/libbpf.ts), keys packed beforehand: what one call from Node costs before any encoding,
- * so that the binding's share can be told from the agent's.
+ * For context, the single writes also as bare bpf_map_update_elem calls, keys packed beforehand:
+ * through the koffi binding (native/libbpf.ts), which upsertFlow used until 2026-12-02, and
+ * through the Node-API write it uses now (native/bound-update.ts, one key buffer rewritten per
+ * call): what one call from Node costs before any encoding, so that the binding's share can be
+ * told from the agent's.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { BoundUpdate } from '../native/bound-update.js';
 import * as native from '../native/libbpf.js';
 import { Datapath, FLOW_CHUNK, type FlowKey } from '../src/datapath/index.js';
 import { encodeFlowKey } from '../src/datapath/codec.js';
@@ -87,8 +90,11 @@ function agentRound(pinDir: string, singles: FlowKey[], batch: { key: FlowKey; p
   }
 }
 
-/** The single writes as bare binding calls: keys packed and value set before the clock starts. */
-function bindingSingles(singles: FlowKey[]): number {
+/**
+ * The single writes as bare binding calls: keys packed and value set before the clock starts.
+ * koffi takes each key's buffer; the bound write has one key buffer, each key copied into it.
+ */
+function bindingSingles(singles: FlowKey[], via: 'koffi' | 'bound'): number {
   const K = Layout.flow4Key.size;
   const packed = Buffer.alloc(singles.length * K);
   const spare6 = Buffer.alloc(Layout.flow6Key.size);
@@ -99,9 +105,16 @@ function bindingSingles(singles: FlowKey[]): number {
   const fd = native.mapCreate(MapType.lruHash, 'ws_bench_flows', K, value.length, TABLE);
   if (fd < 0) throw new Error(`cannot create a flow table (errno ${-fd})`);
   try {
+    const slot = Buffer.alloc(K);
+    const bound = new BoundUpdate(slot, value);
     const t = process.cpuUsage();
     for (const k of keys) {
-      const rc = native.mapUpdate(fd, k, value);
+      let rc: number;
+      if (via === 'koffi') rc = native.mapUpdate(fd, k, value);
+      else {
+        slot.set(k);
+        rc = bound.run(fd);
+      }
       if (rc < 0) throw new Error(`bpf_map_update_elem failed (errno ${-rc})`);
     }
     return cpuNs(t);
@@ -117,10 +130,12 @@ export function measureFlowWrites(pinDir: string, rounds: number): Figure[] {
   const c: Round[] = [];
   const ts: Round[] = [];
   const bare: number[] = [];
+  const bareBound: number[] = [];
   for (let round = 0; round < rounds; round++) {
     if (round % 2 === 0) c.push(cRound(bin));
     ts.push(agentRound(`${pinDir}-w${round}`, singles, batch));
-    bare.push(bindingSingles(singles));
+    bare.push(bindingSingles(singles, 'koffi'));
+    bareBound.push(bindingSingles(singles, 'bound'));
     if (round % 2 === 1) c.push(cRound(bin));
   }
   const rate = (n: number, ns: number) => Math.round(n / (ns / 1e9));
@@ -131,6 +146,8 @@ export function measureFlowWrites(pinDir: string, rounds: number): Figure[] {
     { name: 'flow writes, single: upsertFlow / C', value: pct('singleNs'), unit: '%', target: `>= ${MIN_RATIO}` },
     { name: 'flow writes, single: bare bpf_map_update_elem via koffi', value: median(bare.map((ns) => rate(SINGLES, ns))), unit: 'entries/CPU-s' },
     { name: 'flow writes, single: bare via koffi / C', value: median(bare.map((ns, i) => (100 * c[i]!.singleNs) / ns)), unit: '%' },
+    { name: 'flow writes, single: bare bound write (Node-API)', value: median(bareBound.map((ns) => rate(SINGLES, ns))), unit: 'entries/CPU-s' },
+    { name: 'flow writes, single: bare bound write / C', value: median(bareBound.map((ns, i) => (100 * c[i]!.singleNs) / ns)), unit: '%' },
     { name: 'flow writes, batched: upsertFlows (incl. encoding)', value: median(ts.map((t) => rate(BATCH, t.batchNs))), unit: 'entries/CPU-s' },
     { name: `flow writes, batched: C bpf_map_update_batch (${FLOW_CHUNK} per call)`, value: median(c.map((t) => rate(BATCH, t.batchNs))), unit: 'entries/CPU-s' },
     { name: 'flow writes, batched: upsertFlows / C', value: pct('batchNs'), unit: '%', target: `>= ${MIN_RATIO}` },

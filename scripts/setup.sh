@@ -60,6 +60,8 @@ fi
 
 say "building the BPF object"
 make -s -C bpf || die "BPF build failed (see the compiler output above)"
+say "building the native addon"
+make -s -C native/addon || die "native addon build failed (see the compiler output above)"
 say "building TypeScript"
 npx tsc -p tsconfig.json || die "TypeScript build failed"
 say "ready"

@@ -3,8 +3,9 @@
  * needs — single and batch, per-CPU aware — each turning a negative errno into a typed error.
  * Keys and values are raw bytes here; src/datapath/codec.ts gives them meaning.
  */
+import { BoundUpdate } from '../../native/bound-update.js';
 import * as native from '../../native/libbpf.js';
-import { DatapathErrorCode, check } from './errors.js';
+import { DatapathErrorCode, check, invalid } from './errors.js';
 
 const ENOENT = 2;
 const ENOSPC = 28;
@@ -52,6 +53,27 @@ export class BpfMap {
     if (rc >= 0) return;
     if (rc === -E2BIG || rc === -ENOSPC) check(rc, DatapathErrorCode.FULL, `update ${this.name}`);
     check(rc, DatapathErrorCode.MAP, `update ${this.name}`);
+  }
+
+  /**
+   * `update` for a hot path that writes one entry at a time, always from the same two buffers:
+   * they are handed to native code once (native/bound-update.ts), and each call of the result
+   * writes what they hold then; with `stamp`, the u64 at `stampAt` in the value first gets the
+   * time (CLOCK_MONOTONIC ns). Same errors as `update`.
+   */
+  boundUpdate(key: Uint8Array, value: Uint8Array, stampAt = -1): (flags?: number, stamp?: boolean) => void {
+    // The kernel reads the map's key and value sizes from these addresses: shorter would be
+    // read past their end.
+    if (key.length !== this.keySize || value.length !== this.valueBytes) {
+      throw invalid(`bind ${this.name}`, `key of ${key.length} and value of ${value.length} bytes; the map has ${this.keySize} and ${this.valueBytes}`);
+    }
+    const bound = new BoundUpdate(key, value, stampAt);
+    return (flags = native.BPF_ANY, stamp = false) => {
+      const rc = bound.run(this.fd, flags, stamp);
+      if (rc >= 0) return;
+      if (rc === -E2BIG || rc === -ENOSPC) check(rc, DatapathErrorCode.FULL, `update ${this.name}`);
+      check(rc, DatapathErrorCode.MAP, `update ${this.name}`);
+    };
   }
 
   /** Delete `key`. False when it was not there. */

@@ -116,6 +116,9 @@ export class Datapath implements DatapathPort {
   private readonly valBuf: Buffer;
   /** valBuf's last_seen_ns as one host-order u64: the clock's BigInt goes in with one store. */
   private readonly valLastSeen: BigUint64Array;
+  /** The single flow writes, one per family, from key4Buf/key6Buf and valBuf. */
+  private readonly writeFlow4: (flags: number, stamp: boolean) => void;
+  private readonly writeFlow6: (flags: number, stamp: boolean) => void;
   private readonly census: Record<Family, FlowCensus>;
   private readonly u32 = Buffer.alloc(4);
   private readonly policyBuf = Buffer.alloc(Layout.policy.size);
@@ -130,6 +133,8 @@ export class Datapath implements DatapathPort {
     const val = new ArrayBuffer(this.flowValueSize);
     this.valBuf = Buffer.from(val);
     this.valLastSeen = new BigUint64Array(val, Layout.flowVal.lastSeenNs, 1);
+    this.writeFlow4 = d.maps.flows4.boundUpdate(this.key4Buf, this.valBuf, Layout.flowVal.lastSeenNs);
+    this.writeFlow6 = d.maps.flows6.boundUpdate(this.key6Buf, this.valBuf, Layout.flowVal.lastSeenNs);
     const census = (m: BpfMap) => new FlowCensus(m.maxEntries, m.type === MapType.lruHash ? LRU_FREE_AHEAD * (m.cpus + 1) : 0);
     this.census = { [FAMILY_IPV4]: census(d.maps.flows4), [FAMILY_IPV6]: census(d.maps.flows6) };
   }
@@ -303,17 +308,19 @@ export class Datapath implements DatapathPort {
   /** Steer one flow (its egress 5-tuple) by policy `policyId`. */
   upsertFlow(key: FlowKey, policyId: number, now?: bigint): void {
     // The agent writes flows one at a time as sessions are reported: every step here is paid
-    // per session, beside a syscall of ~1.3 µs (bench/flow-writes.ts). So no tuple or BigInt
-    // is allocated but the clock's own, and the value is written in place: policy id, zero
-    // flags, and the time as one u64 store (the clock's is in range; a caller's is checked).
+    // per session, beside a syscall of ~1 µs (bench/flow-writes.ts). So nothing is allocated:
+    // the key and value are written in place into buffers the native write holds (policy id,
+    // zero flags), and the time is stamped there by the write itself unless a caller gave one
+    // (checked, then one u64 store).
     checkPolicyId(policyId);
-    if (now !== undefined) checkLastSeen(now);
+    const stamp = now === undefined;
+    if (!stamp) checkLastSeen(now);
     const family = encodeFlowKey(key, this.key4Buf, 0, this.key6Buf, 0);
     writeU32LE(this.valBuf, Layout.flowVal.policyId, policyId);
     writeU32LE(this.valBuf, Layout.flowVal.flags, 0);
-    this.valLastSeen[0] = now ?? monotonicNs();
-    if (family === FAMILY_IPV4) this.d.maps.flows4.update(this.key4Buf, this.valBuf);
-    else this.d.maps.flows6.update(this.key6Buf, this.valBuf);
+    if (!stamp) this.valLastSeen[0] = now;
+    if (family === FAMILY_IPV4) this.writeFlow4(native.BPF_ANY, stamp);
+    else this.writeFlow6(native.BPF_ANY, stamp);
     this.census[family].written(1);
   }
 
