@@ -6,10 +6,12 @@
  * BpfMap.boundUpdate turns it into the same typed errors as update; buffers of the wrong size are
  * refused before anything is bound, and anything but buffers is refused by the addon.
  */
+import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { BoundUpdate } from '../../native/bound-update.js';
 import * as native from '../../native/libbpf.js';
 import { BpfMap, MapType } from '../../src/datapath/bpf-map.js';
+import { Datapath } from '../../src/datapath/index.js';
 import { DatapathError } from '../../src/datapath/errors.js';
 import { describePrivileged } from '../helpers/privilege.js';
 
@@ -117,5 +119,44 @@ describePrivileged('bound single map writes', () => {
     }
     expect(() => new BoundUpdate('key' as unknown as Buffer, Buffer.alloc(16))).toThrow(expect.objectContaining({ code: 'WS_NATIVE_ARGS' }));
     expect(() => new BoundUpdate(Buffer.alloc(0), Buffer.alloc(16))).toThrow(expect.objectContaining({ code: 'WS_NATIVE_ARGS' }));
+  });
+
+  it('Datapath: a single write and a batch of one stamp the time of the write, or keep the one given', () => {
+    const pinDir = `/sys/fs/bpf/wst-${process.pid}-bound`;
+    const dp = Datapath.open({ pinDir, flowTableSize: 1024 });
+    try {
+      const keys = [
+        { protocol: 'tcp', src: '10.0.0.1', sport: 1000, dst: '10.0.0.2', dport: 443 },
+        { protocol: 'udp', src: 'fd00::1', sport: 53, dst: 'fd00::2', dport: 5353 },
+      ] as const;
+      for (const key of keys) {
+        const before = process.hrtime.bigint();
+        dp.upsertFlow(key, 1);
+        const single = dp.getFlow(key)!;
+        dp.upsertFlows([{ key, policyId: 2 }]);
+        const batch = dp.getFlow(key)!;
+        const after = process.hrtime.bigint();
+        expect(single.policyId).toBe(1);
+        expect(batch.policyId).toBe(2);
+        for (const t of [single.lastSeenNs, batch.lastSeenNs]) expect(t >= before && t <= after, `${key.src}: ${before} <= ${t} <= ${after}`).toBe(true);
+        expect(batch.lastSeenNs >= single.lastSeenNs).toBe(true);
+        dp.upsertFlows([{ key, policyId: 1 }], 12_345n);
+        expect(dp.getFlow(key)).toEqual(expect.objectContaining({ policyId: 1, lastSeenNs: 12_345n }));
+      }
+      // Small batches, written one by one, are still refused whole: a bad entry anywhere, or a
+      // bad time, and nothing is written.
+      const bad = { protocol: 'tcp', src: '10.0.0.9', sport: 1, dst: 'fd00::9', dport: 1 } as const;
+      const good = (i: number) => ({ key: { protocol: 'tcp', src: '10.0.1.1', sport: 100 + i, dst: '10.0.0.2', dport: 80 } as const, policyId: 1 });
+      for (const batch of [[{ key: bad, policyId: 1 }], [good(1), { key: bad, policyId: 1 }], [good(1), good(2), { key: good(3).key, policyId: 0 }]]) {
+        expect(() => dp.upsertFlows(batch), `${batch.length} entries`).toThrow(expect.objectContaining({ code: 'WS_DATAPATH_INVALID' }));
+      }
+      expect(() => dp.upsertFlows([good(1), good(2)], -1n)).toThrow(expect.objectContaining({ code: 'WS_DATAPATH_INVALID' }));
+      expect(dp.countFlows()).toBe(2);
+      dp.upsertFlows([good(1), good(2), good(3)]);
+      expect(dp.countFlows()).toBe(5);
+    } finally {
+      dp.destroy();
+      rmSync(pinDir, { recursive: true, force: true });
+    }
   });
 });

@@ -44,6 +44,9 @@ function script(dp: DatapathPort): unknown {
     T0 + 10n * SEC,
   );
   dp.upsertFlow({ protocol: 'icmp', src: '::ffff:10.0.0.7', dst: '10.0.0.8' }, 2, T0 + 10n * SEC);
+  // batches of one (a single report), which the kernel datapath writes as a single write
+  dp.upsertFlows([{ key: { protocol: 'tcp', src: '10.2.0.1', sport: 3000, dst: '10.9.9.9', dport: 80 }, policyId: 2 }], T0 + 11n * SEC);
+  dp.upsertFlows([{ key: { protocol: 'udp', src: 'fd00:2::1', sport: 3001, dst: 'fd00:9::9', dport: 53 }, policyId: 1 }], T0 + 11n * SEC);
   const deleted = dp.deleteFlows([
     { protocol: 'tcp', src: '10.1.0.0', sport: 2000, dst: '10.9.9.9', dport: 80 },
     { protocol: 'tcp', src: '10.1.0.1', sport: 9999, dst: '10.9.9.9', dport: 80 }, // not there
@@ -86,7 +89,7 @@ describePrivileged('DatapathPort: MemoryDatapath answers as the kernel datapath 
     const fromMemory = script(new MemoryDatapath(4096, { lo: 1 }));
     expect(fromMemory).toEqual(fromKernel);
     // and the script really exercised something
-    expect((fromKernel as { count: number }).count).toBe(50); // 2 + 50 + 1 written, 1 deleted, 2 aged out
+    expect((fromKernel as { count: number }).count).toBe(52); // 2 + 50 + 1 + 2 written, 1 deleted, 2 aged out
     expect((fromKernel as { errors: string[] }).errors).toEqual(Array(5).fill('WS_DATAPATH_INVALID'));
   });
 });
