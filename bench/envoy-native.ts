@@ -25,17 +25,19 @@ const SECONDS = Number(process.env.WANSTEER_BENCH_SECONDS ?? 2);
 const WARMUP_SECONDS = 3;
 const MODULE_DIR = fromRoot('build/envoy-module');
 
-const CONFIGS = ['none', 'lua-empty', 'session', 'native-empty', 'native'] as const;
+/** none-twin: a second listener without a filter, an A/A check of how much two listeners differ. */
+const CONFIGS = ['none', 'none-twin', 'lua-empty', 'session', 'native-empty', 'native'] as const;
 type Config = (typeof CONFIGS)[number];
 const LABEL: Record<Config, string> = {
   none: 'no filter',
+  'none-twin': 'no filter, a twin listener',
   'lua-empty': 'empty Lua filter',
   session: 'session mode (Lua)',
   'native-empty': 'empty dynamic module filter',
   native: 'session quick path (dynamic module)',
 };
 const TARGET: Partial<Record<Config, string>> = { session: '>= 95', native: '>= 95' };
-const PORT: Record<Config, number> = { none: 16001, 'lua-empty': 16004, session: 16002, 'native-empty': 16008, native: 16007 };
+const PORT: Record<Config, number> = { none: 16001, 'none-twin': 16009, 'lua-empty': 16004, session: 16002, 'native-empty': 16008, native: 16007 };
 
 /** One proxy: a listener on the edge address, its one route to the upstream cluster. */
 function proxySpec(port: number, adminPort: number, cluster: string): MeshSpec {
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
     const plain = (c: Config) => meshBootstrap([], proxySpec(PORT[c], 15901, cluster));
     const bootstraps: Record<Config, object> = {
       none: plain('none'),
+      'none-twin': plain('none-twin'),
       'lua-empty': meshBootstrap(withLuaSource(inbound, 'function envoy_on_request(handle)\nend\n'), proxySpec(PORT['lua-empty'], 15901, cluster)),
       session: meshBootstrap(inbound, proxySpec(PORT.session, 15901, cluster)),
       'native-empty': withFilterBeforeRouter(plain('native-empty'), moduleFilter('empty', '')),
@@ -146,6 +149,8 @@ async function main(): Promise<void> {
       method: { envoy: ENVOY_VERSION, pinned: PINNED ? { proxy: PROXY_CPU, wrkAndUpstream: LOAD_CPU } : null, nice: NICE, wrk: { threads: 1, connections: CONNECTIONS }, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, secondsPerWindow: SECONDS, moduleHeaders: headers },
       rounds,
     });
+    // A profiling build of the module (make PROFILE=1) logs its own time per request.
+    for (const line of envoy.log.split('\n').filter((l) => l.includes('wansteer module profile')).slice(-4)) console.log(line);
     upstream.stop();
     envoy.stop();
   } finally {
