@@ -8,8 +8,8 @@
  *
  * The rig and the method are bench/envoy.ts's (a copy of its keep-alive part): one proxy Envoy
  * with a listener per configuration, pinned to CPU 0, wrk and the upstream on CPU 1, alternating
- * rounds, figures as medians of per-round ratios to no filter. Build the module first:
- * `make -C envoy-filters/native`.
+ * rounds, figures as medians of per-round ratios to no filter. The module is built first
+ * (`make -C envoy-filters/native`).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -106,7 +106,9 @@ function merged(bootstraps: object[]): object {
 async function main(): Promise<void> {
   if (!requireRoot('envoy-native')) return;
   execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
-  if (!existsSync(`${MODULE_DIR}/libwansteer.so`)) throw new Error(`no ${MODULE_DIR}/libwansteer.so: make -C envoy-filters/native`);
+  // Built here (make rebuilds only what changed), so that `npm run bench` needs no extra step.
+  execFileSync('make', ['-s', '-C', fromRoot('envoy-filters/native')], { stdio: 'inherit' });
+  if (!existsSync(`${MODULE_DIR}/libwansteer.so`)) throw new Error(`no ${MODULE_DIR}/libwansteer.so after make -C envoy-filters/native`);
   // Envoy finds lib<name>.so here; the proxy inherits it through the lab's spawn.
   process.env.ENVOY_DYNAMIC_MODULES_SEARCH_PATH = MODULE_DIR;
   const rig = await EnvoyRig.create('bench');

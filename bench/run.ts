@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['classify', 'datapath', 'throughput', 'internet', 'overlay', 'failover', 'agent', 'envoy', 'envoy-istiod', 'cluster', 'migration', 'abuse'];
+const BENCHES = ['classify', 'datapath', 'throughput', 'internet', 'overlay', 'failover', 'agent', 'envoy', 'envoy-native', 'envoy-istiod', 'cluster', 'migration', 'abuse'];
 const only = process.argv.slice(2);
 let failed = 0;
 for (const name of BENCHES) {
