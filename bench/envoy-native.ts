@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { CLOUD_SERVICE, EnvoyRig } from '../test/envoy/envoy-lab.js';
 import { EDGE, ENVOY_VERSION, meshBootstrap, type MeshSpec } from '../src/lab/index.js';
 import { fromRoot } from '../src/config/paths.js';
-import { alternatingRounds, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun } from './envoy-measure.js';
+import { alternatingRounds, mergedBootstraps as merged, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun } from './envoy-measure.js';
 import { report, requireRoot } from './lib.js';
 
 const UPSTREAM_PORT = 19999;
@@ -92,16 +92,6 @@ function allowListOf(luaSource: string): string[] {
   return [...m[1]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!);
 }
 
-function merged(bootstraps: object[]): object {
-  type Static = { admin: unknown; static_resources: { listeners: unknown[]; clusters: { name: string }[] } };
-  const listeners: unknown[] = [];
-  const clusters = new Map<string, { name: string }>();
-  for (const b of bootstraps as Static[]) {
-    listeners.push(...b.static_resources.listeners);
-    for (const c of b.static_resources.clusters) clusters.set(c.name, c);
-  }
-  return { admin: (bootstraps[0] as Static).admin, static_resources: { listeners, clusters: [...clusters.values()] } };
-}
 
 async function main(): Promise<void> {
   if (!requireRoot('envoy-native')) return;

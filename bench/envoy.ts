@@ -34,7 +34,7 @@ import { CLOUD_SERVICE, EnvoyRig, REVIEWS } from '../test/envoy/envoy-lab.js';
 import { EDGE, ENVOY_VERSION, meshBootstrap, type MeshSpec } from '../src/lab/index.js';
 import { MODULE_FILE } from '../src/cli/render/lua-source.js';
 import { fromRoot } from '../src/config/paths.js';
-import { alternatingRounds, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun, type Window } from './envoy-measure.js';
+import { alternatingRounds, mergedBootstraps as merged, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun, type Window } from './envoy-measure.js';
 import { median, report, requireRoot, type Figure } from './lib.js';
 
 const UPSTREAM_PORT = 19999;
@@ -85,27 +85,6 @@ function proxySpec(port: number, adminPort: number, context: 'SIDECAR_INBOUND' |
   };
 }
 
-/**
- * One Envoy holding every configuration's listener (and the union of their clusters): the
- * configurations then share one process, worker, allocator and cache, and differ only in their
- * listener's filter chain and upstream cluster. With a process each, two identical
- * configurations differed by up to 15 % in CPU per request within a run, which is more than the
- * differences measured here.
- */
-function merged(bootstraps: object[]): object {
-  type Static = { admin: unknown; static_resources: { listeners: unknown[]; clusters: { name: string }[] } };
-  const listeners: unknown[] = [];
-  const clusters = new Map<string, { name: string }>();
-  for (const b of bootstraps as Static[]) {
-    listeners.push(...b.static_resources.listeners);
-    for (const c of b.static_resources.clusters) {
-      const prior = clusters.get(c.name);
-      if (prior && JSON.stringify(prior) !== JSON.stringify(c)) throw new Error(`cluster ${c.name} differs between configurations`);
-      clusters.set(c.name, c);
-    }
-  }
-  return { admin: (bootstraps[0] as Static).admin, static_resources: { listeners, clusters: [...clusters.values()] } };
-}
 
 async function main(): Promise<void> {
   if (!requireRoot('envoy')) return;
