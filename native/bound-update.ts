@@ -5,9 +5,8 @@
  * A BoundUpdate holds a key buffer and a value buffer for good; each `run(fd)` is one
  * bpf(BPF_MAP_UPDATE_ELEM) of whatever those buffers hold at that moment, optionally with the
  * value's time field stamped just before (CLOCK_MONOTONIC ns, read in C: in JavaScript the
- * clock costs a BigInt per write). It is for the one
- * write the agent makes per reported session, where the crossing into native code is a large
- * part of the cost (bench/flow-writes.ts: 82 % of a C loop's rate against 65 % through koffi,
+ * clock costs a BigInt per write). It is for the one write the agent makes per reported
+ * session, where the crossing into native code is a large part of the cost (bench/flow-writes.ts: 82 % of a C loop's rate against 65 % through koffi,
  * measured in one process). Everything else goes through native/libbpf.ts.
  *
  * Like native/libbpf.ts this is policy-free: `run` returns 0 or a negative errno.

@@ -96,7 +96,12 @@ static napi_value bind(napi_env env, napi_callback_info info)
 	if (napi_create_reference(env, argv[0], 1, &b->key_ref) != napi_ok ||
 	    napi_create_reference(env, argv[1], 1, &b->value_ref) != napi_ok ||
 	    napi_create_external(env, b, finalize, NULL, &out) != napi_ok) {
-		/* References made before the failure go with the environment. */
+		/* Let go of what was made before the failure (a strong reference would hold the
+		 * buffer until the environment ends). */
+		if (b->key_ref)
+			napi_delete_reference(env, b->key_ref);
+		if (b->value_ref)
+			napi_delete_reference(env, b->value_ref);
 		free(b);
 		return fail(env, "WS_NATIVE_NOMEM", "bind: cannot hold the buffers");
 	}

@@ -50,9 +50,14 @@ export class BpfMap {
 
   update(key: Uint8Array, value: Uint8Array, flags = native.BPF_ANY): void {
     const rc = native.mapUpdate(this.fd, key, value, flags);
-    if (rc >= 0) return;
+    if (rc < 0) this.updateFailed(rc);
+  }
+
+  /** A refused update as its typed error: a full table (E2BIG, ENOSPC) is WS_DATAPATH_FULL. */
+  private updateFailed(rc: number): never {
     if (rc === -E2BIG || rc === -ENOSPC) check(rc, DatapathErrorCode.FULL, `update ${this.name}`);
     check(rc, DatapathErrorCode.MAP, `update ${this.name}`);
+    throw new Error(`unreachable: check() passed errno ${-rc}`);
   }
 
   /**
@@ -70,9 +75,7 @@ export class BpfMap {
     const bound = new BoundUpdate(key, value, stampAt);
     return (flags = native.BPF_ANY, stamp = false) => {
       const rc = bound.run(this.fd, flags, stamp);
-      if (rc >= 0) return;
-      if (rc === -E2BIG || rc === -ENOSPC) check(rc, DatapathErrorCode.FULL, `update ${this.name}`);
-      check(rc, DatapathErrorCode.MAP, `update ${this.name}`);
+      if (rc < 0) this.updateFailed(rc);
     };
   }
 
