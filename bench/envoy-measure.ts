@@ -173,24 +173,33 @@ export function luaSourceOf(docs: unknown[]): string {
   return JSON.parse(m[1]!) as string;
 }
 
-/** The rendered objects with the Lua filter's source swapped for `source`. */
-export function withLuaSource(docs: unknown[], source: string): unknown[] {
-  let swapped = 0;
-  const walk = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(walk);
+/**
+ * A copy of `tree` (plain JSON: objects, arrays, scalars) in which the value of every property
+ * named `key` is `replace(value, copy)`, where `copy` copies a subtree the same way; and how many
+ * it replaced. The bootstrap and render edits of the Envoy benchmarks are made with it.
+ */
+export function rewriteKey(tree: unknown, key: string, replace: (value: unknown, copy: (v: unknown) => unknown) => unknown): { out: unknown; replaced: number } {
+  let replaced = 0;
+  const copy = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(copy);
     if (v === null || typeof v !== 'object') return v;
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
-      if (k === 'default_source_code') {
-        out[k] = { inline_string: source };
-        swapped++;
-      } else out[k] = walk(x);
+      if (k === key) {
+        out[k] = replace(x, copy);
+        replaced++;
+      } else out[k] = copy(x);
     }
     return out;
   };
-  const out = docs.map(walk);
-  if (swapped !== 1) throw new Error(`expected one Lua filter in the render, found ${swapped}`);
-  return out;
+  return { out: copy(tree), replaced };
+}
+
+/** The rendered objects with the Lua filter's source swapped for `source`. */
+export function withLuaSource(docs: unknown[], source: string): unknown[] {
+  const { out, replaced } = rewriteKey(docs, 'default_source_code', () => ({ inline_string: source }));
+  if (replaced !== 1) throw new Error(`expected one Lua filter in the render, found ${replaced}`);
+  return out as unknown[];
 }
 
 /** argv on `cpu` (when pinning), in a session of its own at the benchmark's niceness; the same pid. */

@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { CLOUD_SERVICE, EnvoyRig } from '../test/envoy/envoy-lab.js';
 import { EDGE, ENVOY_VERSION, meshBootstrap, type MeshSpec } from '../src/lab/index.js';
 import { fromRoot } from '../src/config/paths.js';
-import { alternatingRounds, mergedBootstraps as merged, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun } from './envoy-measure.js';
+import { alternatingRounds, mergedBootstraps as merged, rewriteKey, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk as wrkRun } from './envoy-measure.js';
 import { report, requireRoot } from './lib.js';
 
 const UPSTREAM_PORT = 19999;
@@ -65,24 +65,14 @@ function moduleFilter(name: string, config: string): object {
 
 /** `bootstrap` with `filter` put before the router in each HTTP connection manager. */
 function withFilterBeforeRouter(bootstrap: object, filter: object): object {
-  let placed = 0;
-  const walk = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(walk);
-    if (v === null || typeof v !== 'object') return v;
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) {
-      if (k === 'http_filters' && Array.isArray(x)) {
-        const at = x.findIndex((f) => (f as { name?: string }).name === 'envoy.filters.http.router');
-        if (at < 0) throw new Error('no router in an http_filters list');
-        out[k] = [...x.slice(0, at).map(walk), filter, ...x.slice(at).map(walk)];
-        placed++;
-      } else out[k] = walk(x);
-    }
-    return out;
-  };
-  const out = walk(bootstrap) as object;
-  if (placed !== 1) throw new Error(`expected one HTTP connection manager, found ${placed}`);
-  return out;
+  const { out, replaced } = rewriteKey(bootstrap, 'http_filters', (filters, copy) => {
+    if (!Array.isArray(filters)) throw new Error('http_filters is not a list');
+    const at = filters.findIndex((f) => (f as { name?: string }).name === 'envoy.filters.http.router');
+    if (at < 0) throw new Error('no router in an http_filters list');
+    return [...filters.slice(0, at).map(copy), filter, ...filters.slice(at).map(copy)];
+  });
+  if (replaced !== 1) throw new Error(`expected one HTTP connection manager, found ${replaced}`);
+  return out as object;
 }
 
 /** The rendered filter's allow-listed headers (`headers = { ... }` in its config literal, which follows `placement = `). */
