@@ -15,6 +15,7 @@ RUN npm ci --no-audit --no-fund
 COPY . .
 RUN make -C bpf \
  && make -C native/addon \
+ && make -C envoy-filters/native \
  && npx tsc -p tsconfig.json \
  && npm prune --omit=dev
 
@@ -31,6 +32,9 @@ COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/build/bpf ./build/bpf
 COPY --from=build /src/build/native ./build/native
+# The native session reporter for Envoy sidecars: the DaemonSet's init container puts it on the
+# node, where edge workloads' istio-proxy containers mount it (docs/deploy.md).
+COPY --from=build /src/build/envoy-module ./build/envoy-module
 COPY --from=build /src/node_modules ./node_modules
 # Read at run time: the gRPC intake's .proto, and the Lua filter for `wansteer render`.
 COPY --from=build /src/proto ./proto

@@ -56,7 +56,7 @@ describe('Dockerfile', () => {
 
   it('installs from the lock file, then builds the BPF object, the native addon and the TypeScript, then drops dev packages', () => {
     const steps = runs(build!);
-    const order = ['npm ci', 'make -C bpf', 'make -C native/addon', 'npx tsc -p tsconfig.json', 'npm prune --omit=dev'].map((s) => steps.indexOf(s));
+    const order = ['npm ci', 'make -C bpf', 'make -C native/addon', 'make -C envoy-filters/native', 'npx tsc -p tsconfig.json', 'npm prune --omit=dev'].map((s) => steps.indexOf(s));
     expect(order.every((i) => i >= 0), steps).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     // package files first: the npm ci layer is cached until the lock file changes.
@@ -72,14 +72,17 @@ describe('Dockerfile', () => {
 
   it('copies from the build stage what the agent reads at run time, each of it present in the tree', () => {
     const fromBuild = copies(runtime!).filter((c) => c[0] === '--from=build').map((c) => c[1]!.replace(/^\/src\//, ''));
-    expect(fromBuild.sort()).toEqual(['bin', 'build/bpf', 'build/native', 'dist', 'envoy-filters', 'node_modules', 'package.json', 'proto'].sort());
-    for (const path of fromBuild.filter((p) => !['dist', 'build/bpf', 'build/native', 'node_modules'].includes(p))) expect(existsSync(fromRoot(path)), path).toBe(true);
+    expect(fromBuild.sort()).toEqual(['bin', 'build/bpf', 'build/envoy-module', 'build/native', 'dist', 'envoy-filters', 'node_modules', 'package.json', 'proto'].sort());
+    for (const path of fromBuild.filter((p) => !['dist', 'build/bpf', 'build/native', 'build/envoy-module', 'node_modules'].includes(p))) expect(existsSync(fromRoot(path)), path).toBe(true);
     // What the build makes lands where the code looks: dist/src/cli/main.js (bin/wansteer.js), build/bpf/steer.bpf.o (datapath/loader.ts),
     // build/native/bound_update.node (native/bound-update.ts, from dist/native/).
     expect(readFileSync(fromRoot('bin/wansteer.js'), 'utf8')).toContain('../dist/src/cli/main.js');
     expect(readFileSync(fromRoot('src/datapath/loader.ts'), 'utf8')).toContain('../../../build/bpf/steer.bpf.o');
     expect(readFileSync(fromRoot('native/bound-update.ts'), 'utf8')).toContain('../../build/native/bound_update.node');
     expect(readFileSync(fromRoot('native/addon/Makefile'), 'utf8')).toMatch(/^OUT\s*:= \.\.\/\.\.\/build\/native$/m);
+    // build/envoy-module/libwansteer.so, which the DaemonSet's init container copies to the node.
+    expect(readFileSync(fromRoot('envoy-filters/native/Makefile'), 'utf8')).toMatch(/^OUT\s*:= \.\.\/\.\.\/build\/envoy-module$/m);
+    expect(readFileSync(fromRoot('deploy/base/daemonset.yaml'), 'utf8')).toContain('/opt/wansteer/build/envoy-module/libwansteer.so');
     expect(copies(runtime!).every((c) => c[0] === '--from=build'), 'nothing from the host tree in the runtime stage').toBe(true);
   });
 

@@ -155,7 +155,7 @@ describe.each([
     const ds = find(objects, 'DaemonSet', 'wansteer-agent')[0]!;
     const pod = podSpecOf(ds);
     const all = [...((pod.initContainers ?? []) as Container[]), ...(pod.containers as Container[])];
-    expect(all.map((c) => c.name)).toEqual(['agent']);
+    expect(all.map((c) => c.name)).toEqual(['envoy-module', 'agent']);
     const sc = containerOf(ds).securityContext!;
     expect(JSON.stringify(ds)).not.toMatch(/"privileged":true/);
     expect(sc.privileged).toBe(false);
@@ -173,11 +173,32 @@ describe.each([
     expect(pod.serviceAccountName).toBe('wansteer-agent');
   });
 
-  it('with exactly the host paths it needs: the bpffs (HostToContainer) and the state directory', () => {
+  it('with an init container that only copies the Envoy module to the node, with no capability', () => {
+    const ds = find(objects, 'DaemonSet', 'wansteer-agent')[0]!;
+    const init = (podSpecOf(ds).initContainers as Container[])[0]!;
+    const sc = init.securityContext!;
+    expect(sc.privileged).toBe(false);
+    expect(sc.allowPrivilegeEscalation).toBe(false);
+    expect(sc.readOnlyRootFilesystem).toBe(true);
+    expect(sc.capabilities).toEqual({ drop: ['ALL'] });
+    expect(sc.seccompProfile).toEqual({ type: 'RuntimeDefault' });
+    expect(init.image).toBe(containerOf(ds).image);
+    // One mount, the module's host directory; the script writes beside the file and renames.
+    expect(init.volumeMounts!.map((m) => m.name)).toEqual(['envoy-module']);
+    const script = ((init as Json).args as string[]).join(' ');
+    const mountPath = init.volumeMounts![0]!.mountPath;
+    expect(script).toContain('/opt/wansteer/build/envoy-module/libwansteer.so');
+    expect(script).toMatch(new RegExp(`mv -f ${mountPath}/libwansteer.so.new ${mountPath}/libwansteer.so$`));
+    // The agent itself never mounts it.
+    expect(containerOf(ds).volumeMounts!.map((m) => m.name)).not.toContain('envoy-module');
+  });
+
+  it('with exactly the host paths it needs: the bpffs (HostToContainer), the state directory, the Envoy module directory', () => {
     const ds = find(objects, 'DaemonSet', 'wansteer-agent')[0]!;
     const volumes = podSpecOf(ds).volumes as { name: string; hostPath?: { path: string; type: string } }[];
     const hostPaths = Object.fromEntries(volumes.filter((v) => v.hostPath).map((v) => [v.hostPath!.path, v]));
-    expect(Object.keys(hostPaths).sort()).toEqual(['/sys/fs/bpf', '/var/lib/wansteer']);
+    expect(Object.keys(hostPaths).sort()).toEqual(['/sys/fs/bpf', '/var/lib/wansteer', '/var/lib/wansteer/envoy-module']);
+    expect(hostPaths['/var/lib/wansteer/envoy-module']!.name).toBe('envoy-module');
     expect(hostPaths['/sys/fs/bpf']!.hostPath!.type).toBe('Directory'); // never create it: it must be the mounted bpffs
     const mounts = containerOf(ds).volumeMounts!;
     const bpffs = mounts.find((m) => m.name === hostPaths['/sys/fs/bpf']!.name)!;
