@@ -20,11 +20,15 @@
  *
  * An LRU flow table that shrinks keeps the flows seen most recently: the newest max_entries,
  * written oldest first, so that the LRU's own early eviction (it frees nodes ahead, up to 128 per
- * CPU, as it fills) takes the oldest of them.
+ * CPU, as it fills) takes the oldest of them. The copy into a table it (nearly) fills runs on one
+ * CPU: a writer that moved to another CPU midway would find the free nodes parked in the first
+ * CPU's list and evict up to 128 entries in a table that still had room. What the new table holds
+ * is counted after the copy, so `dropped` says what was lost whatever the kernel did.
  */
 import { renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as native from '../../native/libbpf.js';
+import { onOneCpu } from '../../native/libc.js';
 import { ourFilters, replaceFilter, type OurFilter } from './attach.js';
 import { BpfMap, MapType } from './bpf-map.js';
 import { DatapathError, DatapathErrorCode, check } from './errors.js';
@@ -165,17 +169,29 @@ function copyMap(m: Migrate, old: BpfMap, neu: BpfMap): MapMigration {
     }
     return { name: m.name, reasons: m.reasons, entries, copied, dropped: 0 };
   }
-  if (entries + slack <= neu.maxEntries || !m.recency) {
+  const recency = m.recency;
+  const copy = (): number => {
+    if (recency && entries + slack > neu.maxEntries) return copyMostRecent(m, old, neu, chunks, entries, recency.offset);
+    let written = 0;
     for (const c of chunks) {
-      const n = Math.min(c.count, neu.maxEntries - copied);
+      const n = Math.min(c.count, neu.maxEntries - written);
       if (n <= 0) break;
       neu.updateBatch(c.keys, converted(m, old, neu, c.values, n), n);
-      copied += n;
+      written += n;
     }
-  } else {
-    copied = copyMostRecent(m, old, neu, chunks, entries, m.recency.offset);
-  }
+    return written;
+  };
+  // An LRU may evict some of what is written (see the top): fill it from one CPU, then count.
+  copied = lru ? (onOneCpu(copy), countEntries(neu)) : copy();
   return { name: m.name, reasons: m.reasons, entries, copied, dropped: entries - copied };
+}
+
+function countEntries(map: BpfMap): number {
+  let n = 0;
+  map.forEachChunk((_keys, _values, count) => {
+    n += count;
+  }, CHUNK);
+  return n;
 }
 
 /**
