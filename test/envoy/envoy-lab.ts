@@ -57,6 +57,8 @@ export interface TapEvent {
   contentType?: string;
   body?: string;
   status?: number;
+  /** A batch's number, on each of its sessions' report events. */
+  batch?: number;
   agent?: any; // eslint-disable-line @typescript-eslint/no-explicit-any
   at: number;
 }
@@ -152,7 +154,7 @@ export class EnvoyRig {
   }
 
   /** `wansteer render envoyfilter` for a placement, reporting to the tap on both families' addresses. */
-  async render(placement: Placement, extra: string[] = []): Promise<unknown[]> {
+  async render(placement: Placement, extra: string[] = [], reporter: Reporter = this.reporter): Promise<unknown[]> {
     let out = '';
     let err = '';
     const argv = [
@@ -165,7 +167,7 @@ export class EnvoyRig {
       '--agent-host', EDGE.wan0.v6,
       '--agent-port', String(TAP_PORT),
       '--timeout-ms', String(TIMEOUT_MS),
-      '--reporter', this.reporter,
+      '--reporter', reporter,
       ...extra,
     ];
     const code = await runRender(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
@@ -231,11 +233,11 @@ export class EnvoyRig {
    * Reports that arrived since event index `from`, parsed, with who sent them (a batch's sessions
    * one by one, see report-tap.mjs).
    */
-  reportsSince(from: number): { id: number; caller: string; report: any; raw: string; at: number }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+  reportsSince(from: number): { id: number; caller: string; path: string; batch?: number; report: any; raw: string; at: number }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
     return this.events
       .slice(from)
       .filter((e) => e.event === 'report')
-      .map((e) => ({ id: e.id!, caller: e.caller!, report: JSON.parse(e.body!), raw: e.body!, at: e.at }));
+      .map((e) => ({ id: e.id!, caller: e.caller!, path: e.path!, ...(e.batch !== undefined ? { batch: e.batch } : {}), report: JSON.parse(e.body!), raw: e.body!, at: e.at }));
   }
 
   answered(id: number): TapEvent | undefined {
