@@ -15,7 +15,8 @@
 //                            {"event":"answered","id","status","agent":{...},"at"}
 //   A batch (POST /v1/sessions:batch, {"sessions":[...]}, the native reporter's) is recorded as
 //   one report per session, each with its own id, its exact bytes as `body` and `batch` (the
-//   batch's number); once the agent answers the batch, each id gets its "answered".
+//   batch's number); once the agent answers the batch, each id gets its "answered" (with its own
+//   outcome from the agent's answer as `agent`, when it has them).
 //   `at`: milliseconds on CLOCK_MONOTONIC (process.hrtime), the same clock in every namespace.
 import http from 'node:http';
 import { createInterface } from 'node:readline';
@@ -118,7 +119,8 @@ function handle(req, res) {
     }
     res.writeHead(answer.status, { 'content-type': 'application/json' });
     res.end(answer.text);
-    for (const id of ids) say({ event: 'answered', id, status: answer.status, agent });
+    // A batch's answer has an outcome per report, in order: each session gets its own.
+    ids.forEach((id, i) => say({ event: 'answered', id, status: answer.status, agent: batch !== undefined && Array.isArray(agent?.outcomes) ? agent.outcomes[i] : agent }));
   });
 }
 
