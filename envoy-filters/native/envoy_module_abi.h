@@ -100,6 +100,22 @@ int envoy_dynamic_module_callback_http_filter_config_increment_counter(ws_envoy_
                                                                        ws_bytes *label_values, size_t label_count,
                                                                        uint64_t value);
 
+/* A filter-state value (a string) of the stream, or of its connection (the stream's filter state
+ * looks through to the connection's); false when there is none. Valid until the hook returns. */
+bool envoy_dynamic_module_callback_http_get_filter_state_bytes(ws_envoy_filter filter, ws_bytes key, ws_bytes *value);
+
+/* ---- The network filter (one per downstream connection) ---- */
+
+typedef void *ws_envoy_network_filter; /* one connection's network filter, Envoy's side */
+
+/* The connection's own remote address (never one derived from request headers): the IP as text,
+ * its port apart. False when it is not an IP address. */
+bool envoy_dynamic_module_callback_network_filter_get_direct_remote_address(ws_envoy_network_filter filter, ws_bytes *ip,
+                                                                            uint32_t *port);
+
+/* Sets a string in the connection's filter state (life span: the connection). */
+bool envoy_dynamic_module_callback_network_set_filter_state_bytes(ws_envoy_network_filter filter, ws_bytes key, ws_bytes value);
+
 /* A line in Envoy's log under the dynamic_modules logger, and whether `level` is on. */
 void envoy_dynamic_module_callback_log(int level, ws_bytes message);
 bool envoy_dynamic_module_callback_log_enabled(int level);

@@ -191,6 +191,27 @@ static struct value attribute(ws_envoy_filter filter, int id) {
 
 static const char *const PSEUDO[4] = {":authority", ":path", ":method", ":scheme"};
 
+/* Where the module's network filter (direct_remote, below) leaves the connection's own remote address. */
+static const char DIRECT_REMOTE_KEY[] = "wansteer.direct_remote";
+
+/*
+ * The downstream connection's remote address, as Lua's downstreamDirectRemoteAddress gives it. The
+ * HTTP filter's source.address is Envoy's *derived* remote address, which a client's
+ * X-Forwarded-For replaces where the listener does not use the connection's (use_remote_address
+ * false, as in Istio's sidecars). So the module's network filter, which sees the connection, keeps
+ * the direct one in the connection's filter state; without it (not installed) source.address is
+ * used, and an XFF-derived one has no port, which endpoint() refuses: no report, never a wrong one.
+ */
+static struct value direct_remote(ws_envoy_filter filter) {
+  struct value v = {false, {NULL, 0}};
+  if (envoy_dynamic_module_callback_http_get_filter_state_bytes(filter, (ws_bytes){DIRECT_REMOTE_KEY, sizeof DIRECT_REMOTE_KEY - 1}, &v.bytes) &&
+      v.bytes.ptr != NULL && v.bytes.len > 0) {
+    v.present = true;
+    return v;
+  }
+  return attribute(filter, WS_ATTR_SOURCE_ADDRESS);
+}
+
 /* What one request shows: the connection's key parts and the class's values. */
 struct observed {
   bool udp;
@@ -211,7 +232,7 @@ static bool observe(ws_envoy_filter filter, const struct config *cfg, bool full,
   /* Only a gateway can be HTTP/3; the full path reads the protocol everywhere (as report.lua). */
   o->udp = (full || cfg->may_be_quic) && is_udp(filter);
   struct value local = attribute(filter, WS_ATTR_DESTINATION_ADDRESS);
-  struct value remote = attribute(filter, WS_ATTR_SOURCE_ADDRESS);
+  struct value remote = direct_remote(filter);
   if (!local.present || !remote.present) return false;
   /* Sidecar-outbound: the application's socket (Envoy's remote) is the session's own end. */
   bool outbound = cfg->placement == PLACEMENT_SIDECAR_OUTBOUND;
@@ -968,7 +989,50 @@ EXPORT int envoy_dynamic_module_on_http_filter_request_headers(ws_envoy_filter f
 #endif
 }
 
-/* The rest of the hooks Envoy requires: nothing to do. */
+/* ---- the network filter direct_remote: the connection's own remote address, for the HTTP filter ---- */
+
+EXPORT const void *envoy_dynamic_module_on_network_filter_config_new(void *envoy, ws_bytes name, ws_bytes text) {
+  (void)envoy, (void)text;
+  static const char config = 0; /* nothing to configure; Envoy needs a non-NULL pointer */
+  if (equals(name, "direct_remote")) return &config;
+  log_line(WS_LOG_ERROR, "wansteer: refusing network filter %.*s: unknown filter name (direct_remote)", (int)name.len, name.ptr);
+  return NULL;
+}
+
+EXPORT void envoy_dynamic_module_on_network_filter_config_destroy(const void *cfg) { (void)cfg; }
+
+EXPORT const void *envoy_dynamic_module_on_network_filter_new(const void *cfg, ws_envoy_network_filter filter) {
+  (void)filter;
+  return cfg;
+}
+
+/* Envoy's text form of the address: "10.0.0.5:8080", "[fd00::5]:8080". */
+EXPORT int envoy_dynamic_module_on_network_filter_new_connection(ws_envoy_network_filter filter, const void *m) {
+  (void)m;
+  ws_bytes ip = {NULL, 0};
+  uint32_t port = 0;
+  if (!envoy_dynamic_module_callback_network_filter_get_direct_remote_address(filter, &ip, &port) || ip.ptr == NULL || ip.len == 0 || ip.len > 64)
+    return WS_CONTINUE;
+  char text[96];
+  const bool v6 = memchr(ip.ptr, ':', ip.len) != NULL;
+  int n = snprintf(text, sizeof text, v6 ? "[%.*s]:%u" : "%.*s:%u", (int)ip.len, ip.ptr, (unsigned)port);
+  if (n > 0 && (size_t)n < sizeof text)
+    envoy_dynamic_module_callback_network_set_filter_state_bytes(filter, (ws_bytes){DIRECT_REMOTE_KEY, sizeof DIRECT_REMOTE_KEY - 1},
+                                                                 (ws_bytes){text, (size_t)n});
+  return WS_CONTINUE;
+}
+
+EXPORT int envoy_dynamic_module_on_network_filter_read(void *f, const void *m, size_t n, bool eos) { (void)f, (void)m, (void)n, (void)eos; return WS_CONTINUE; }
+EXPORT int envoy_dynamic_module_on_network_filter_write(void *f, const void *m, size_t n, bool eos) { (void)f, (void)m, (void)n, (void)eos; return WS_CONTINUE; }
+EXPORT void envoy_dynamic_module_on_network_filter_event(void *f, const void *m, int event) { (void)f, (void)m, (void)event; }
+EXPORT void envoy_dynamic_module_on_network_filter_destroy(const void *m) { (void)m; }
+EXPORT void envoy_dynamic_module_on_network_filter_http_callout_done(void) {}
+EXPORT void envoy_dynamic_module_on_network_filter_scheduled(void) {}
+EXPORT void envoy_dynamic_module_on_network_filter_config_scheduled(void) {}
+EXPORT void envoy_dynamic_module_on_network_filter_above_write_buffer_high_watermark(void) {}
+EXPORT void envoy_dynamic_module_on_network_filter_below_write_buffer_low_watermark(void) {}
+
+/* The rest of the HTTP filter's hooks Envoy requires: nothing to do. */
 EXPORT int envoy_dynamic_module_on_http_filter_request_body(void *f, const void *m, bool eos) { (void)f, (void)m, (void)eos; return WS_CONTINUE; }
 EXPORT int envoy_dynamic_module_on_http_filter_request_trailers(void *f, const void *m) { (void)f, (void)m; return WS_CONTINUE; }
 EXPORT int envoy_dynamic_module_on_http_filter_response_headers(void *f, const void *m, bool eos) { (void)f, (void)m, (void)eos; return WS_CONTINUE; }

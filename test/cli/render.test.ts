@@ -78,8 +78,25 @@ describe('wansteer render envoyfilter', () => {
     const reporter = named(r.docs, `wansteer-session-report-${context}`);
     const luaReporter = named(lua.docs, `wansteer-session-report-${context}`);
     expect(reporter.spec.workloadSelector).toEqual(luaReporter.spec.workloadSelector);
-    const [patch] = reporter.spec.configPatches;
+    const [network, patch] = reporter.spec.configPatches;
     expect(patch.match).toEqual(luaReporter.spec.configPatches[0].match);
+    // The module's network filter, before the HTTP connection manager of the same listeners, keeps
+    // each connection's own remote address for the HTTP filter (X-Forwarded-For cannot change it).
+    expect(network).toEqual({
+      applyTo: 'NETWORK_FILTER',
+      match: { context: patchContext, listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
+      patch: {
+        operation: 'INSERT_BEFORE',
+        value: {
+          name: 'wansteer.direct_remote',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter',
+            dynamic_module_config: { name: 'wansteer' },
+            filter_name: 'direct_remote',
+          },
+        },
+      },
+    });
     expect(patch).toMatchObject({ applyTo: 'HTTP_FILTER', match: { context: patchContext }, patch: { operation: 'INSERT_BEFORE', value: { name: 'wansteer.session_report' } } });
     expect(patch.patch.value.typed_config).toEqual({
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter',

@@ -3,8 +3,9 @@
 // istiod would, with the real agent behind the report tap: one report per connection and class,
 // sent in batches from Envoy's main thread to the agent's batch intake, which writes the flow
 // into the kernel's map; an IPv6 session reported over IPv6; requests unharmed when the agent is
-// down or refusing; a client's X-Forwarded-For never turning into a wrong report; the module's
-// counters; and a configuration it cannot parse refused, which stops Envoy. The reports' exact
+// down or refusing; a client's X-Forwarded-For not changing the reported address (the module's
+// network filter); the module's counters; and a configuration it cannot parse refused, which
+// stops Envoy. The reports' exact
 // bytes, against the Lua filter's, at every placement: contract.test.ts.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLOUD, EDGE, LabEnvoy, meshBootstrap } from '../../src/lab/index.js';
@@ -83,19 +84,23 @@ native.describe(`Envoy ${native.version} with the native reporter`, () => {
       expect(inbound.stats().get('cluster.wansteer-agent-v6.upstream_rq_completed') ?? 0).toBeGreaterThan(v6Before);
     });
 
-    it('a client\'s X-Forwarded-For: Envoy derives the remote address from it, the module then reports nothing (never a wrong address)', async () => {
-      // The HTTP filter's only remote address is Envoy's (possibly XFF-derived) one; a bare IP from
-      // XFF has no port, which the address check refuses. An "ip:port" XFF Envoy ignores.
+    it('a client\'s X-Forwarded-For changes nothing: the report names the connection\'s own remote address', async () => {
+      // The HTTP filter's source.address is Envoy's derived remote address, which a bare IP in XFF
+      // replaces on this listener (use_remote_address false, as in Istio's sidecars); the module's
+      // network filter hands the HTTP filter the connection's own one instead (as Lua's
+      // downstreamDirectRemoteAddress).
       const from = rig.events.length;
-      const xff = (value: string) => requestsOf('minion', 1).map((r) => ({ ...r, headers: [...r.headers!, ['x-forwarded-for', value]] as [string, string][] }));
+      const xff = (user: string, value: string) => requestsOf(user, 1).map((r) => ({ ...r, headers: [...r.headers!, ['x-forwarded-for', value]] as [string, string][] }));
       const [bare, withPort] = await rig.clients(rig.lab.cloud, [
-        { ...INBOUND.v4, protocol: 'h1', requests: xff('10.99.0.1') },
-        { ...INBOUND.v4, protocol: 'h1', requests: xff('10.99.0.2:4444') },
+        { ...INBOUND.v4, protocol: 'h1', requests: xff('minion', '10.99.0.1') },
+        { ...INBOUND.v4, protocol: 'h1', requests: xff('boss', '10.99.0.2:4444') },
       ]);
       expect(statuses([bare!, withPort!])).toEqual([200, 200]);
-      await rig.waitFor(() => reportsOf(from, withPort!).length === 1, 'the report of the ip:port XFF request');
-      expect(reportsOf(from, bare!)).toEqual([]);
-      expect(rig.reportsSince(from).map((r) => r.report.remote)).toEqual([withPort!.local]);
+      await rig.waitFor(() => rig.reportsSince(from).length === 2, 'both reports');
+      expect(rig.reportsSince(from).map((r) => [r.report.request.headers['end-user'], r.report.remote]).sort()).toEqual([
+        ['boss', withPort!.local],
+        ['minion', bare!.local],
+      ]);
     });
 
     it.each([

@@ -32,9 +32,24 @@ export function envoyFilter(name: string, scope: Scope, configPatches: unknown[]
   };
 }
 
-/** The session reporter's EnvoyFilter: `filter` (an HTTP filter, Lua or the module) inserted before the router. */
-export function sessionReportFilter(placement: Placement, scope: Scope, filter: { readonly name: string; readonly typed_config: unknown }): KubeObject {
+type Filter = { readonly name: string; readonly typed_config: unknown };
+
+/**
+ * The session reporter's EnvoyFilter: `filter` (an HTTP filter, Lua or the module) inserted before
+ * the router; and `networkFilter`, when given, before the HTTP connection manager of the same
+ * listeners (the module's, which keeps each connection's own remote address for it).
+ */
+export function sessionReportFilter(placement: Placement, scope: Scope, filter: Filter, networkFilter?: Filter): KubeObject {
   return envoyFilter(`wansteer-session-report-${placement}`, scope, [
+    ...(networkFilter !== undefined
+      ? [
+          {
+            applyTo: 'NETWORK_FILTER',
+            match: { context: PATCH_CONTEXT[placement], listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
+            patch: { operation: 'INSERT_BEFORE', value: networkFilter },
+          },
+        ]
+      : []),
     {
       applyTo: 'HTTP_FILTER',
       match: {

@@ -2,7 +2,8 @@
  * The session reporter as an Envoy dynamic module (envoy-filters/native/wansteer_module.c): the
  * same reports as the Lua filter, sent in batches from Envoy's main thread, at a fraction of the
  * Lua filter's cost per request (docs/envoy-native-spike.md). Envoy loads `libwansteer.so` from
- * ENVOY_DYNAMIC_MODULES_SEARCH_PATH; the filter's configuration is `key=value` lines.
+ * ENVOY_DYNAMIC_MODULES_SEARCH_PATH, for an HTTP filter and a network filter; the HTTP filter's
+ * configuration is `key=value` lines.
  */
 import type { FilterConfig, Placement } from './lua-source.js';
 import { sessionReportFilter, type KubeObject, type Scope } from './envoy-filter-base.js';
@@ -11,6 +12,10 @@ export const DYNAMIC_MODULE_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.
 /** The module's name: Envoy loads lib<name>.so. */
 export const NATIVE_MODULE = 'wansteer';
 export const NATIVE_FILTER_NAME = 'session_report';
+export const DYNAMIC_MODULE_NETWORK_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter';
+/** The module's network filter: keeps each connection's own remote address for the HTTP filter. */
+export const NATIVE_NETWORK_FILTER_NAME = 'direct_remote';
+
 /** The agent's batch intake (docs/api.md): the module sends `{"sessions":[...]}`. */
 export const BATCH_INTAKE_PATH = '/v1/sessions:batch';
 
@@ -38,7 +43,13 @@ export function nativeConfigText(config: FilterConfig): string {
     .join('');
 }
 
-/** The EnvoyFilter that puts the module's filter before the router (as sessionReporter does the Lua one). */
+/**
+ * The EnvoyFilter that puts the module's filter before the router (as sessionReporter does the Lua
+ * one), and its network filter before the HTTP connection manager: an HTTP filter of a dynamic
+ * module sees only Envoy's derived remote address, which a client's X-Forwarded-For replaces in
+ * Istio's sidecars; the network filter hands it the connection's own (Lua's
+ * downstreamDirectRemoteAddress).
+ */
 export function nativeSessionReporter(placement: Placement, scope: Scope, config: FilterConfig): KubeObject {
   return sessionReportFilter(placement, scope, {
     name: 'wansteer.session_report',
@@ -47,6 +58,13 @@ export function nativeSessionReporter(placement: Placement, scope: Scope, config
       dynamic_module_config: { name: NATIVE_MODULE },
       filter_name: NATIVE_FILTER_NAME,
       filter_config: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: nativeConfigText(config) },
+    },
+  }, {
+    name: 'wansteer.direct_remote',
+    typed_config: {
+      '@type': DYNAMIC_MODULE_NETWORK_FILTER_TYPE,
+      dynamic_module_config: { name: NATIVE_MODULE },
+      filter_name: NATIVE_NETWORK_FILTER_NAME,
     },
   });
 }
