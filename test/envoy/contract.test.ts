@@ -43,6 +43,12 @@ const CASES: Case[] = [
     route: () => 'default',
   },
   {
+    name: 'inbound, a header value JSON must escape (quote, backslash, tab)',
+    placement: 'sidecar-inbound',
+    connections: [{ from: 'cloud', ...INBOUND.v4, protocol: 'h1', requests: [req('mi"n\\i\ton'), req('mi"n\\i\ton')] }],
+    route: () => 'default',
+  },
+  {
     name: 'inbound, IPv6',
     placement: 'sidecar-inbound',
     connections: [{ from: 'cloud', ...INBOUND.v6, protocol: 'h1', requests: [req('minion'), req('minion')] }],
