@@ -56,6 +56,9 @@ Agent:
   --reporter R             lua (default): the Lua filter; native: the wansteer Envoy dynamic
                            module (libwansteer.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH), which
                            costs Envoy far less per request and sends reports in batches
+  --native-direct-remote   with --reporter native: also the module's network filter, so that a
+                           client's X-Forwarded-For cannot hide the connection's own remote
+                           address (needs envoy.filters.network.dynamic_modules in the proxy)
 
 Output:
   --out FILE               write here instead of stdout
@@ -76,6 +79,7 @@ const OPTIONS = {
   'agent-host': { type: 'string', multiple: true },
   'timeout-ms': { type: 'string' },
   reporter: { type: 'string' },
+  'native-direct-remote': { type: 'boolean' },
   out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -112,6 +116,7 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
   const timeoutMs = integer(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 10_000);
   const agentHosts = agentHostsFrom(values['agent-host'] ?? []);
   const reporter = reporterFrom(values.reporter ?? 'lua');
+  if (values['native-direct-remote'] && reporter !== 'native') throw new UsageError('--native-direct-remote needs --reporter native');
   const specs = (values['mark-class'] ?? []).map(parseMarkClass);
   if (specs.length > 0 && !values.policies) throw new UsageError('--mark-class needs --policies FILE to find the class policies');
 
@@ -138,6 +143,7 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
     markClasses: marks.classes,
     luaSource: (config) => filterSource(files, config),
     reporter,
+    nativeDirectRemote: values['native-direct-remote'] === true,
   });
   return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects));
 }

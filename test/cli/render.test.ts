@@ -73,15 +73,20 @@ describe('wansteer render envoyfilter', () => {
   ])('--reporter native renders the dynamic module filter at %s, at the same place as the Lua one', async (context, patchContext, classFields) => {
     const lua = await render(['--rules', RULES, '--context', context]);
     const r = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--agent-host', '10.0.0.1', '--agent-host', 'fd00::1']);
+    const direct = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--native-direct-remote']);
+    expect(direct.code).toBe(0);
     expect(r.code).toBe(0);
     for (const doc of r.docs.filter((d) => d.kind === 'EnvoyFilter')) expect(() => new EnvoyFilter(doc as any).validate()).not.toThrow();
     const reporter = named(r.docs, `wansteer-session-report-${context}`);
     const luaReporter = named(lua.docs, `wansteer-session-report-${context}`);
     expect(reporter.spec.workloadSelector).toEqual(luaReporter.spec.workloadSelector);
-    const [network, patch] = reporter.spec.configPatches;
+    expect(reporter.spec.configPatches).toHaveLength(1);
+    const [patch] = reporter.spec.configPatches;
     expect(patch.match).toEqual(luaReporter.spec.configPatches[0].match);
-    // The module's network filter, before the HTTP connection manager of the same listeners, keeps
-    // each connection's own remote address for the HTTP filter (X-Forwarded-For cannot change it).
+    // --native-direct-remote: the module's network filter, before the HTTP connection manager of the
+    // same listeners, keeps each connection's own remote address for the HTTP filter.
+    const [network, sameHttp] = named(direct.docs, `wansteer-session-report-${context}`).spec.configPatches;
+    expect(sameHttp.match).toEqual(patch.match);
     expect(network).toEqual({
       applyTo: 'NETWORK_FILTER',
       match: { context: patchContext, listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
@@ -320,6 +325,7 @@ items:
     [['--rules', '/nonexistent/rules'], 'cannot read'],
     [['--rules', RULES, '--colour'], "Unknown option '--colour'"],
     [['--rules', RULES, '--reporter', 'wasm'], '--reporter must be one of lua, native, got "wasm"'],
+    [['--rules', RULES, '--native-direct-remote'], '--native-direct-remote needs --reporter native'],
   ])('exits 2 with the reason on bad input %j', async (argv, reason) => {
     const r = await render(argv);
     expect(r.code).toBe(2);

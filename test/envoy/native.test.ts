@@ -4,8 +4,8 @@
 // sent in batches from Envoy's main thread to the agent's batch intake, which writes the flow
 // into the kernel's map; an IPv6 session reported over IPv6; requests unharmed when the agent is
 // down or refusing; a client's X-Forwarded-For not changing the reported address (the module's
-// network filter); the module's counters; and a configuration it cannot parse refused, which
-// stops Envoy. The reports' exact
+// network filter), and without that filter no wrong report; the module's counters; and a
+// configuration it cannot parse refused, which stops Envoy. The reports' exact
 // bytes, against the Lua filter's, at every placement: contract.test.ts.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLOUD, EDGE, LabEnvoy, meshBootstrap } from '../../src/lab/index.js';
@@ -101,6 +101,32 @@ native.describe(`Envoy ${native.version} with the native reporter`, () => {
         ['boss', withPort!.local],
         ['minion', bare!.local],
       ]);
+    });
+
+    it('without the network filter (a proxy that lacks it), a request whose X-Forwarded-For Envoy took is not reported, never wrongly', async () => {
+      const docs = (await rig.render('sidecar-inbound')).map((d: any) => // eslint-disable-line @typescript-eslint/no-explicit-any
+        d.metadata.name === 'wansteer-session-report-sidecar-inbound' ? { ...d, spec: { ...d.spec, configPatches: d.spec.configPatches.filter((p: any) => p.applyTo !== 'NETWORK_FILTER') } } : d, // eslint-disable-line @typescript-eslint/no-explicit-any
+      );
+      const spec = rig.meshSpec('sidecar-inbound', 15401);
+      const listener = { ...spec.listeners[0]!, name: 'no-direct-remote', port: 16107 };
+      const bootstrap = meshBootstrap(docs, { ...spec, listeners: [listener] });
+      expect(JSON.stringify(bootstrap)).not.toContain('DynamicModuleNetworkFilter');
+      expect(JSON.stringify(bootstrap)).toContain('DynamicModuleFilter');
+      const plain = await LabEnvoy.start(rig.lab, rig.lab.edge, bootstrap, { adminPort: 15401 });
+      try {
+        const from = rig.events.length;
+        const request = (user: string, xff?: string) => requestsOf(user, 1).map((r) => ({ ...r, headers: [...r.headers!, ...(xff ? [['x-forwarded-for', xff] as [string, string]] : [])] }));
+        const [bare, none] = await rig.clients(rig.lab.cloud, [
+          { host: listener.address, port: listener.port, protocol: 'h1', requests: request('minion', '10.99.0.1') },
+          { host: listener.address, port: listener.port, protocol: 'h1', requests: request('boss') },
+        ]);
+        expect(statuses([bare!, none!])).toEqual([200, 200]);
+        await rig.waitFor(() => reportsOf(from, none!).length === 1, 'the report without XFF');
+        // Envoy's remote address for the XFF request is 10.99.0.1 without a port: refused, not reported.
+        expect(rig.reportsSince(from).map((r) => r.report.remote)).toEqual([none!.local]);
+      } finally {
+        plain.stop();
+      }
     });
 
     it.each([

@@ -2,8 +2,8 @@
  * The session reporter as an Envoy dynamic module (envoy-filters/native/wansteer_module.c): the
  * same reports as the Lua filter, sent in batches from Envoy's main thread, at a fraction of the
  * Lua filter's cost per request (docs/envoy-native-spike.md). Envoy loads `libwansteer.so` from
- * ENVOY_DYNAMIC_MODULES_SEARCH_PATH, for an HTTP filter and a network filter; the HTTP filter's
- * configuration is `key=value` lines.
+ * ENVOY_DYNAMIC_MODULES_SEARCH_PATH, for an HTTP filter (and, optionally, a network filter); the
+ * HTTP filter's configuration is `key=value` lines.
  */
 import type { FilterConfig, Placement } from './lua-source.js';
 import { sessionReportFilter, type KubeObject, type Scope } from './envoy-filter-base.js';
@@ -43,14 +43,21 @@ export function nativeConfigText(config: FilterConfig): string {
     .join('');
 }
 
-/**
- * The EnvoyFilter that puts the module's filter before the router (as sessionReporter does the Lua
- * one), and its network filter before the HTTP connection manager: an HTTP filter of a dynamic
- * module sees only Envoy's derived remote address, which a client's X-Forwarded-For replaces in
- * Istio's sidecars; the network filter hands it the connection's own (Lua's
- * downstreamDirectRemoteAddress).
- */
-export function nativeSessionReporter(placement: Placement, scope: Scope, config: FilterConfig): KubeObject {
+export interface NativeOptions {
+  /**
+   * Also insert the module's network filter before the HTTP connection manager. An HTTP filter of
+   * a dynamic module sees only Envoy's derived remote address, which a client's X-Forwarded-For
+   * replaces where use_remote_address is false (Istio's sidecars): such a request then has no port
+   * and is not reported (never reported wrongly). The network filter hands the HTTP filter the
+   * connection's own remote address (Lua's downstreamDirectRemoteAddress) instead. It needs
+   * `envoy.filters.network.dynamic_modules` in the proxy: Envoy 1.39.1 has it, Istio's proxy build
+   * may register only the HTTP one, and a listener with an unknown filter is rejected whole.
+   */
+  readonly directRemote?: boolean;
+}
+
+/** The EnvoyFilter that puts the module's filter before the router (as sessionReporter does the Lua one). */
+export function nativeSessionReporter(placement: Placement, scope: Scope, config: FilterConfig, options: NativeOptions = {}): KubeObject {
   return sessionReportFilter(placement, scope, {
     name: 'wansteer.session_report',
     typed_config: {
@@ -59,12 +66,14 @@ export function nativeSessionReporter(placement: Placement, scope: Scope, config
       filter_name: NATIVE_FILTER_NAME,
       filter_config: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: nativeConfigText(config) },
     },
-  }, {
-    name: 'wansteer.direct_remote',
-    typed_config: {
-      '@type': DYNAMIC_MODULE_NETWORK_FILTER_TYPE,
-      dynamic_module_config: { name: NATIVE_MODULE },
-      filter_name: NATIVE_NETWORK_FILTER_NAME,
-    },
-  });
+  }, options.directRemote ? DIRECT_REMOTE_FILTER : undefined);
 }
+
+const DIRECT_REMOTE_FILTER = {
+  name: 'wansteer.direct_remote',
+  typed_config: {
+    '@type': DYNAMIC_MODULE_NETWORK_FILTER_TYPE,
+    dynamic_module_config: { name: NATIVE_MODULE },
+    filter_name: NATIVE_NETWORK_FILTER_NAME,
+  },
+};
