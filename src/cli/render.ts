@@ -145,7 +145,7 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
     reporter,
     nativeDirectRemote: values['native-direct-remote'] === true,
   });
-  return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects));
+  return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects, reporter));
 }
 
 /** What the gateway's own Service needs for its sessions to be steered (docs/overlay.md). */
@@ -155,10 +155,12 @@ const GATEWAY_SERVICE_NOTE = [
   'gets the report while the replies leave by the WAN link of the node the connection arrived at (docs/overlay.md).',
 ];
 
-function headerComment(placement: Placement, scope: Scope, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[]): string[] {
+function headerComment(placement: Placement, scope: Scope, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[], reporter: Reporter): string[] {
   return [
     'Rendered by `wansteer render envoyfilter`; do not edit, render again (docs/envoy.md).',
     `Placement: ${placement}. Workloads: ${scope.selector ? `labelled ${selectorText(scope.selector)}` : 'all'} (EnvoyFilters in ${scope.namespace}).`,
+    // (Said only for the native one: the Lua filter is the default, and deploy/ holds its renders.)
+    ...(reporter === 'native' ? ['Session reporter: the wansteer Envoy dynamic module (libwansteer.so must be in the proxy, on ENVOY_DYNAMIC_MODULES_SEARCH_PATH).'] : []),
     `Reported request headers: ${headers.length > 0 ? headers.join(', ') : '(none)'}.`,
     `Mark classes: ${classes.length > 0 ? classes.map((c) => `${c.policy} = ${c.host}${c.port ? `:${c.port}` : ''}/${c.subset} (DSCP ${c.dscp})`).join('; ') : '(none)'}.`,
     `Objects: ${objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`).join(', ')}.`,

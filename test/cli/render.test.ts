@@ -76,6 +76,8 @@ describe('wansteer render envoyfilter', () => {
     const direct = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--native-direct-remote']);
     expect(direct.code).toBe(0);
     expect(r.code).toBe(0);
+    expect(r.stdout).toContain('# Session reporter: the wansteer Envoy dynamic module (libwansteer.so must be in the proxy');
+    expect(lua.stdout).not.toContain('# Session reporter:');
     for (const doc of r.docs.filter((d) => d.kind === 'EnvoyFilter')) expect(() => new EnvoyFilter(doc as any).validate()).not.toThrow();
     const reporter = named(r.docs, `wansteer-session-report-${context}`);
     const luaReporter = named(lua.docs, `wansteer-session-report-${context}`);
