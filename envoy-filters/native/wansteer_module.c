@@ -325,13 +325,12 @@ static void remember(struct table *t, uint64_t hash, const struct observed *o, u
     struct slot *s = &t->slots[(hash + p) & t->mask];
     if (s->blob == NULL) victim = s;
   }
-  for (size_t p = 0; p < PROBES && victim == NULL; p++) {
-    struct slot *lru = &t->slots[hash & t->mask];
-    for (size_t q = 1; q < PROBES; q++) {
-      struct slot *s = &t->slots[(hash + q) & t->mask];
-      if (s->used < lru->used) lru = s;
+  if (victim == NULL) {
+    victim = &t->slots[hash & t->mask];
+    for (size_t p = 1; p < PROBES; p++) {
+      struct slot *s = &t->slots[(hash + p) & t->mask];
+      if (s->used < victim->used) victim = s;
     }
-    victim = lru;
   }
   size_t need = key_len(o);
   for (size_t i = 0; i < o->count; i++) need += 4 + (o->counts[i] && o->values[i].present ? o->values[i].bytes.len : 0);
