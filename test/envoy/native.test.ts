@@ -151,6 +151,47 @@ native.describe(`Envoy ${native.version} with the native reporter`, () => {
       }
     });
 
+    it('a report lost while the agent was down is sent again after refresh_s, on the same connection', async () => {
+      // An Envoy of its own whose module reports a connection again after 1 s (refresh_s=1).
+      const docs = JSON.parse(JSON.stringify(await rig.render('sidecar-inbound')).replace(/timeout_ms=200\\n/, 'timeout_ms=200\\nrefresh_s=1\\n')) as unknown[];
+      expect(JSON.stringify(docs)).toContain('refresh_s=1');
+      const spec = rig.meshSpec('sidecar-inbound', 15402);
+      const listener = { ...spec.listeners[0]!, name: 'refresh', port: 16108 };
+      const refresh = await LabEnvoy.start(rig.lab, rig.lab.edge, meshBootstrap(docs, { ...spec, listeners: [listener] }), { adminPort: 15402 });
+      const from = rig.events.length;
+      try {
+        await rig.tapMode({ mode: 'down' });
+        const pauses = [
+          async () => {
+            // The first report was lost (the agent was down); the agent is back.
+            await rig.waitFor(() => counter(refresh, 'batches_failed') >= 1, 'the failed batch');
+            await rig.tapMode({ mode: 'forward' });
+          },
+          async () => {
+            // The same class, before refresh_s: nothing is sent.
+            await new Promise((r) => setTimeout(r, 300));
+            expect(rig.reportsSince(from)).toEqual([]);
+            // Past refresh_s (the module's clock counts whole seconds): the next request reports again.
+            await new Promise((r) => setTimeout(r, 2100));
+          },
+        ];
+        let pause = 0;
+        const [conn] = await rig.clients(
+          rig.lab.cloud,
+          [{ host: listener.address, port: listener.port, protocol: 'h1', requests: requestsOf('minion', 3).map((r, i) => ({ ...r, pause: i > 0 })) }],
+          () => pauses[pause++]!(),
+        );
+        expect(conn!.sockets).toBe(1);
+        expect(statuses([conn!])).toEqual([200, 200, 200]);
+        await rig.waitFor(() => reportsOf(from, conn!).length === 1, 'the report after refresh_s');
+        await rig.waitFor(() => rig.answered(reportsOf(from, conn!)[0]!.id) !== undefined, 'its answer');
+        expect(rig.answered(reportsOf(from, conn!)[0]!.id)).toMatchObject({ status: 200, agent: { status: 'steered', policy: 'minion-to-lte' } });
+      } finally {
+        await rig.tapMode({ mode: 'forward' });
+        refresh.stop();
+      }
+    });
+
     it('refuses a configuration it cannot parse: Envoy logs why and does not start', async () => {
       const docs = await rig.render('sidecar-inbound');
       const broken = JSON.parse(JSON.stringify(docs).replace(/placement=sidecar-inbound\\n/, 'placement=sideways\\n')) as unknown[];
