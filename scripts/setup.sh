@@ -60,8 +60,9 @@ fi
 
 say "building the BPF object"
 make -s -C bpf || die "BPF build failed (see the compiler output above)"
-say "building the native addon"
+say "building the native addon and the Envoy module"
 make -s -C native/addon || die "native addon build failed (see the compiler output above)"
+make -s -C envoy-filters/native || die "Envoy module build failed (see the compiler output above)"
 say "building TypeScript"
 npx tsc -p tsconfig.json || die "TypeScript build failed"
 say "ready"

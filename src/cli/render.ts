@@ -14,7 +14,7 @@ import type { VirtualService } from '../routes/model.js';
 import { canonicalIp } from '../steering/intake.js';
 import { UsageError, type CliIo } from './explain.js';
 import {
-  DEFAULT_AGENT_HOST, DEFAULT_AGENT_PORT, DEFAULT_SELECTOR, envoyFilterObjects, type AgentHosts, type KubeObject, type Scope,
+  DEFAULT_AGENT_HOST, DEFAULT_AGENT_PORT, DEFAULT_SELECTOR, envoyFilterObjects, REPORTERS, type AgentHosts, type KubeObject, type Reporter, type Scope,
 } from './render/envoy-filter.js';
 import { classFields, headerAllowList } from './render/header-allow-list.js';
 import { filterSource, PLACEMENTS, readFilterFiles, type Placement } from './render/lua-source.js';
@@ -53,6 +53,12 @@ Agent:
                            ${DEFAULT_AGENT_HOST} (rendered too): a DNS name, or an
                            IP for hosts without Kubernetes (repeatable: one IPv4 and one IPv6)
   --timeout-ms N           the report call's timeout (default ${DEFAULT_TIMEOUT_MS})
+  --reporter R             lua (default): the Lua filter; native: the wansteer Envoy dynamic
+                           module (libwansteer.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH), which
+                           costs Envoy far less per request and sends reports in batches
+  --native-direct-remote   with --reporter native: also the module's network filter, so that a
+                           client's X-Forwarded-For cannot hide the connection's own remote
+                           address (needs envoy.filters.network.dynamic_modules in the proxy)
 
 Output:
   --out FILE               write here instead of stdout
@@ -72,6 +78,8 @@ const OPTIONS = {
   'agent-port': { type: 'string' },
   'agent-host': { type: 'string', multiple: true },
   'timeout-ms': { type: 'string' },
+  reporter: { type: 'string' },
+  'native-direct-remote': { type: 'boolean' },
   out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -107,6 +115,8 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
   const agentPort = integer(values['agent-port'], '--agent-port', DEFAULT_AGENT_PORT, 1, 65535);
   const timeoutMs = integer(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 10_000);
   const agentHosts = agentHostsFrom(values['agent-host'] ?? []);
+  const reporter = reporterFrom(values.reporter ?? 'lua');
+  if (values['native-direct-remote'] && reporter !== 'native') throw new UsageError('--native-direct-remote needs --reporter native');
   const specs = (values['mark-class'] ?? []).map(parseMarkClass);
   if (specs.length > 0 && !values.policies) throw new UsageError('--mark-class needs --policies FILE to find the class policies');
 
@@ -132,8 +142,10 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
     classFields: classFields(virtualServices, placement),
     markClasses: marks.classes,
     luaSource: (config) => filterSource(files, config),
+    reporter,
+    nativeDirectRemote: values['native-direct-remote'] === true,
   });
-  return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects));
+  return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects, reporter));
 }
 
 /** What the gateway's own Service needs for its sessions to be steered (docs/overlay.md). */
@@ -143,10 +155,12 @@ const GATEWAY_SERVICE_NOTE = [
   'gets the report while the replies leave by the WAN link of the node the connection arrived at (docs/overlay.md).',
 ];
 
-function headerComment(placement: Placement, scope: Scope, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[]): string[] {
+function headerComment(placement: Placement, scope: Scope, headers: readonly string[], classes: readonly MarkClass[], objects: readonly KubeObject[], reporter: Reporter): string[] {
   return [
     'Rendered by `wansteer render envoyfilter`; do not edit, render again (docs/envoy.md).',
     `Placement: ${placement}. Workloads: ${scope.selector ? `labelled ${selectorText(scope.selector)}` : 'all'} (EnvoyFilters in ${scope.namespace}).`,
+    // (Said only for the native one: the Lua filter is the default, and deploy/ holds its renders.)
+    ...(reporter === 'native' ? ['Session reporter: the wansteer Envoy dynamic module (libwansteer.so must be in the proxy, on ENVOY_DYNAMIC_MODULES_SEARCH_PATH).'] : []),
     `Reported request headers: ${headers.length > 0 ? headers.join(', ') : '(none)'}.`,
     `Mark classes: ${classes.length > 0 ? classes.map((c) => `${c.policy} = ${c.host}${c.port ? `:${c.port}` : ''}/${c.subset} (DSCP ${c.dscp})`).join('; ') : '(none)'}.`,
     `Objects: ${objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`).join(', ')}.`,
@@ -208,6 +222,11 @@ function agentHostsFrom(hosts: readonly string[]): AgentHosts | undefined {
 function placementFrom(text: string): Placement {
   if ((PLACEMENTS as readonly string[]).includes(text)) return text as Placement;
   throw new UsageError(`--context must be one of ${PLACEMENTS.join(', ')}, got ${JSON.stringify(text)}`);
+}
+
+function reporterFrom(text: string): Reporter {
+  if ((REPORTERS as readonly string[]).includes(text)) return text as Reporter;
+  throw new UsageError(`--reporter must be one of ${REPORTERS.join(', ')}, got ${JSON.stringify(text)}`);
 }
 
 function integer(text: string | undefined, flag: string, fallback: number, min: number, max: number): number {

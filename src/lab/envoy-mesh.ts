@@ -15,7 +15,8 @@
  *
  * Istio's rules modelled here: an EnvoyFilter applies when its workloadSelector's labels are
  * all on the workload (none: every workload); HTTP_FILTER patches go into listeners of their
- * context, INSERT_BEFORE the router; CLUSTER patches apply to a sidecar with context
+ * context, INSERT_BEFORE the router, NETWORK_FILTER ones INSERT_BEFORE the HTTP connection
+ * manager; CLUSTER patches apply to a sidecar with context
  * SIDECAR_OUTBOUND and to a gateway with GATEWAY; ADD appends a cluster, MERGE merges into the
  * clusters its match names (`outbound|PORT|SUBSET|HOST`) as protobuf merges: messages field by
  * field, repeated fields appended. Routes are named as Istio names them: the HTTP route's name,
@@ -102,7 +103,7 @@ export function meshBootstrap(docs: readonly unknown[], spec: MeshSpec): Json {
   return {
     admin: { address: socketAddress('127.0.0.1', spec.adminPort) },
     static_resources: {
-      listeners: spec.listeners.map((l) => listener(l, httpFilters(patches, l.context))),
+      listeners: spec.listeners.map((l) => listener(l, httpFilters(patches, l.context), networkFilters(patches, l.context))),
       clusters,
     },
   };
@@ -122,9 +123,24 @@ function httpFilters(patches: readonly Patch[], context: PatchContext): Json[] {
   return [...filters, ROUTER];
 }
 
-function listener(l: ListenerSpec, filters: Json[]): Json {
+/** The network filters a listener of `context` gets before its HTTP connection manager (INSERT_BEFORE it). */
+function networkFilters(patches: readonly Patch[], context: PatchContext): Json[] {
+  const filters: Json[] = [];
+  for (const p of patches.filter((p) => p.applyTo === 'NETWORK_FILTER' && p.match?.context === context)) {
+    const m = p.match as { listener?: { filterChain?: { filter?: { name?: string } } } };
+    const target = m.listener?.filterChain?.filter;
+    if (p.patch.operation !== 'INSERT_BEFORE' || target?.name !== HCM) {
+      throw new Error(`meshBootstrap: NETWORK_FILTER ${p.patch.operation} at ${JSON.stringify(target)} is not modelled`);
+    }
+    filters.push(structuredClone(p.patch.value));
+  }
+  return filters;
+}
+
+function listener(l: ListenerSpec, filters: Json[], networkFilters: Json[] = []): Json {
   const chain: Json = {
     filters: [
+      ...networkFilters,
       {
         name: HCM,
         typed_config: {

@@ -21,6 +21,12 @@ import type { Lab } from './namespaces.js';
 /** The Envoy version the tests and the benchmark run (scripts/envoy-version). */
 export const ENVOY_VERSION = readFileSync(fromRoot('scripts/envoy-version'), 'utf8').trim();
 
+/**
+ * Where `make -C envoy-filters/native` puts the wansteer dynamic module (libwansteer.so); every lab
+ * Envoy gets it as ENVOY_DYNAMIC_MODULES_SEARCH_PATH, so a rendered `--reporter native` filter loads.
+ */
+export const ENVOY_MODULE_DIR = fromRoot('build/envoy-module');
+
 /** Where the Envoy binary is: WANSTEER_ENVOY, else the pinned version in the cache. */
 export function envoyBinary(env: NodeJS.ProcessEnv = process.env): string {
   return env.WANSTEER_ENVOY ?? join(env.WANSTEER_CACHE ?? '/var/cache/wansteer', 'envoy', ENVOY_VERSION, 'envoy');
@@ -63,6 +69,7 @@ export class LabEnvoy {
     writeFileSync(config, JSON.stringify(bootstrap, null, 2));
     const child = lab.spawn(ns, [
       ...(options.prefix ?? []),
+      'env', `ENVOY_DYNAMIC_MODULES_SEARCH_PATH=${ENVOY_MODULE_DIR}`,
       envoyBinary(),
       '--config-path', config,
       '--concurrency', String(options.concurrency ?? 2),

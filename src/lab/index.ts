@@ -12,7 +12,7 @@ export { IngressCounters, type FlowMatch } from './counters.js';
 export { DelayLine } from './delay-line.js';
 export { bytesAt, goodputGap, GoodputMeter, startUploads, type Gap, type GapOptions, type GoodputSample, type UploadOptions } from './goodput.js';
 export { LabAgentClient, type LabAnswer, type LabLinkView, type LabRequest } from './agent-client.js';
-export { ENVOY_VERSION, envoyBinary, LabEnvoy, type LabEnvoyOptions } from './envoy.js';
+export { ENVOY_MODULE_DIR, ENVOY_VERSION, envoyBinary, LabEnvoy, type LabEnvoyOptions } from './envoy.js';
 export { meshBootstrap, routesFromVirtualService, type ClusterSpec, type ListenerSpec, type MeshSpec, type RouteSpec } from './envoy-mesh.js';
 
 /** The traffic tool (python3: it can set IP_TOS, which Node cannot). */

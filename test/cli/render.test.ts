@@ -10,6 +10,7 @@ import { EnvoyFilter } from '@kubernetes-models/istio/networking.istio.io/v1alph
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { runRender } from '../../src/cli/render.js';
+import { nativeConfigText } from '../../src/cli/render/native-reporter.js';
 import { fromRoot } from '../../src/config/paths.js';
 import { eventsOf, LUAJIT, reportsOf, runFilter } from '../envoy/driver.js';
 import { requireTool } from '../helpers/tools.js';
@@ -63,6 +64,67 @@ describe('wansteer render envoyfilter', () => {
     expect(typed.default_source_code.inline_string).toContain(context === 'gateway' ? 'class_fields = { "path" }' : 'class_fields = {}');
     // what the gateway's Service needs (docs/overlay.md), said where the gateway is rendered
     expect(r.stdout.includes('# Gateway Service: on an edge of several nodes give it externalTrafficPolicy: Local')).toBe(context === 'gateway');
+  });
+
+  it.each([
+    ['sidecar-inbound', 'SIDECAR_INBOUND', 'class_fields=\n'],
+    ['sidecar-outbound', 'SIDECAR_OUTBOUND', 'class_fields=\n'],
+    ['gateway', 'GATEWAY', 'class_fields=path\n'],
+  ])('--reporter native renders the dynamic module filter at %s, at the same place as the Lua one', async (context, patchContext, classFields) => {
+    const lua = await render(['--rules', RULES, '--context', context]);
+    const r = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--agent-host', '10.0.0.1', '--agent-host', 'fd00::1']);
+    const direct = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--native-direct-remote']);
+    expect(direct.code).toBe(0);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('# Session reporter: the wansteer Envoy dynamic module (libwansteer.so must be in the proxy');
+    expect(lua.stdout).not.toContain('# Session reporter:');
+    for (const doc of r.docs.filter((d) => d.kind === 'EnvoyFilter')) expect(() => new EnvoyFilter(doc as any).validate()).not.toThrow();
+    const reporter = named(r.docs, `wansteer-session-report-${context}`);
+    const luaReporter = named(lua.docs, `wansteer-session-report-${context}`);
+    expect(reporter.spec.workloadSelector).toEqual(luaReporter.spec.workloadSelector);
+    expect(reporter.spec.configPatches).toHaveLength(1);
+    const [patch] = reporter.spec.configPatches;
+    expect(patch.match).toEqual(luaReporter.spec.configPatches[0].match);
+    // --native-direct-remote: the module's network filter, before the HTTP connection manager of the
+    // same listeners, keeps each connection's own remote address for the HTTP filter.
+    const [network, sameHttp] = named(direct.docs, `wansteer-session-report-${context}`).spec.configPatches;
+    expect(sameHttp.match).toEqual(patch.match);
+    expect(network).toEqual({
+      applyTo: 'NETWORK_FILTER',
+      match: { context: patchContext, listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
+      patch: {
+        operation: 'INSERT_BEFORE',
+        value: {
+          name: 'wansteer.direct_remote',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter',
+            dynamic_module_config: { name: 'wansteer' },
+            filter_name: 'direct_remote',
+          },
+        },
+      },
+    });
+    expect(patch).toMatchObject({ applyTo: 'HTTP_FILTER', match: { context: patchContext }, patch: { operation: 'INSERT_BEFORE', value: { name: 'wansteer.session_report' } } });
+    expect(patch.patch.value.typed_config).toEqual({
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter',
+      dynamic_module_config: { name: 'wansteer' },
+      filter_name: 'session_report',
+      filter_config: {
+        '@type': 'type.googleapis.com/google.protobuf.StringValue',
+        value:
+          `placement=${context}\ncluster=wansteer-agent\ncluster_v6=wansteer-agent-v6\nauthority=wansteer-agent\npath=/v1/sessions:batch\n` +
+          `timeout_ms=200\nheaders=end-user\n${classFields}`,
+      },
+    });
+    // the agent clusters are the Lua filter's
+    expect(named(r.docs, 'wansteer-agent-cluster').spec.configPatches.length).toBe(4);
+  });
+
+  it('nativeConfigText: class_fields absent means all count, present and empty means none', () => {
+    const base = { placement: 'gateway' as const, cluster: 'a', authority: 'a', path: '/v1/sessions:batch', timeout_ms: 5, headers: ['x-b', 'x-a'] };
+    expect(nativeConfigText(base)).toBe('placement=gateway\ncluster=a\nauthority=a\npath=/v1/sessions:batch\ntimeout_ms=5\nheaders=x-b,x-a\n');
+    expect(nativeConfigText({ ...base, class_fields: [], refresh_s: 30, remember_connections: 10 })).toContain('class_fields=\nremember_connections=10\nrefresh_s=30\n');
+    expect(() => nativeConfigText({ ...base, authority: 'a\nplacement=gateway' })).toThrow('line break');
   });
 
   it.each([
@@ -264,6 +326,8 @@ items:
     [['--rules', RULES, '--policies', RULES + '/reviews.yaml'], 'policy file'],
     [['--rules', '/nonexistent/rules'], 'cannot read'],
     [['--rules', RULES, '--colour'], "Unknown option '--colour'"],
+    [['--rules', RULES, '--reporter', 'wasm'], '--reporter must be one of lua, native, got "wasm"'],
+    [['--rules', RULES, '--native-direct-remote'], '--native-direct-remote needs --reporter native'],
   ])('exits 2 with the reason on bad input %j', async (argv, reason) => {
     const r = await render(argv);
     expect(r.code).toBe(2);

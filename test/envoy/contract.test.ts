@@ -1,13 +1,16 @@
 // Holds the LuaJIT harness (harness.lua, which the fast unit tests in filter.test.ts run on) to a
 // real Envoy: one table of cases runs through both, with the same rendered Lua, the same
 // requests and the same connection addresses, and must send byte-identical reports; and a probe
-// script finds Envoy and the harness refusing the same things with the same messages.
+// script finds Envoy and the harness refusing the same things with the same messages. The same
+// table runs through Envoys rendered with the native reporter (the dynamic module,
+// envoy-filters/native/): its reports, unwrapped from its batches, must be the Lua filter's.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sessionReporter } from '../../src/cli/render/envoy-filter.js';
 import type { Placement } from '../../src/cli/render/lua-source.js';
 import { LabEnvoy, meshBootstrap } from '../../src/lab/index.js';
 import { describePrivileged } from '../helpers/privilege.js';
-import { requireEnvoy } from '../helpers/tools.js';
+import type { Reporter } from '../../src/cli/render/envoy-filter.js';
+import { requireEnvoy, requireEnvoyModule } from '../helpers/tools.js';
 import { eventsOf, runFilter, type RequestScenario } from './driver.js';
 import {
   CLIENT_SPIFFE, CLOUD_SERVICE, EnvoyRig, GATEWAY, INBOUND, OUTBOUND, STEER_LABELS, type ClientConnection, type ConnectionResult,
@@ -37,6 +40,12 @@ const CASES: Case[] = [
     name: 'inbound, HTTP/2, a repeated header and one not allow-listed',
     placement: 'sidecar-inbound',
     connections: [{ from: 'cloud', ...INBOUND.v4, protocol: 'h2', requests: [req('minion', '/', [['end-user', 'boss'], ['cookie', 'a=1']]), req('minion', '/', [['end-user', 'boss']])] }],
+    route: () => 'default',
+  },
+  {
+    name: 'inbound, a header value JSON must escape (quote, backslash, tab)',
+    placement: 'sidecar-inbound',
+    connections: [{ from: 'cloud', ...INBOUND.v4, protocol: 'h1', requests: [req('mi"n\\i\ton'), req('mi"n\\i\ton')] }],
     route: () => 'default',
   },
   {
@@ -82,38 +91,57 @@ function scenarioRequests(c: Case, results: ConnectionResult[]): RequestScenario
   );
 }
 
+/** The Lua source the harness runs for a placement: what the Lua reporter's render inlines. */
+function luaSourceOf(docs: unknown[], placement: Placement): string {
+  return (docs.find((d: any) => d.metadata.name === `wansteer-session-report-${placement}`) as any) // eslint-disable-line @typescript-eslint/no-explicit-any
+    .spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string as string;
+}
+
+/** Runs CASES through Envoys rendered with `reporter` and holds their reports to the harness's. */
+function sameReports(reporter: Reporter, getRig: () => EnvoyRig): void {
+  it.each(CASES)('$name: the same reports', async (c) => {
+    const rig = getRig();
+    const from = rig.events.length;
+    const results = await rig.clients(c.connections[0]!.from === 'edge' ? rig.lab.edge : rig.lab.cloud, c.connections);
+    expect(results.flatMap((r) => r.responses.map((x) => x.status))).toEqual(c.connections.flatMap((conn) => conn.requests.map(() => 200)));
+    // The harness runs the Lua filter, whichever reporter Envoy runs.
+    const source = luaSourceOf(reporter === 'lua' ? rig.rendered.get(c.placement)! : await rig.render(c.placement, [], 'lua'), c.placement);
+    const harness = await runFilter({ source, clusters: ['wansteer-agent', 'wansteer-agent-v6'], requests: scenarioRequests(c, results) });
+    const expected = eventsOf(harness, 'httpCall').map((call) => call.body);
+    expect(expected.length).toBeGreaterThan(0);
+    await rig.waitFor(() => rig.reportsSince(from).length >= expected.length, `${expected.length} reports from Envoy`);
+    // Envoy sends calls on a pool of connections: compare as sets, after every report is in.
+    await rig.waitFor(() => rig.reportsSince(from).every((r) => rig.answered(r.id)), 'the answers');
+    expect(rig.reportsSince(from).map((r) => r.raw).sort()).toEqual([...expected].sort());
+    // And each through the cluster of its family (the tap sees the family as the caller's).
+    const v6Calls = eventsOf(harness, 'httpCall').filter((call) => call.cluster === 'wansteer-agent-v6').length;
+    expect(rig.reportsSince(from).filter((r) => r.caller.includes(':')).length).toBe(v6Calls);
+    // The native reporter batches: its reports reach the agent's batch intake.
+    if (reporter === 'native') expect(new Set(rig.reportsSince(from).map((r) => r.path))).toEqual(new Set(['/v1/sessions:batch']));
+  });
+}
+
+async function startRig(tag: string, reporter: Reporter): Promise<EnvoyRig> {
+  const rig = await EnvoyRig.create(tag, { reporter });
+  await rig.startEnvoy('sidecar-inbound', 15000);
+  await rig.startEnvoy('sidecar-outbound', 15100);
+  await rig.startEnvoy('gateway', 15200);
+  return rig;
+}
+
 envoy.describe(`the harness against Envoy ${envoy.version}`, () => {
   describePrivileged('one table of cases, two runtimes', () => {
     let rig: EnvoyRig;
 
     beforeAll(async () => {
-      rig = await EnvoyRig.create('contract');
-      await rig.startEnvoy('sidecar-inbound', 15000);
-      await rig.startEnvoy('sidecar-outbound', 15100);
-      await rig.startEnvoy('gateway', 15200);
+      rig = await startRig('contract', 'lua');
     }, 180_000);
 
     afterAll(async () => {
       await rig?.destroy();
     });
 
-    it.each(CASES)('$name: the same reports', async (c) => {
-      const from = rig.events.length;
-      const results = await rig.clients(c.connections[0]!.from === 'edge' ? rig.lab.edge : rig.lab.cloud, c.connections);
-      expect(results.flatMap((r) => r.responses.map((x) => x.status))).toEqual(c.connections.flatMap((conn) => conn.requests.map(() => 200)));
-      const source = (rig.rendered.get(c.placement)!.find((d: any) => d.metadata.name === `wansteer-session-report-${c.placement}`) as any) // eslint-disable-line @typescript-eslint/no-explicit-any
-        .spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string as string;
-      const harness = await runFilter({ source, clusters: ['wansteer-agent', 'wansteer-agent-v6'], requests: scenarioRequests(c, results) });
-      const expected = eventsOf(harness, 'httpCall').map((call) => call.body);
-      expect(expected.length).toBeGreaterThan(0);
-      await rig.waitFor(() => rig.reportsSince(from).length >= expected.length, `${expected.length} reports from Envoy`);
-      // Envoy sends calls on a pool of connections: compare as sets, after every report is in.
-      await rig.waitFor(() => rig.reportsSince(from).every((r) => rig.answered(r.id)), 'the answers');
-      expect(rig.reportsSince(from).map((r) => r.raw).sort()).toEqual([...expected].sort());
-      // And each through the cluster of its family (the tap sees the family as the caller's).
-      const v6Calls = eventsOf(harness, 'httpCall').filter((call) => call.cluster === 'wansteer-agent-v6').length;
-      expect(rig.reportsSince(from).filter((r) => r.caller.includes(':')).length).toBe(v6Calls);
-    });
+    sameReports('lua', () => rig);
 
     it('a probe finds Envoy and the harness refusing the same things, with the same messages', async () => {
       const probe = `
@@ -162,5 +190,23 @@ envoy.describe(`the harness against Envoy ${envoy.version}`, () => {
         probeEnvoy.stop();
       }
     });
+  });
+});
+
+const native = requireEnvoyModule();
+
+native.describe(`the native reporter against the harness, in Envoy ${native.version}`, () => {
+  describePrivileged('one table of cases, the Lua harness and the dynamic module', () => {
+    let rig: EnvoyRig;
+
+    beforeAll(async () => {
+      rig = await startRig('contract-native', 'native');
+    }, 180_000);
+
+    afterAll(async () => {
+      await rig?.destroy();
+    });
+
+    sameReports('native', () => rig);
   });
 });

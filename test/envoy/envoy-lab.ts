@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseAllDocuments } from 'yaml';
 import { runRender } from '../../src/cli/render.js';
+import type { Reporter } from '../../src/cli/render/envoy-filter.js';
 import type { Placement } from '../../src/cli/render/lua-source.js';
 import { fromRoot } from '../../src/config/paths.js';
 import { CLOUD, EDGE, LabEnvoy, meshBootstrap, routesFromVirtualService, WanLab, type ListenerSpec, type MeshSpec } from '../../src/lab/index.js';
@@ -56,6 +57,8 @@ export interface TapEvent {
   contentType?: string;
   body?: string;
   status?: number;
+  /** A batch's number, on each of its sessions' report events. */
+  batch?: number;
   agent?: any; // eslint-disable-line @typescript-eslint/no-explicit-any
   at: number;
 }
@@ -103,10 +106,12 @@ export class EnvoyRig {
   private constructor(
     readonly lab: WanLab,
     readonly dir: string,
+    /** The session reporter its Envoys are rendered with (the native one needs the module built). */
+    readonly reporter: Reporter,
   ) {}
 
-  static async create(tag: string): Promise<EnvoyRig> {
-    const rig = new EnvoyRig(WanLab.create(tag), mkdtempSync(join(tmpdir(), 'wansteer-envoy-rig-')));
+  static async create(tag: string, options: { reporter?: Reporter } = {}): Promise<EnvoyRig> {
+    const rig = new EnvoyRig(WanLab.create(tag), mkdtempSync(join(tmpdir(), 'wansteer-envoy-rig-')), options.reporter ?? 'lua');
     try {
       await rig.build(tag);
     } catch (err) {
@@ -149,7 +154,7 @@ export class EnvoyRig {
   }
 
   /** `wansteer render envoyfilter` for a placement, reporting to the tap on both families' addresses. */
-  async render(placement: Placement, extra: string[] = []): Promise<unknown[]> {
+  async render(placement: Placement, extra: string[] = [], reporter: Reporter = this.reporter): Promise<unknown[]> {
     let out = '';
     let err = '';
     const argv = [
@@ -162,6 +167,9 @@ export class EnvoyRig {
       '--agent-host', EDGE.wan0.v6,
       '--agent-port', String(TAP_PORT),
       '--timeout-ms', String(TIMEOUT_MS),
+      '--reporter', reporter,
+      // The lab's Envoy has the module's network filter: the native reporter gets each connection's own remote address.
+      ...(reporter === 'native' ? ['--native-direct-remote'] : []),
       ...extra,
     ];
     const code = await runRender(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
@@ -223,12 +231,15 @@ export class EnvoyRig {
     await this.waitFor(() => this.events.slice(before).some((e) => e.event === 'mode' && e.mode === mode.mode), `tap mode ${mode.mode}`);
   }
 
-  /** Reports that arrived since event index `from`, parsed, with who sent them. */
-  reportsSince(from: number): { id: number; caller: string; report: any; raw: string; at: number }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+  /**
+   * Reports that arrived since event index `from`, parsed, with who sent them (a batch's sessions
+   * one by one, see report-tap.mjs).
+   */
+  reportsSince(from: number): { id: number; caller: string; path: string; batch?: number; report: any; raw: string; at: number }[] { // eslint-disable-line @typescript-eslint/no-explicit-any
     return this.events
       .slice(from)
       .filter((e) => e.event === 'report')
-      .map((e) => ({ id: e.id!, caller: e.caller!, report: JSON.parse(e.body!), raw: e.body!, at: e.at }));
+      .map((e) => ({ id: e.id!, caller: e.caller!, path: e.path!, ...(e.batch !== undefined ? { batch: e.batch } : {}), report: JSON.parse(e.body!), raw: e.body!, at: e.at }));
   }
 
   answered(id: number): TapEvent | undefined {

@@ -13,6 +13,10 @@
 //   stdout, one JSON a line: {"event":"ready"} | {"event":"mode",...} once a mode is in force
 //                            {"event":"report","id","caller","path","contentType","body","at"}
 //                            {"event":"answered","id","status","agent":{...},"at"}
+//   A batch (POST /v1/sessions:batch, {"sessions":[...]}, the native reporter's) is recorded as
+//   one report per session, each with its own id, its exact bytes as `body` and `batch` (the
+//   batch's number); once the agent answers the batch, each id gets its "answered" (with its own
+//   outcome from the agent's answer as `agent`, when it has them).
 //   `at`: milliseconds on CLOCK_MONOTONIC (process.hrtime), the same clock in every namespace.
 import http from 'node:http';
 import { createInterface } from 'node:readline';
@@ -53,15 +57,53 @@ function forward(caller, req, body) {
   });
 }
 
+/**
+ * The raw text of each element of a batch's "sessions" array, byte for byte as sent (a parse and
+ * re-serialisation could change escapes, and the reports must compare byte-identical).
+ */
+function rawSessions(body) {
+  const start = body.indexOf('[');
+  if (!body.startsWith('{"sessions":[') || start < 0) return [body];
+  const out = [];
+  let depth = 0;
+  let inString = false;
+  let from = -1;
+  for (let i = start + 1; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === '{' || c === '[') {
+      if (depth === 0) from = i;
+      depth++;
+    } else if (c === '}' || c === ']') {
+      if (depth === 0) break; // the array's end
+      depth--;
+      if (depth === 0) out.push(body.slice(from, i + 1));
+    }
+  }
+  return out;
+}
+
+let nextBatch = 1;
+
 function handle(req, res) {
   const chunks = [];
   req.on('data', (d) => chunks.push(d));
   req.on('end', async () => {
-    const id = nextId++;
     const caller = plain(req.socket.remoteAddress);
     const body = Buffer.concat(chunks).toString('utf8');
     const current = mode;
-    say({ event: 'report', id, caller, path: req.url, contentType: req.headers['content-type'], body });
+    const batch = req.url === '/v1/sessions:batch' ? nextBatch++ : undefined;
+    const ids = [];
+    for (const session of batch === undefined ? [body] : rawSessions(body)) {
+      const id = nextId++;
+      ids.push(id);
+      say({ event: 'report', id, caller, path: req.url, contentType: req.headers['content-type'], body: session, ...(batch !== undefined ? { batch } : {}) });
+    }
     let answer;
     if (current.mode === 'status') {
       answer = { status: current.status, text: JSON.stringify({ code: 'WS_TAP', message: `the tap answers ${current.status}` }) };
@@ -77,7 +119,8 @@ function handle(req, res) {
     }
     res.writeHead(answer.status, { 'content-type': 'application/json' });
     res.end(answer.text);
-    say({ event: 'answered', id, status: answer.status, agent });
+    // A batch's answer has an outcome per report, in order: each session gets its own.
+    ids.forEach((id, i) => say({ event: 'answered', id, status: answer.status, agent: batch !== undefined && Array.isArray(agent?.outcomes) ? agent.outcomes[i] : agent }));
   });
 }
 

@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { describe, it, type TestFunction } from 'vitest';
-import { ENVOY_VERSION, envoyBinary } from '../../src/lab/envoy.js';
+import { ENVOY_MODULE_DIR, ENVOY_VERSION, envoyBinary } from '../../src/lab/envoy.js';
 
 export interface RequiredTool {
   /** Why the tool cannot run here (with what to do about it), or undefined. */
@@ -23,7 +23,10 @@ export interface RequiredTool {
 
 /** `tool` as the tests run it: at `path` when they use a fixed one, else found on PATH. */
 export function requireTool(tool: string, path?: string): RequiredTool {
-  const missing = toolMissing(tool, path);
+  return required(toolMissing(tool, path));
+}
+
+function required(missing: string | undefined): RequiredTool {
   const ci = Boolean(missing && process.env.CI);
   const failure = () => new Error(`cannot run under CI: ${missing}`);
   return {
@@ -58,4 +61,23 @@ function toolMissing(tool: string, path: string | undefined): string | undefined
 export function requireEnvoy(): RequiredTool & { readonly path: string; readonly version: string } {
   const path = envoyBinary();
   return { ...requireTool(`envoy ${process.env.WANSTEER_ENVOY ? '(WANSTEER_ENVOY)' : ENVOY_VERSION}`, path), path, version: ENVOY_VERSION };
+}
+
+/**
+ * The real Envoy and the wansteer dynamic module it loads (build/envoy-module/libwansteer.so,
+ * built by `make -C envoy-filters/native`, which scripts/setup.sh and `npm run build:native` run):
+ * skipped locally without either, failed under CI.
+ */
+export function requireEnvoyModule(): RequiredTool & { readonly path: string; readonly version: string; readonly module: string } {
+  const envoy = requireEnvoy();
+  const module = `${ENVOY_MODULE_DIR}/libwansteer.so`;
+  let missing = envoy.missing;
+  if (missing === undefined) {
+    try {
+      accessSync(module, constants.R_OK);
+    } catch {
+      missing = `the wansteer Envoy module is missing (no ${module}): run make -C envoy-filters/native (or scripts/setup.sh)`;
+    }
+  }
+  return { ...required(missing), path: envoy.path, version: envoy.version, module };
 }

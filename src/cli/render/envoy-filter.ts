@@ -1,7 +1,8 @@
 /**
  * The Kubernetes objects `wansteer render envoyfilter` writes, as plain JS (YAML comes later):
  *
- *  - the session reporter: an EnvoyFilter inserting the Lua filter before the router at one
+ *  - the session reporter: an EnvoyFilter inserting the Lua filter (or the dynamic module,
+ *    native-reporter.ts) before the router at one
  *    placement (SIDECAR_INBOUND, SIDECAR_OUTBOUND or GATEWAY);
  *  - the agent clusters the filter's httpCall goes to (one per address family), and (in
  *    cluster) the dual-stack, node-local Service behind them;
@@ -13,8 +14,12 @@
  * istio-system, a selector picks labelled workloads of every namespace). docs/envoy.md explains
  * each choice.
  */
+import { envoyFilter, PART_OF, sessionReportFilter, type KubeObject, type Scope } from './envoy-filter-base.js';
 import type { ClassField, FilterConfig, Placement } from './lua-source.js';
 import type { MarkClass } from './mark-classes.js';
+import { BATCH_INTAKE_PATH, nativeSessionReporter } from './native-reporter.js';
+
+export type { KubeObject, Scope } from './envoy-filter-base.js';
 
 export const LUA_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua';
 export const AGENT_CLUSTER = 'wansteer-agent';
@@ -27,12 +32,6 @@ export const DEFAULT_AGENT_HOST = `wansteer-agent.${DEFAULT_AGENT_NAMESPACE}.svc
 /** The label the agent DaemonSet's pods carry; the Service selects them by it. */
 export const AGENT_POD_LABELS = { 'app.kubernetes.io/name': 'wansteer-agent' } as const;
 
-const PART_OF = { 'app.kubernetes.io/part-of': 'wansteer' } as const;
-const PATCH_CONTEXT: Record<Placement, string> = {
-  'sidecar-inbound': 'SIDECAR_INBOUND',
-  'sidecar-outbound': 'SIDECAR_OUTBOUND',
-  gateway: 'GATEWAY',
-};
 /**
  * Istio adds CLUSTER `ADD` patches to a sidecar only with context SIDECAR_OUTBOUND (all of a
  * sidecar's added clusters live there, whichever listener uses them) and to a gateway only with
@@ -50,49 +49,11 @@ const IP_BIND_ADDRESS_NO_PORT = 24;
 const SOL_IPV6 = 41;
 const IPV6_TCLASS = 67;
 
-export type KubeObject = Record<string, unknown> & { apiVersion: string; kind: string; metadata: { name: string; namespace: string; labels?: Record<string, string> } };
-
-/** Which workloads the EnvoyFilters apply to. */
-export interface Scope {
-  readonly namespace: string;
-  /** Pod labels a workload must carry; undefined: every workload the namespace reaches. */
-  readonly selector?: Readonly<Record<string, string>>;
-}
-
-function envoyFilter(name: string, scope: Scope, configPatches: unknown[]): KubeObject {
-  return {
-    apiVersion: 'networking.istio.io/v1alpha3',
-    kind: 'EnvoyFilter',
-    metadata: { name, namespace: scope.namespace, labels: { ...PART_OF } },
-    spec: {
-      ...(scope.selector !== undefined ? { workloadSelector: { labels: { ...scope.selector } } } : {}),
-      configPatches,
-    },
-  };
-}
-
 export function sessionReporter(placement: Placement, scope: Scope, luaSource: string): KubeObject {
-  return envoyFilter(`wansteer-session-report-${placement}`, scope, [
-    {
-      applyTo: 'HTTP_FILTER',
-      match: {
-        context: PATCH_CONTEXT[placement],
-        listener: {
-          filterChain: {
-            filter: { name: 'envoy.filters.network.http_connection_manager', subFilter: { name: 'envoy.filters.http.router' } },
-          },
-        },
-      },
-      patch: {
-        // Last before the router: after Istio's authn/authz filters, so refused requests are never reported.
-        operation: 'INSERT_BEFORE',
-        value: {
-          name: 'wansteer.session_report',
-          typed_config: { '@type': LUA_FILTER_TYPE, default_source_code: { inline_string: luaSource } },
-        },
-      },
-    },
-  ]);
+  return sessionReportFilter(placement, scope, {
+    name: 'wansteer.session_report',
+    typed_config: { '@type': LUA_FILTER_TYPE, default_source_code: { inline_string: luaSource } },
+  });
 }
 
 /**
@@ -227,7 +188,14 @@ export interface EnvoyFilterInput {
   readonly markClasses: readonly MarkClass[];
   /** Builds the Lua source for a filter configuration (lua-source.ts filterSource). */
   readonly luaSource: (config: FilterConfig) => string;
+  /** Which session reporter: the Lua filter (default) or the dynamic module (native-reporter.ts). */
+  readonly reporter?: Reporter;
+  /** The native reporter's network filter for each connection's own remote address (native-reporter.ts NativeOptions). */
+  readonly nativeDirectRemote?: boolean;
 }
+
+export type Reporter = 'lua' | 'native';
+export const REPORTERS: readonly Reporter[] = ['lua', 'native'];
 
 /** Everything for one placement, in apply order. */
 export function envoyFilterObjects(input: EnvoyFilterInput): KubeObject[] {
@@ -237,14 +205,16 @@ export function envoyFilterObjects(input: EnvoyFilterInput): KubeObject[] {
     cluster: agent.v4,
     cluster_v6: agent.v6,
     authority: AGENT_CLUSTER,
-    path: INTAKE_PATH,
+    // The module sends batches; the Lua filter one report a call.
+    path: input.reporter === 'native' ? BATCH_INTAKE_PATH : INTAKE_PATH,
     timeout_ms: input.timeoutMs,
     headers: input.headers,
     class_fields: input.classFields,
   };
   const objects: KubeObject[] = [];
   if (input.agentHosts === undefined) objects.push(agentService(input.agentPort));
-  objects.push(agentClusterFilter(agent.clusters, input.scope), sessionReporter(input.placement, input.scope, input.luaSource(config)));
+  const reporter = input.reporter === 'native' ? nativeSessionReporter(input.placement, input.scope, config, { directRemote: input.nativeDirectRemote === true }) : sessionReporter(input.placement, input.scope, input.luaSource(config));
+  objects.push(agentClusterFilter(agent.clusters, input.scope), reporter);
   if (input.markClasses.length > 0) objects.push(markClassFilter(input.markClasses, input.scope));
   return objects;
 }
