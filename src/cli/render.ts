@@ -56,9 +56,10 @@ Agent:
   --reporter R             lua (default): the Lua filter; native: the wansteer Envoy dynamic
                            module (libwansteer.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH), which
                            costs Envoy far less per request and sends reports in batches
-  --native-direct-remote   with --reporter native: also the module's network filter, so that a
-                           client's X-Forwarded-For cannot hide the connection's own remote
-                           address (needs envoy.filters.network.dynamic_modules in the proxy)
+  --native-http-only       with --reporter native: leave out the module's network filter, which
+                           hands the HTTP filter each connection's own remote address (for a
+                           proxy without envoy.filters.network.dynamic_modules; a request whose
+                           X-Forwarded-For Envoy took is then not reported)
 
 Output:
   --out FILE               write here instead of stdout
@@ -79,7 +80,7 @@ const OPTIONS = {
   'agent-host': { type: 'string', multiple: true },
   'timeout-ms': { type: 'string' },
   reporter: { type: 'string' },
-  'native-direct-remote': { type: 'boolean' },
+  'native-http-only': { type: 'boolean' },
   out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -116,7 +117,7 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
   const timeoutMs = integer(values['timeout-ms'], '--timeout-ms', DEFAULT_TIMEOUT_MS, 1, 10_000);
   const agentHosts = agentHostsFrom(values['agent-host'] ?? []);
   const reporter = reporterFrom(values.reporter ?? 'lua');
-  if (values['native-direct-remote'] && reporter !== 'native') throw new UsageError('--native-direct-remote needs --reporter native');
+  if (values['native-http-only'] && reporter !== 'native') throw new UsageError('--native-http-only needs --reporter native');
   const specs = (values['mark-class'] ?? []).map(parseMarkClass);
   if (specs.length > 0 && !values.policies) throw new UsageError('--mark-class needs --policies FILE to find the class policies');
 
@@ -143,7 +144,7 @@ async function renderEnvoyFilter(values: Values, warn: (warning: string) => void
     markClasses: marks.classes,
     luaSource: (config) => filterSource(files, config),
     reporter,
-    nativeDirectRemote: values['native-direct-remote'] === true,
+    nativeDirectRemote: values['native-http-only'] !== true,
   });
   return manifestYaml(objects, headerComment(placement, scope, headers, marks.classes, objects, reporter));
 }

@@ -73,8 +73,8 @@ describe('wansteer render envoyfilter', () => {
   ])('--reporter native renders the dynamic module filter at %s, at the same place as the Lua one', async (context, patchContext, classFields) => {
     const lua = await render(['--rules', RULES, '--context', context]);
     const r = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--agent-host', '10.0.0.1', '--agent-host', 'fd00::1']);
-    const direct = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--native-direct-remote']);
-    expect(direct.code).toBe(0);
+    const httpOnly = await render(['--rules', RULES, '--context', context, '--reporter', 'native', '--native-http-only']);
+    expect(httpOnly.code).toBe(0);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('# Session reporter: the wansteer Envoy dynamic module (libwansteer.so must be in the proxy');
     expect(lua.stdout).not.toContain('# Session reporter:');
@@ -82,13 +82,14 @@ describe('wansteer render envoyfilter', () => {
     const reporter = named(r.docs, `wansteer-session-report-${context}`);
     const luaReporter = named(lua.docs, `wansteer-session-report-${context}`);
     expect(reporter.spec.workloadSelector).toEqual(luaReporter.spec.workloadSelector);
-    expect(reporter.spec.configPatches).toHaveLength(1);
-    const [patch] = reporter.spec.configPatches;
+    // By default the module's network filter too, before the HTTP connection manager of the same
+    // listeners: it keeps each connection's own remote address for the HTTP filter.
+    expect(reporter.spec.configPatches).toHaveLength(2);
+    const [network, patch] = reporter.spec.configPatches;
     expect(patch.match).toEqual(luaReporter.spec.configPatches[0].match);
-    // --native-direct-remote: the module's network filter, before the HTTP connection manager of the
-    // same listeners, keeps each connection's own remote address for the HTTP filter.
-    const [network, sameHttp] = named(direct.docs, `wansteer-session-report-${context}`).spec.configPatches;
-    expect(sameHttp.match).toEqual(patch.match);
+    // --native-http-only: the HTTP filter alone, the same one.
+    const httpOnlyPatches = named(httpOnly.docs, `wansteer-session-report-${context}`).spec.configPatches;
+    expect(httpOnlyPatches).toEqual([patch]);
     expect(network).toEqual({
       applyTo: 'NETWORK_FILTER',
       match: { context: patchContext, listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
@@ -327,7 +328,7 @@ items:
     [['--rules', '/nonexistent/rules'], 'cannot read'],
     [['--rules', RULES, '--colour'], "Unknown option '--colour'"],
     [['--rules', RULES, '--reporter', 'wasm'], '--reporter must be one of lua, native, got "wasm"'],
-    [['--rules', RULES, '--native-direct-remote'], '--native-direct-remote needs --reporter native'],
+    [['--rules', RULES, '--native-http-only'], '--native-http-only needs --reporter native'],
   ])('exits 2 with the reason on bad input %j', async (argv, reason) => {
     const r = await render(argv);
     expect(r.code).toBe(2);

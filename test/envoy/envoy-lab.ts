@@ -168,8 +168,6 @@ export class EnvoyRig {
       '--agent-port', String(TAP_PORT),
       '--timeout-ms', String(TIMEOUT_MS),
       '--reporter', reporter,
-      // The lab's Envoy has the module's network filter: the native reporter gets each connection's own remote address.
-      ...(reporter === 'native' ? ['--native-direct-remote'] : []),
       ...extra,
     ];
     const code = await runRender(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });

@@ -190,7 +190,7 @@ export interface EnvoyFilterInput {
   readonly luaSource: (config: FilterConfig) => string;
   /** Which session reporter: the Lua filter (default) or the dynamic module (native-reporter.ts). */
   readonly reporter?: Reporter;
-  /** The native reporter's network filter for each connection's own remote address (native-reporter.ts NativeOptions). */
+  /** The native reporter's network filter for each connection's own remote address (native-reporter.ts NativeOptions); default on. */
   readonly nativeDirectRemote?: boolean;
 }
 
@@ -213,7 +213,7 @@ export function envoyFilterObjects(input: EnvoyFilterInput): KubeObject[] {
   };
   const objects: KubeObject[] = [];
   if (input.agentHosts === undefined) objects.push(agentService(input.agentPort));
-  const reporter = input.reporter === 'native' ? nativeSessionReporter(input.placement, input.scope, config, { directRemote: input.nativeDirectRemote === true }) : sessionReporter(input.placement, input.scope, input.luaSource(config));
+  const reporter = input.reporter === 'native' ? nativeSessionReporter(input.placement, input.scope, config, { directRemote: input.nativeDirectRemote !== false }) : sessionReporter(input.placement, input.scope, input.luaSource(config));
   objects.push(agentClusterFilter(agent.clusters, input.scope), reporter);
   if (input.markClasses.length > 0) objects.push(markClassFilter(input.markClasses, input.scope));
   return objects;

@@ -45,13 +45,14 @@ export function nativeConfigText(config: FilterConfig): string {
 
 export interface NativeOptions {
   /**
-   * Also insert the module's network filter before the HTTP connection manager. An HTTP filter of
-   * a dynamic module sees only Envoy's derived remote address, which a client's X-Forwarded-For
-   * replaces where use_remote_address is false (Istio's sidecars): such a request then has no port
-   * and is not reported (never reported wrongly). The network filter hands the HTTP filter the
-   * connection's own remote address (Lua's downstreamDirectRemoteAddress) instead. It needs
-   * `envoy.filters.network.dynamic_modules` in the proxy: Envoy 1.39.1 has it, Istio's proxy build
-   * may register only the HTTP one, and a listener with an unknown filter is rejected whole.
+   * Also insert the module's network filter before the HTTP connection manager (the render's
+   * default). An HTTP filter of a dynamic module sees only Envoy's derived remote address, which a
+   * client's X-Forwarded-For replaces where use_remote_address is false (Istio's sidecars): such a
+   * request then has no port and is not reported (never reported wrongly). The network filter
+   * hands the HTTP filter the connection's own remote address (Lua's downstreamDirectRemoteAddress)
+   * instead. It needs `envoy.filters.network.dynamic_modules` in the proxy: Envoy 1.39.1 has it,
+   * and so does Istio's proxy from release-1.31 (istio/proxy bazel/extension_config/
+   * extensions_build_config.bzl); a listener with an unknown filter is rejected whole.
    */
   readonly directRemote?: boolean;
 }
