@@ -6,6 +6,9 @@
  * cost of a report per request (every request on a new connection) with the agent up, down and
  * slow.
  *
+ * The native reporter (`--reporter native`, the Envoy dynamic module) is measured the same way, in
+ * the same rounds, beside the Lua filter.
+ *
  * Rig (test/envoy/envoy-lab.ts): a lab namespace with the real agent behind the report tap;
  * one proxy Envoy (--concurrency 1) with a listener per configuration, each built by the Istio
  * stand-in from `wansteer render envoyfilter` (merged(): one process, so the configurations
@@ -54,17 +57,18 @@ const CLOSE_SECONDS = 4;
  * rounds: a before/after of a change to the filter from one run.
  */
 const BASELINE = process.env.WANSTEER_BENCH_BASELINE;
-const CONFIGS = ['none', 'lua-empty', 'session', 'unmarked', 'mark', ...(BASELINE ? ['session-baseline' as const] : [])] as const;
-type Config = 'none' | 'lua-empty' | 'session' | 'unmarked' | 'mark' | 'session-baseline';
+const CONFIGS = ['none', 'lua-empty', 'session', 'native', 'unmarked', 'mark', ...(BASELINE ? ['session-baseline' as const] : [])] as const;
+type Config = 'none' | 'lua-empty' | 'session' | 'native' | 'unmarked' | 'mark' | 'session-baseline';
 const LABEL: Record<Config, string> = {
   none: 'no filter',
   'lua-empty': 'empty Lua filter',
-  session: 'session mode',
+  session: 'session mode (Lua filter)',
+  native: 'session mode (native reporter)',
   unmarked: 'outbound, unmarked subset (v1)',
   mark: 'mark mode (v2)',
   'session-baseline': `session mode, the filter at ${BASELINE}`,
 };
-const TARGET: Partial<Record<Config, string>> = { session: '>= 95', mark: '>= 99' };
+const TARGET: Partial<Record<Config, string>> = { session: '>= 95', native: '>= 95', mark: '>= 99' };
 /**
  * Mark mode is a patch on one outbound cluster (the mark class's subset, reviews v2), so it is
  * compared with its twin: the same outbound listener to the subset the patch leaves alone (v1),
@@ -88,6 +92,8 @@ function proxySpec(port: number, adminPort: number, context: 'SIDECAR_INBOUND' |
 
 async function main(): Promise<void> {
   if (!requireRoot('envoy')) return;
+  // The native reporter's module (Envoy finds it through the lab's ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+  execFileSync('make', ['-s', '-C', fromRoot('envoy-filters/native')], { stdio: 'inherit' });
   execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
   const rig = await EnvoyRig.create('bench');
   try {
@@ -107,6 +113,7 @@ async function main(): Promise<void> {
       none: { port: 16001, bootstrap: meshBootstrap([], proxySpec(16001, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
       'lua-empty': { port: 16004, bootstrap: meshBootstrap(withLuaSource(inbound, 'function envoy_on_request(handle)\nend\n'), proxySpec(16004, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
       session: { port: 16002, bootstrap: meshBootstrap(inbound, proxySpec(16002, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
+      native: { port: 16007, bootstrap: meshBootstrap(await rig.render('sidecar-inbound', [], 'native'), proxySpec(16007, 15901, 'SIDECAR_INBOUND', inboundCluster)) },
       unmarked: { port: 16006, bootstrap: unmarkedBootstrap },
       mark: { port: 16003, bootstrap: markBootstrap },
     };
@@ -136,16 +143,22 @@ async function main(): Promise<void> {
     const keepAliveReports = rig.reportsSince(0).length - reportsBefore;
 
     // A new connection per request: a report per request, with the agent up, down and slow.
-    const close: Record<string, Window[]> = { none: [], 'agent up': [], 'agent down': [], 'agent slow (2 s)': [] };
+    const close: Record<string, Window[]> = {
+      none: [],
+      'agent up': [], 'agent down': [], 'agent slow (2 s)': [],
+      'native, agent up': [], 'native, agent down': [], 'native, agent slow (2 s)': [],
+    };
     const closeBefore = rig.reportsSince(0).length;
     for (let round = 0; round < CLOSE_ROUNDS; round++) {
       close.none!.push(await measure('none', CLOSE_SECONDS, true));
-      await rig.tapMode({ mode: 'forward' });
-      close['agent up']!.push(await measure('session', CLOSE_SECONDS, true));
-      await rig.tapMode({ mode: 'down' });
-      close['agent down']!.push(await measure('session', CLOSE_SECONDS, true));
-      await rig.tapMode({ mode: 'slow', ms: 2000 });
-      close['agent slow (2 s)']!.push(await measure('session', CLOSE_SECONDS, true));
+      for (const [c, prefix] of [['session', ''], ['native', 'native, ']] as const) {
+        await rig.tapMode({ mode: 'forward' });
+        close[`${prefix}agent up`]!.push(await measure(c, CLOSE_SECONDS, true));
+        await rig.tapMode({ mode: 'down' });
+        close[`${prefix}agent down`]!.push(await measure(c, CLOSE_SECONDS, true));
+        await rig.tapMode({ mode: 'slow', ms: 2000 });
+        close[`${prefix}agent slow (2 s)`]!.push(await measure(c, CLOSE_SECONDS, true));
+      }
     }
     await rig.tapMode({ mode: 'forward' });
     await new Promise((r) => setTimeout(r, 500));
@@ -156,7 +169,7 @@ async function main(): Promise<void> {
     const reporting = CONFIGS.filter((c) => c.startsWith('session')).length;
     figures.push({ name: `reports the tap received in the keep-alive rounds (${ROUNDS} rounds x ${reporting} session-mode listeners x ${CONNECTIONS} new connections)`, value: keepAliveReports, unit: 'reports' });
     for (const [name, ws] of Object.entries(close)) {
-      const label = name === 'none' ? 'no filter' : `session mode, ${name}`;
+      const label = name === 'none' ? 'no filter' : name.startsWith('native') ? `session mode (${name.replace(', ', ' reporter), ')}` : `session mode (Lua), ${name}`;
       figures.push({ name: `new connection per request, ${label}: requests/s`, value: Math.round(med(ws, 'rps')), unit: 'req/s' });
       figures.push({ name: `new connection per request, ${label}: p50 latency`, value: med(ws, 'p50'), unit: 'ms' });
       figures.push({ name: `new connection per request, ${label}: p99 latency`, value: med(ws, 'p99'), unit: 'ms' });

@@ -10,7 +10,9 @@
 //  - the agent clusters as rendered;
 //  - mark mode's socket options (IP_TOS, IPV6_TCLASS) on the v2 subset cluster and not on v1;
 //  - none of it in the unlabelled workload's Envoy (the workloadSelector scopes them);
-//  - a deleted EnvoyFilter leaves the Envoy, and comes back when applied again.
+//  - a deleted EnvoyFilter leaves the Envoy, and comes back when applied again;
+//  - the native reporter (`--reporter native`) in place of the Lua one: its network filter before
+//    the HTTP connection manager, its HTTP filter before the router, a request reported in a batch.
 // And a request sent to the pod's port (redirected to Envoy's 15006 by nftables, as Istio's
 // iptables do) passes through istiod's listener, the filter reports it to the real agent, and
 // the session is a flow in the kernel's map under the minion policy.
@@ -38,6 +40,9 @@ const PLAIN: SidecarIdentity = { pod: 'plain-app', namespace: SHOP, ip: CLOUD.se
 const ADMIN_PORT = 15000;
 const V2 = `outbound|80|v2|${REVIEWS}`;
 const V1 = `outbound|80|v1|${REVIEWS}`;
+const NATIVE_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter';
+const DIRECT_REMOTE = 'wansteer.direct_remote';
+const HCM = 'envoy.filters.network.http_connection_manager';
 
 // ---- the cluster's objects ----------------------------------------------------------------
 
@@ -206,6 +211,42 @@ envoy.describe(`istiod ${ISTIO_LINE} applies the rendered EnvoyFilters to Envoy 
           timings.createToEnvoyMs = Date.now() - started;
           // The rest stayed as it was.
           expect(httpChains(configDump(steered)).filter((c) => c.direction === 'INBOUND').every((c) => c.filters.at(-2) === LUA)).toBe(true);
+        });
+
+        it('the native reporter instead: its filters where the Lua one was, a request reported in a batch and steered', async () => {
+          const native = (await rig.render('sidecar-inbound', [], 'native')) as ApiObject[];
+          const reporter = native.find((o) => o.metadata?.name === 'wansteer-session-report-sidecar-inbound')!;
+          const path = (await cp.pathOf(reporter, reporter.metadata!.name!))!;
+          const started = Date.now();
+          expect((await cp.request('DELETE', path)).status).toBe(200);
+          await cp.create(reporter);
+          const inboundChains = () => httpChains(configDump(steered)).filter((c) => c.direction === 'INBOUND');
+          // The same filter name as the Lua reporter's; its type tells them apart.
+          await until('the module in every inbound chain', () => inboundChains().every((c) => c.lua?.['@type'] === NATIVE_TYPE));
+          timings.luaToNativeMs = Date.now() - started;
+          for (const c of inboundChains()) {
+            expect(c.filters.slice(-2), `${c.listener} ${c.chain}`).toEqual([LUA, ROUTER]);
+            expect(c.filters.filter((f) => f === LUA)).toHaveLength(1);
+            expect(c.lua).toEqual(reporter.spec.configPatches.find((p: Json) => p.applyTo === 'HTTP_FILTER').patch.value.typed_config);
+          }
+          // The network filter just before the HTTP connection manager of each of those chains.
+          const networkChains = configDump(steered).listeners.filter((l) => l.traffic_direction === 'INBOUND').flatMap((l) => [...(l.filter_chains ?? []), ...(l.default_filter_chain ? [l.default_filter_chain] : [])])
+            .map((chain) => (chain.filters ?? []).map((f: Json) => f.name as string))
+            .filter((names: string[]) => names.includes(HCM));
+          expect(networkChains.length).toBeGreaterThan(0);
+          for (const names of networkChains) expect(names.slice(names.indexOf(HCM) - 1, names.indexOf(HCM) + 1)).toEqual([DIRECT_REMOTE, HCM]);
+
+          const from = rig.events.length;
+          const [conn] = await rig.clients(rig.lab.cloud, [{ host: STEERED.ip, port: APP_PORT, protocol: 'h1', requests: requestsOf('minion', 3) }]);
+          expect(conn!.responses.map((r) => r.status)).toEqual([200, 200, 200]);
+          await rig.waitFor(() => rig.reportsSince(from).length >= 1, 'the report', 30_000);
+          const reports = rig.reportsSince(from);
+          // One report for the connection's three requests, through the batch intake.
+          expect(reports).toHaveLength(1);
+          expect(reports[0]!.path).toBe('/v1/sessions:batch');
+          expect(reports[0]!.report).toMatchObject({ direction: 'inbound', protocol: 'tcp', local: `${STEERED.ip}:${APP_PORT}`, remote: conn!.local });
+          await rig.waitFor(() => rig.answered(reports[0]!.id) !== undefined, 'the agent\'s answer', 30_000);
+          expect(rig.answered(reports[0]!.id)!.agent).toMatchObject({ status: 'steered', policy: 'minion-to-lte', link: 'wan1' });
         });
       });
     });
