@@ -23,7 +23,9 @@
  *  - none: no reporter EnvoyFilter (the Pod's sidecar as istiod configures it without wansteer);
  *  - lua-empty: the reporter's EnvoyFilter with `envoy_on_request` doing nothing (the floor of any
  *    Lua filter);
- *  - session: the rendered reporter.
+ *  - session: the rendered reporter (the Lua filter);
+ *  - native: the rendered native reporter (`--reporter native`, the Envoy dynamic module; the
+ *    lab's Envoys find it through ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
  * Method as bench/envoy.ts (bench/envoy-measure.ts): pinned, boosted, alternating rounds, the
  * median of per-round ratios, rounds disturbed by other work not counted.
  *
@@ -32,6 +34,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import { join } from 'node:path';
 import { CLOUD_SERVICE, EnvoyRig } from '../test/envoy/envoy-lab.js';
 import { ISTIO_LINE, Istiod, sidecarBootstrap, type SidecarIdentity } from '../test/helpers/istiod.js';
@@ -40,6 +43,7 @@ import { KubeControlPlane, KUBE_APISERVER, PILOT_DISCOVERY, type ApiObject } fro
 import { EDGE, ENVOY_VERSION, LabEnvoy, envoyBinary } from '../src/lab/index.js';
 import { alternatingRounds, CONNECTIONS, LOAD_CPU, luaSourceOf, measure as measureWindow, NICE, PINNED, PROXY_CPU, roundFigures, startPinnedEnvoy, upstreamBootstrap, withLuaSource, wrk } from './envoy-measure.js';
 import { report, requireRoot } from './lib.js';
+import { fromRoot } from '../src/config/paths.js';
 
 const ROUNDS = Number(process.env.WANSTEER_BENCH_ROUNDS ?? 10);
 const SECONDS = Number(process.env.WANSTEER_BENCH_SECONDS ?? 5);
@@ -53,10 +57,10 @@ const APP: SidecarIdentity = { pod: 'bench-app', namespace: SHOP, ip: EDGE.wan0.
 const REPORTER = 'wansteer-session-report-sidecar-inbound';
 const EMPTY_LUA = 'function envoy_on_request(handle)\nend\n';
 
-const CONFIGS = ['none', 'lua-empty', 'session'] as const;
+const CONFIGS = ['none', 'lua-empty', 'session', 'native'] as const;
 type Config = (typeof CONFIGS)[number];
-const LABEL: Record<Config, string> = { none: 'no filter', 'lua-empty': 'empty Lua filter', session: 'session mode' };
-const TARGET: Partial<Record<Config, string>> = { session: '>= 95' };
+const LABEL: Record<Config, string> = { none: 'no filter', 'lua-empty': 'empty Lua filter', session: 'session mode (Lua filter)', native: 'session mode (native reporter)' };
+const TARGET: Partial<Record<Config, string>> = { session: '>= 95', native: '>= 95' };
 
 /** The HTTP chains of istiod's inbound listener that serve the Pod's port. */
 function podChains(sidecar: LabEnvoy) {
@@ -65,6 +69,8 @@ function podChains(sidecar: LabEnvoy) {
 
 async function main(): Promise<void> {
   if (!requireRoot('envoy-istiod')) return;
+  // The native reporter's module (the lab's Envoys find it through ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+  execFileSync('make', ['-s', '-C', fromRoot('envoy-filters/native')], { stdio: 'inherit' });
   for (const [what, path] of [['Envoy', envoyBinary()], ['kube-apiserver', KUBE_APISERVER], ['istiod', PILOT_DISCOVERY]] as const) {
     if (!existsSync(path)) throw new Error(`bench envoy-istiod needs ${what} at ${path}: run scripts/setup.sh`);
   }
@@ -85,12 +91,18 @@ async function main(): Promise<void> {
       return found;
     };
     const reporter = named(REPORTER);
+    const native = ((await rig.render('sidecar-inbound', [], 'native')) as ApiObject[]).find((o) => o.metadata?.name === REPORTER)!;
     const variants: Record<Config, ApiObject | undefined> = {
       none: undefined,
       'lua-empty': withLuaSource([reporter], EMPTY_LUA)[0] as ApiObject,
       session: reporter,
+      native,
     };
-    const sources: Record<Config, string | undefined> = { none: undefined, 'lua-empty': EMPTY_LUA, session: luaSourceOf([reporter]) };
+    // What the reporter's HTTP filter must be in the config dump for each configuration (the Lua
+    // and the native one share the filter name; their typed configs tell them apart).
+    const httpFilterOf = (o: ApiObject | undefined) => (o as any)?.spec.configPatches.find((p: any) => p.applyTo === 'HTTP_FILTER').patch.value.typed_config; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const wanted = Object.fromEntries(CONFIGS.map((c) => [c, httpFilterOf(variants[c])])) as Record<Config, unknown>;
+    if (!luaSourceOf([variants['lua-empty']!]).includes('envoy_on_request')) throw new Error('the empty Lua variant has no script');
     await cp.apply([named('wansteer-agent-cluster')]);
 
     istiod = await Istiod.start(cp);
@@ -114,10 +126,10 @@ async function main(): Promise<void> {
       if (c === current) return;
       await cp!.request('DELETE', path);
       if (variants[c]) await cp!.create(variants[c]!);
-      const want = sources[c];
+      const want = wanted[c];
       await until(`the sidecar with ${LABEL[c]}`, () => {
         const chains = podChains(sidecar);
-        return chains.length > 0 && chains.every((ch) => (want === undefined ? !ch.filters.includes(LUA) : ch.lua?.default_source_code?.inline_string === want));
+        return chains.length > 0 && chains.every((ch) => (want === undefined ? !ch.filters.includes(LUA) : isDeepStrictEqual(ch.lua, want)));
       }, 60_000);
       current = c;
     };
@@ -146,7 +158,7 @@ async function main(): Promise<void> {
 
     const figures = roundFigures(rounds, CONFIGS, 'none', LABEL, TARGET, 'istiod sidecar, keep-alive, ');
     // Each session window and its warm-up open CONNECTIONS new connections: one report each.
-    figures.push({ name: `reports the tap received (${ROUNDS} session windows and their warm-ups x ${CONNECTIONS} new connections)`, value: reports, unit: 'reports' });
+    figures.push({ name: `reports the tap received (${ROUNDS} windows of each reporter, Lua and native, and their warm-ups x ${CONNECTIONS} new connections)`, value: reports, unit: 'reports' });
     const errors = rounds.flatMap((r) => Object.values(r.windows) as Record<string, number>[]).reduce((n, w) => n + w.errors!, 0);
     figures.push({ name: 'failed requests (non-2xx, timeouts), all windows', value: errors, unit: 'requests', target: '<= 0' });
     console.log(
