@@ -227,7 +227,7 @@ envoy.describe(`istiod ${ISTIO_LINE} applies the rendered EnvoyFilters to Envoy 
           for (const c of inboundChains()) {
             expect(c.filters.slice(-2), `${c.listener} ${c.chain}`).toEqual([LUA, ROUTER]);
             expect(c.filters.filter((f) => f === LUA)).toHaveLength(1);
-            expect(c.lua).toEqual(reporter.spec.configPatches.find((p: Json) => p.applyTo === 'HTTP_FILTER').patch.value.typed_config);
+            expect(c.lua).toEqual((reporter as Json).spec.configPatches.find((p: Json) => p.applyTo === 'HTTP_FILTER').patch.value.typed_config);
           }
           // The network filter just before the HTTP connection manager of each of those chains.
           const networkChains = configDump(steered).listeners.filter((l) => l.traffic_direction === 'INBOUND').flatMap((l) => [...(l.filter_chains ?? []), ...(l.default_filter_chain ? [l.default_filter_chain] : [])])
