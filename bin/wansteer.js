@@ -15,7 +15,8 @@
 // (its limit 28-36 MB over a ~20 MB heap, 9 MB of slack), 400 gRPC calls opening at once set off
 // six full collections in 270 ms (7-9 ms pauses plus marking steps up to 19 ms), and a caller
 // beside them waited 10-11 ms at p99 (bench/abuse.ts); with 40 MB, one collection and 3.3 ms.
-// RSS after 100k sessions stayed at 95-96 MB (93-100 without), p99 at 5k/s within the noise.
+// The price is RSS: 98-105 MB after 100k sessions against 90-91 MB without (alternating runs,
+// 2026-12-03; README, "The agent"), over the 100 MB target, until the abuse case allocates less.
 import { existsSync } from 'node:fs';
 const built = new URL('../dist/src/cli/main.js', import.meta.url);
 if (!existsSync(built)) (await import('tsx/esm/api')).register();
