@@ -763,14 +763,22 @@ static bool parse_number(ws_bytes v, uint64_t min, uint64_t max, uint64_t *out) 
 
 static int compare_names(const void *a, const void *b) { return strcmp(a, b); }
 
+/* The next item of a comma-separated list from *at on, trimmed; empty items are skipped. False at the end. */
+static bool next_item(ws_bytes list, size_t *at, ws_bytes *item) {
+  while (*at < list.len) {
+    size_t end = *at;
+    while (end < list.len && list.ptr[end] != ',') end++;
+    *item = trim((ws_bytes){list.ptr + *at, end - *at});
+    *at = end + 1;
+    if (item->len > 0) return true;
+  }
+  return false;
+}
+
 /* "a,b,c" into the allow-listed headers, checked and sorted (as report.lua does). */
 static const char *parse_headers(struct config *cfg, ws_bytes v) {
-  for (size_t start = 0; start < v.len;) {
-    size_t end = start;
-    while (end < v.len && v.ptr[end] != ',') end++;
-    ws_bytes name = trim((ws_bytes){v.ptr + start, end - start});
-    start = end + 1;
-    if (name.len == 0) continue;
+  ws_bytes name;
+  for (size_t at = 0; next_item(v, &at, &name);) {
     if (cfg->header_count == MAX_HEADERS) return "more than 32 headers";
     for (size_t i = 0; i < name.len; i++)
       if (!is_token_char(name.ptr[i])) return "a header name is not a lower-case token";
@@ -784,12 +792,8 @@ static const char *parse_headers(struct config *cfg, ws_bytes v) {
 
 static const char *parse_class_fields(struct config *cfg, ws_bytes v) {
   cfg->class_path = cfg->class_method = cfg->class_scheme = false;
-  for (size_t start = 0; start < v.len;) {
-    size_t end = start;
-    while (end < v.len && v.ptr[end] != ',') end++;
-    ws_bytes name = trim((ws_bytes){v.ptr + start, end - start});
-    start = end + 1;
-    if (name.len == 0) continue;
+  ws_bytes name;
+  for (size_t at = 0; next_item(v, &at, &name);) {
     if (equals(name, "path")) cfg->class_path = true;
     else if (equals(name, "method")) cfg->class_method = true;
     else if (equals(name, "scheme")) cfg->class_scheme = true;
