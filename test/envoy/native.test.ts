@@ -152,9 +152,11 @@ native.describe(`Envoy ${native.version} with the native reporter`, () => {
     });
 
     it('a report lost while the agent was down is sent again after refresh_s, on the same connection', async () => {
-      // An Envoy of its own whose module reports a connection again after 1 s (refresh_s=1).
-      const docs = JSON.parse(JSON.stringify(await rig.render('sidecar-inbound')).replace(/timeout_ms=200\\n/, 'timeout_ms=200\\nrefresh_s=1\\n')) as unknown[];
-      expect(JSON.stringify(docs)).toContain('refresh_s=1');
+      // An Envoy of its own whose module reports a connection again after 2 s (refresh_s=2). Its clock
+      // counts whole seconds, so an entry is stale 1 to 2 s after it was stored: with refresh_s=1 a
+      // request 300 ms later could already be past it.
+      const docs = JSON.parse(JSON.stringify(await rig.render('sidecar-inbound')).replace(/timeout_ms=200\\n/, 'timeout_ms=200\\nrefresh_s=2\\n')) as unknown[];
+      expect(JSON.stringify(docs)).toContain('refresh_s=2');
       const spec = rig.meshSpec('sidecar-inbound', 15402);
       const listener = { ...spec.listeners[0]!, name: 'refresh', port: 16108 };
       const refresh = await LabEnvoy.start(rig.lab, rig.lab.edge, meshBootstrap(docs, { ...spec, listeners: [listener] }), { adminPort: 15402 });
@@ -172,7 +174,7 @@ native.describe(`Envoy ${native.version} with the native reporter`, () => {
             await new Promise((r) => setTimeout(r, 300));
             expect(rig.reportsSince(from).filter((r) => r.report.local.endsWith(`:${listener.port}`))).toEqual([]);
             // Past refresh_s (the module's clock counts whole seconds): the next request reports again.
-            await new Promise((r) => setTimeout(r, 2100));
+            await new Promise((r) => setTimeout(r, 2600));
           },
         ];
         let pause = 0;
