@@ -76,6 +76,14 @@ const TARGET: Partial<Record<Config, string>> = { session: '>= 95', native: '>= 
  */
 const BASE_OF: Partial<Record<Config, Config>> = { mark: 'unmarked' };
 
+/** A new connection per request: each reporter with the agent up, down and slow (the report tap's modes). */
+const AGENT_STATES = [
+  ['agent up', { mode: 'forward' }],
+  ['agent down', { mode: 'down' }],
+  ['agent slow (2 s)', { mode: 'slow', ms: 2000 }],
+] as const;
+const CLOSE_LABEL = { session: 'session mode (Lua)', native: 'session mode (native reporter)' } as const;
+
 // The rig ------------------------------------------------------------------------------------------
 
 /** One proxy: a listener on the edge address, its one route to the upstream cluster. */
@@ -143,21 +151,16 @@ async function main(): Promise<void> {
     const keepAliveReports = rig.reportsSince(0).length - reportsBefore;
 
     // A new connection per request: a report per request, with the agent up, down and slow.
-    const close: Record<string, Window[]> = {
-      none: [],
-      'agent up': [], 'agent down': [], 'agent slow (2 s)': [],
-      'native, agent up': [], 'native, agent down': [], 'native, agent slow (2 s)': [],
-    };
+    // Keyed by the figures' label: no filter, then each reporter in each agent state.
+    const close: Record<string, Window[]> = { 'no filter': [] };
     const closeBefore = rig.reportsSince(0).length;
     for (let round = 0; round < CLOSE_ROUNDS; round++) {
-      close.none!.push(await measure('none', CLOSE_SECONDS, true));
-      for (const [c, prefix] of [['session', ''], ['native', 'native, ']] as const) {
-        await rig.tapMode({ mode: 'forward' });
-        close[`${prefix}agent up`]!.push(await measure(c, CLOSE_SECONDS, true));
-        await rig.tapMode({ mode: 'down' });
-        close[`${prefix}agent down`]!.push(await measure(c, CLOSE_SECONDS, true));
-        await rig.tapMode({ mode: 'slow', ms: 2000 });
-        close[`${prefix}agent slow (2 s)`]!.push(await measure(c, CLOSE_SECONDS, true));
+      close['no filter']!.push(await measure('none', CLOSE_SECONDS, true));
+      for (const c of ['session', 'native'] as const) {
+        for (const [agent, tap] of AGENT_STATES) {
+          await rig.tapMode(tap);
+          (close[`${CLOSE_LABEL[c]}, ${agent}`] ??= []).push(await measure(c, CLOSE_SECONDS, true));
+        }
       }
     }
     await rig.tapMode({ mode: 'forward' });
@@ -168,8 +171,7 @@ async function main(): Promise<void> {
     const figures: Figure[] = roundFigures(rounds, CONFIGS, 'none', LABEL, TARGET, 'keep-alive, ', BASE_OF);
     const reporting = CONFIGS.filter((c) => c.startsWith('session')).length;
     figures.push({ name: `reports the tap received in the keep-alive rounds (${ROUNDS} rounds x ${reporting} session-mode listeners x ${CONNECTIONS} new connections)`, value: keepAliveReports, unit: 'reports' });
-    for (const [name, ws] of Object.entries(close)) {
-      const label = name === 'none' ? 'no filter' : name.startsWith('native') ? `session mode (${name.replace(', ', ' reporter), ')}` : `session mode (Lua), ${name}`;
+    for (const [label, ws] of Object.entries(close)) {
       figures.push({ name: `new connection per request, ${label}: requests/s`, value: Math.round(med(ws, 'rps')), unit: 'req/s' });
       figures.push({ name: `new connection per request, ${label}: p50 latency`, value: med(ws, 'p50'), unit: 'ms' });
       figures.push({ name: `new connection per request, ${label}: p99 latency`, value: med(ws, 'p99'), unit: 'ms' });

@@ -182,7 +182,12 @@ function copyMap(m: Migrate, old: BpfMap, neu: BpfMap): MapMigration {
     return written;
   };
   // An LRU may evict some of what is written (see the top): fill it from one CPU, then count.
-  copied = lru ? (onOneCpu(copy), countEntries(neu)) : copy();
+  if (lru) {
+    onOneCpu(copy);
+    copied = countEntries(neu);
+  } else {
+    copied = copy();
+  }
   return { name: m.name, reasons: m.reasons, entries, copied, dropped: entries - copied };
 }
 

@@ -62,8 +62,9 @@ function forward(caller, req, body) {
  * re-serialisation could change escapes, and the reports must compare byte-identical).
  */
 function rawSessions(body) {
-  const start = body.indexOf('[');
-  if (!body.startsWith('{"sessions":[') || start < 0) return [body];
+  const opening = '{"sessions":[';
+  if (!body.startsWith(opening)) return [body];
+  const start = opening.length - 1;
   const out = [];
   let depth = 0;
   let inString = false;
